@@ -1,0 +1,146 @@
+//! Defaulting as Kubernetes does it on create and update, so objects read back look like
+//! they do from a real cluster (and `kubectl describe` finds the fields it prints).
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+/// Fills defaults into `obj` of `kind`. Idempotent: applying it twice changes nothing.
+pub fn apply(kind: &str, obj: &mut Value) {
+    match kind {
+        "Pod" => pod(obj),
+        "Namespace" => namespace(obj),
+        "Secret" => secret(obj),
+        _ => {}
+    }
+}
+
+fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.into(), value);
+    }
+}
+
+fn pod(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "serviceAccountName", json!("default"));
+    set_default(spec, "serviceAccount", json!("default"));
+    set_default(spec, "priority", json!(0));
+    set_default(spec, "enableServiceLinks", json!(true));
+    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    // The DefaultTolerationSeconds admission plugin: pods tolerate an unreachable or
+    // not-ready node for 300 s before eviction.
+    if spec.get("tolerations").is_none() {
+        spec.insert(
+            "tolerations".into(),
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            ]),
+        );
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            containers
+                .iter_mut()
+                .filter_map(Value::as_object_mut)
+                .for_each(container);
+        }
+    }
+}
+
+fn container(c: &mut Map<String, Value>) {
+    let latest = c
+        .get("image")
+        .and_then(Value::as_str)
+        .is_some_and(|image| image_tag(image).is_none_or(|t| t == "latest"));
+    set_default(
+        c,
+        "imagePullPolicy",
+        json!(if latest { "Always" } else { "IfNotPresent" }),
+    );
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    set_default(c, "resources", json!({}));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            set_default(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// The tag of an image reference, if any (a digest reference has none).
+fn image_tag(image: &str) -> Option<&str> {
+    if image.contains('@') {
+        return Some("");
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split_once(':').map(|(_, t)| t)
+}
+
+fn namespace(obj: &mut Value) {
+    if let Some(o) = obj.as_object_mut() {
+        set_default(o, "spec", json!({"finalizers": ["kubernetes"]}));
+        set_default(o, "status", json!({"phase": "Active"}));
+    }
+}
+
+fn secret(obj: &mut Value) {
+    let Some(o) = obj.as_object_mut() else { return };
+    set_default(o, "type", json!("Opaque"));
+    // stringData is a write-only convenience: merged into data, never stored.
+    if let Some(Value::Object(strings)) = o.remove("stringData") {
+        let data = o
+            .entry("data")
+            .or_insert_with(|| json!({}))
+            .as_object_mut();
+        if let Some(data) = data {
+            for (k, v) in strings {
+                let text = v.as_str().unwrap_or_default();
+                data.insert(
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_defaults_follow_image_tag() {
+        let mut p = json!({"spec": {"containers": [
+            {"name": "a", "image": "hello:1.0"},
+            {"name": "b", "image": "hello"},
+            {"name": "c", "image": "127.0.0.1:5000/x:latest", "ports": [{"containerPort": 80}]}
+        ]}});
+        apply("Pod", &mut p);
+        let c = &p["spec"]["containers"];
+        assert_eq!(c[0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(c[1]["imagePullPolicy"], "Always");
+        assert_eq!(c[2]["imagePullPolicy"], "Always");
+        assert_eq!(c[2]["ports"][0]["protocol"], "TCP");
+        assert_eq!(p["spec"]["restartPolicy"], "Always");
+        let once = p.clone();
+        apply("Pod", &mut p);
+        assert_eq!(p, once);
+    }
+
+    #[test]
+    fn string_data_is_merged_into_data() {
+        let mut s = json!({"data": {"a": "eA=="}, "stringData": {"b": "yz"}});
+        apply("Secret", &mut s);
+        assert_eq!(s["data"]["b"], "eXo=");
+        assert_eq!(s["type"], "Opaque");
+        assert!(s.get("stringData").is_none());
+    }
+}

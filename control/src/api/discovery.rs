@@ -1,0 +1,133 @@
+//! Discovery documents: `/version`, `/api`, `/apis`, and each group version's resource list,
+//! in the legacy (unaggregated) form every kubectl version understands.
+
+use serde_json::{json, Value};
+
+use super::resources::{self, ResourceInfo, VERBS};
+
+/// The Kubernetes version whose API this server implements.
+pub const KUBERNETES_VERSION: (&str, &str) = ("1", "33");
+
+pub fn version() -> Value {
+    json!({
+        "major": KUBERNETES_VERSION.0,
+        "minor": KUBERNETES_VERSION.1,
+        "gitVersion": format!("v{}.{}.0-wkube+{}", KUBERNETES_VERSION.0, KUBERNETES_VERSION.1, env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "none (rust)",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    })
+}
+
+pub fn core_versions() -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+    })
+}
+
+fn group(name: &str, versions: &[&str]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
+    json!({
+        "name": name,
+        "versions": versions,
+        "preferredVersion": versions[0],
+    })
+}
+
+pub fn group_list() -> Value {
+    let groups: Vec<Value> = resources::groups()
+        .iter()
+        .map(|(name, versions)| group(name, versions))
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+pub fn api_group(name: &str) -> Option<Value> {
+    let (_, versions) = resources::groups().into_iter().find(|(g, _)| *g == name)?;
+    let mut g = group(name, &versions);
+    g["kind"] = json!("APIGroup");
+    g["apiVersion"] = json!("v1");
+    Some(g)
+}
+
+fn subresource(r: &ResourceInfo, sub: &str) -> Value {
+    let (kind, verbs): (&str, &[&str]) = match sub {
+        "log" => (r.kind, &["get"]),
+        "binding" => ("Binding", &["create"]),
+        _ => (r.kind, &["get", "patch", "update"]),
+    };
+    json!({
+        "name": format!("{}/{sub}", r.plural),
+        "singularName": "",
+        "namespaced": r.namespaced,
+        "kind": kind,
+        "verbs": verbs,
+    })
+}
+
+/// `APIResourceList` for one group version, or `None` if nothing is served there.
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let mut list = Vec::new();
+    for r in resources::RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let mut entry = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": VERBS,
+        });
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
+        }
+        list.push(entry);
+        list.extend(r.subresources.iter().map(|s| subresource(r, s)));
+    }
+    if list.is_empty() {
+        return None;
+    }
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": list,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_list_has_pods_and_their_subresources() {
+        let l = resource_list("", "v1").unwrap();
+        let names: Vec<&str> = l["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        for n in ["pods", "pods/status", "pods/log", "pods/binding", "configmaps", "namespaces"] {
+            assert!(names.contains(&n), "{n} missing");
+        }
+        assert!(resource_list("apps", "v1").is_none());
+    }
+}

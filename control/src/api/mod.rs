@@ -1,0 +1,14 @@
+//! The Kubernetes REST API: resource registry, objects logic, discovery and the HTTPS
+//! server.
+
+pub mod defaults;
+pub mod discovery;
+pub mod errors;
+pub mod logs;
+pub mod objects;
+pub mod resources;
+pub mod routes;
+pub mod server;
+
+pub use errors::ApiError;
+pub use objects::Api;

@@ -1,0 +1,199 @@
+//! The cluster's certificate authority and the certificates it issues: the API server's
+//! serving certificate and the admin client certificate written into the kubeconfig.
+//!
+//! Everything lives under `<data-dir>/tls`; the CA is created once, at first start, and
+//! reused after. Private keys are written with mode 0600.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("{path}: not a usable certificate or key: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io { path: path.to_path_buf(), source }
+}
+
+/// PEM-encoded certificate and private key.
+#[derive(Clone)]
+pub struct CertPair {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub struct ClusterPki {
+    pub dir: PathBuf,
+    pub ca: CertPair,
+    pub server: CertPair,
+    pub admin: CertPair,
+}
+
+/// Certificates are valid for ten years: a small cluster should not stop on a date.
+fn validity(params: &mut CertificateParams) {
+    let now = time_now();
+    params.not_before = now;
+    params.not_after = now + std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+}
+
+fn time_now() -> rcgen::date_time::OffsetDateTime {
+    rcgen::date_time::OffsetDateTime::now_utc()
+}
+
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(contents.as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn read_pair(dir: &Path, name: &str) -> Result<Option<CertPair>, PkiError> {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    if !cert.exists() || !key.exists() {
+        return Ok(None);
+    }
+    Ok(Some(CertPair {
+        cert_pem: fs::read_to_string(&cert).map_err(io(&cert))?,
+        key_pem: fs::read_to_string(&key).map_err(io(&key))?,
+    }))
+}
+
+fn write_pair(dir: &Path, name: &str, pair: &CertPair) -> Result<(), PkiError> {
+    write_file(&dir.join(format!("{name}.key")), &pair.key_pem, 0o600)?;
+    write_file(&dir.join(format!("{name}.crt")), &pair.cert_pem, 0o644)
+}
+
+fn new_ca() -> Result<CertPair, PkiError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, "wkube-ca");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut params);
+    let key = KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// Issues a leaf certificate signed by `ca`.
+pub fn issue(
+    ca: &CertPair,
+    common_name: &str,
+    organization: Option<&str>,
+    sans: &[SanType],
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<CertPair, PkiError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    if let Some(o) = organization {
+        params.distinguished_name.push(DnType::OrganizationName, o);
+    }
+    params.subject_alt_names = sans.to_vec();
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![usage];
+    validity(&mut params);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+impl ClusterPki {
+    /// Loads the cluster's certificates from `<data_dir>/tls`, creating whatever is missing.
+    /// `server_names` are the DNS names and IPs the API server certificate must cover.
+    pub fn load_or_create(data_dir: &Path, server_names: &[String]) -> Result<Self, PkiError> {
+        let dir = data_dir.join("tls");
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let ca = match read_pair(&dir, "ca")? {
+            Some(ca) => ca,
+            None => {
+                let ca = new_ca()?;
+                write_pair(&dir, "ca", &ca)?;
+                ca
+            }
+        };
+        let server = match read_pair(&dir, "server")? {
+            Some(s) => s,
+            None => {
+                let sans = server_names
+                    .iter()
+                    .map(|n| match n.parse() {
+                        Ok(ip) => Ok(SanType::IpAddress(ip)),
+                        Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
+                    })
+                    .collect::<Result<Vec<_>, rcgen::Error>>()?;
+                let s = issue(&ca, "wkube-apiserver", None, &sans, ExtendedKeyUsagePurpose::ServerAuth)?;
+                write_pair(&dir, "server", &s)?;
+                s
+            }
+        };
+        let admin = match read_pair(&dir, "admin")? {
+            Some(a) => a,
+            None => {
+                // system:masters is the group Kubernetes grants cluster-admin to.
+                let a = issue(&ca, "wkube-admin", Some("system:masters"), &[], ExtendedKeyUsagePurpose::ClientAuth)?;
+                write_pair(&dir, "admin", &a)?;
+                a
+            }
+        };
+        Ok(ClusterPki { dir, ca, server, admin })
+    }
+
+    /// A kubeconfig for the admin user, with certificates embedded so it works from anywhere.
+    pub fn admin_kubeconfig(&self, server_url: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: wkube\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {}\nusers:\n- name: wkube-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: wkube\n  context:\n    cluster: wkube\n    user: wkube-admin\n    namespace: default\ncurrent-context: wkube\n",
+            b64(&self.ca.cert_pem),
+            b64(&self.admin.cert_pem),
+            b64(&self.admin.key_pem),
+        )
+    }
+
+    pub fn write_admin_kubeconfig(&self, path: &Path, server_url: &str) -> Result<(), PkiError> {
+        write_file(path, &self.admin_kubeconfig(server_url), 0o600)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        let first = ClusterPki::load_or_create(dir.path(), &names).unwrap();
+        let second = ClusterPki::load_or_create(dir.path(), &names).unwrap();
+        assert_eq!(first.ca.cert_pem, second.ca.cert_pem);
+        assert_eq!(first.admin.cert_pem, second.admin.cert_pem);
+        let kc = first.admin_kubeconfig("https://127.0.0.1:6443");
+        assert!(kc.contains("client-certificate-data:"));
+    }
+}

@@ -1,0 +1,179 @@
+//! The scheduler: binds each unbound pod to a Ready, schedulable node. It watches pods like
+//! any client and binds through the `binding` subresource path of the API.
+//!
+//! This first version places pods on the Ready node with the fewest pods; the filters and
+//! scores of kube-scheduler come with the controllers issue.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use serde_json::json;
+
+use crate::api::objects::{name_of, now, ListOptions, Part};
+use crate::api::{resources, Api, ApiError};
+use crate::events::{EventRecorder, EventType};
+use crate::selectors::FieldSelector;
+
+/// How often pods that fit nowhere are tried again (nodes may have come up meanwhile).
+const RETRY: Duration = Duration::from_secs(1);
+
+pub struct Scheduler {
+    api: Api,
+    events: EventRecorder,
+}
+
+fn is_ready(node: &Value) -> bool {
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    ready && node["spec"]["unschedulable"].as_bool() != Some(true)
+}
+
+/// The node for a pod, given the nodes and how many pods each already runs.
+pub fn choose<'a>(nodes: &'a [Value], pods_on: impl Fn(&str) -> usize) -> Option<&'a str> {
+    nodes
+        .iter()
+        .filter(|n| is_ready(n))
+        .map(name_of)
+        .min_by_key(|n| (pods_on(n), n.to_string()))
+}
+
+impl Scheduler {
+    pub fn new(api: Api) -> Self {
+        let events = EventRecorder::new(api.clone(), "default-scheduler", None);
+        Scheduler { api, events }
+    }
+
+    /// Runs until the store closes.
+    pub async fn run(self) -> Result<(), ApiError> {
+        let pods = resources::find("", "v1", "pods").ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
+        let unbound = FieldSelector::parse("spec.nodeName=").map_err(|e| ApiError::Internal(e.to_string()))?;
+        loop {
+            let opts = ListOptions { field_selector: Some(unbound.clone()), ..Default::default() };
+            let mut watch = self.api.watch(pods, None, opts)?;
+            let mut retry = tokio::time::interval(RETRY);
+            loop {
+                tokio::select! {
+                    event = watch.next() => match event {
+                        Some(e) if e.kind == "ADDED" || e.kind == "MODIFIED" => self.schedule(&e.object).await,
+                        Some(e) if e.kind == "ERROR" => break,
+                        Some(_) => {}
+                        None => return Ok(()),
+                    },
+                    _ = retry.tick() => self.retry_pending().await?,
+                }
+            }
+        }
+    }
+
+    async fn retry_pending(&self) -> Result<(), ApiError> {
+        let pods = resources::find("", "v1", "pods").ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
+        let opts = ListOptions {
+            field_selector: Some(FieldSelector::parse("spec.nodeName=").map_err(|e| ApiError::Internal(e.to_string()))?),
+            ..Default::default()
+        };
+        for pod in self.api.list(pods, None, &opts)?.0 {
+            self.schedule(&pod).await;
+        }
+        Ok(())
+    }
+
+    async fn schedule(&self, pod: &Value) {
+        if pod["metadata"].get("deletionTimestamp").is_some()
+            || pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
+        {
+            return;
+        }
+        match self.place(pod).await {
+            Ok(Some(node)) => {
+                let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+                let msg = format!("Successfully assigned {ns}/{} to {node}", name_of(pod));
+                self.events.record(pod, EventType::Normal, "Scheduled", &msg).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(pod = name_of(pod), error = %e, "scheduling failed"),
+        }
+    }
+
+    /// Binds the pod; `Ok(None)` when it fits nowhere yet (recorded as FailedScheduling) or
+    /// someone else bound it first.
+    async fn place(&self, pod: &Value) -> Result<Option<String>, ApiError> {
+        let nodes_res = resources::find("", "v1", "nodes").ok_or_else(|| ApiError::Internal("nodes unknown".into()))?;
+        let pods_res = resources::find("", "v1", "pods").ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
+        let (nodes, _) = self.api.list(nodes_res, None, &ListOptions::default())?;
+        let (all_pods, _) = self.api.list(pods_res, None, &ListOptions::default())?;
+        let pods_on = |n: &str| all_pods.iter().filter(|p| p["spec"]["nodeName"] == n).count();
+        let Some(node) = choose(&nodes, pods_on).map(str::to_string) else {
+            let msg = format!(
+                "0/{} nodes are available: {} node(s) were not ready or unschedulable.",
+                nodes.len(),
+                nodes.len()
+            );
+            if !already_reported(pod) {
+                self.mark_unschedulable(pods_res, pod, &msg).await?;
+                self.events.record(pod, EventType::Warning, "FailedScheduling", &msg).await;
+            }
+            return Ok(None);
+        };
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        match self.api.bind(ns, name_of(pod), &node).await {
+            Ok(_) => Ok(Some(node)),
+            Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Scheduler {
+    /// Sets the `PodScheduled=False` condition `kubectl describe` shows for pending pods.
+    async fn mark_unschedulable(&self, pods: &'static resources::ResourceInfo, pod: &Value, msg: &str) -> Result<(), ApiError> {
+        let ns = pod["metadata"]["namespace"].as_str();
+        let result = self
+            .api
+            .update_with(pods, ns, name_of(pod), Part::Status, |current| {
+                let mut p = current.clone();
+                let Some(status) = p["status"].as_object_mut() else { return Ok(None) };
+                let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+                if let Some(list) = conditions.as_array_mut() {
+                    list.retain(|c| c["type"] != "PodScheduled");
+                    list.push(json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                     "message": msg, "lastProbeTime": null, "lastTransitionTime": now()}));
+                }
+                Ok(Some(p))
+            })
+            .await;
+        match result {
+            Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A pod that already has an unschedulable condition is not reported again each retry.
+fn already_reported(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, ready: bool, unschedulable: bool) -> Value {
+        json!({"metadata": {"name": name}, "spec": {"unschedulable": unschedulable},
+               "status": {"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}})
+    }
+
+    #[test]
+    fn picks_least_loaded_ready_node() {
+        let nodes = vec![node("a", true, false), node("b", true, false), node("c", false, false), node("d", true, true)];
+        assert_eq!(choose(&nodes, |n| if n == "a" { 3 } else { 1 }), Some("b"));
+        assert_eq!(choose(&nodes[2..], |_| 0), None);
+    }
+}

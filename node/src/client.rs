@@ -1,0 +1,178 @@
+//! The node agent's only way to the control plane. In `wkube server` it is served
+//! in-process by [`InProcess`]; a remote agent will implement the same trait over QUIC.
+
+use std::future::Future;
+
+use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod, PodStatus};
+use serde_json::{json, Value};
+
+use control::api::objects::{DeleteOptions, ListOptions, Part, Watch};
+use control::api::{resources, Api, ApiError};
+use control::events::{EventRecorder, EventType};
+use control::selectors::FieldSelector;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("object does not decode as {kind}: {source}")]
+    Decode { kind: &'static str, source: serde_json::Error },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodEventKind {
+    /// Added or changed (including "marked for deletion").
+    Upsert,
+    /// Gone from the API.
+    Deleted,
+}
+
+pub struct PodEvent {
+    pub kind: PodEventKind,
+    pub pod: Pod,
+}
+
+/// A stream of changes to the pods bound to one node; ends on error (then re-watch).
+pub struct PodWatch {
+    inner: Watch,
+}
+
+impl PodWatch {
+    pub async fn next(&mut self) -> Option<Result<PodEvent, ClientError>> {
+        let e = self.inner.next().await?;
+        let kind = match e.kind {
+            "ERROR" => return None,
+            "DELETED" => PodEventKind::Deleted,
+            _ => PodEventKind::Upsert,
+        };
+        Some(decode::<Pod>("Pod", e.object).map(|pod| PodEvent { kind, pod }))
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(kind: &'static str, v: Value) -> Result<T, ClientError> {
+    serde_json::from_value(v).map_err(|source| ClientError::Decode { kind, source })
+}
+
+pub trait ControlPlane: Send + Sync + 'static {
+    /// Current pods bound to `node` (as ADDED events) and then their changes.
+    fn watch_pods(&self, node: &str) -> Result<PodWatch, ClientError>;
+    /// Writes a pod's status; the pod's uid must still match (a recreated pod of the same
+    /// name is another pod).
+    fn update_pod_status(&self, pod: &Pod, status: PodStatus) -> impl Future<Output = Result<(), ClientError>> + Send;
+    /// Removes a pod whose containers have all stopped (the final step of graceful deletion).
+    fn finish_pod_deletion(&self, pod: &Pod) -> impl Future<Output = Result<(), ClientError>> + Send;
+    /// Creates the Node object, or takes over an existing one of the same name.
+    fn register_node(&self, node: Node) -> impl Future<Output = Result<(), ClientError>> + Send;
+    fn update_node_status(&self, name: &str, status: NodeStatus) -> impl Future<Output = Result<(), ClientError>> + Send;
+    fn record_event(&self, pod: &Pod, warning: bool, reason: &str, message: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// The control plane of the same process.
+pub struct InProcess {
+    api: Api,
+    events: EventRecorder,
+}
+
+impl InProcess {
+    pub fn new(api: Api, node_name: &str) -> Self {
+        let events = EventRecorder::new(api.clone(), "kubelet", Some(node_name));
+        InProcess { api, events }
+    }
+}
+
+fn res(plural: &str) -> Result<&'static resources::ResourceInfo, ClientError> {
+    resources::find("", "v1", plural).ok_or_else(|| ApiError::Internal(format!("{plural} unknown")).into())
+}
+
+fn meta(pod: &Pod) -> (Option<&str>, &str, Option<&str>) {
+    (
+        pod.metadata.namespace.as_deref(),
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref(),
+    )
+}
+
+impl ControlPlane for InProcess {
+    fn watch_pods(&self, node: &str) -> Result<PodWatch, ClientError> {
+        let selector = FieldSelector::parse(&format!("spec.nodeName={node}"))
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let opts = ListOptions { field_selector: Some(selector), ..Default::default() };
+        Ok(PodWatch { inner: self.api.watch(res("pods")?, None, opts)? })
+    }
+
+    async fn update_pod_status(&self, pod: &Pod, status: PodStatus) -> Result<(), ClientError> {
+        let (ns, name, uid) = meta(pod);
+        let status = serde_json::to_value(status).map_err(|source| ClientError::Decode { kind: "PodStatus", source })?;
+        let uid = uid.map(str::to_string);
+        self.api
+            .update_with(res("pods")?, ns, name, Part::Status, |current| {
+                if current["metadata"]["uid"].as_str() != uid.as_deref() {
+                    return Ok(None);
+                }
+                if current["status"] == status {
+                    return Ok(None);
+                }
+                let mut next = current.clone();
+                next["status"] = status.clone();
+                Ok(Some(next))
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn finish_pod_deletion(&self, pod: &Pod) -> Result<(), ClientError> {
+        let (ns, name, uid) = meta(pod);
+        let opts = DeleteOptions {
+            grace_period_seconds: Some(0),
+            precondition_uid: uid.map(str::to_string),
+            ..Default::default()
+        };
+        match self.api.delete(res("pods")?, ns, name, &opts).await {
+            Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn register_node(&self, node: Node) -> Result<(), ClientError> {
+        let nodes = res("nodes")?;
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let obj = serde_json::to_value(&node).map_err(|source| ClientError::Decode { kind: "Node", source })?;
+        match self.api.create(nodes, None, obj.clone(), false).await {
+            Ok(_) => Ok(()),
+            Err(ApiError::AlreadyExists { .. }) => {
+                // Keep what others set (labels, taints, spec) and take over the status.
+                self.api
+                    .update_with(nodes, None, &name, Part::Main, |current| {
+                        let mut next = current.clone();
+                        for (k, v) in obj["metadata"]["labels"].as_object().into_iter().flatten() {
+                            next["metadata"]["labels"][k] = v.clone();
+                        }
+                        Ok(Some(next).filter(|n| n != current))
+                    })
+                    .await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn update_node_status(&self, name: &str, status: NodeStatus) -> Result<(), ClientError> {
+        let status = serde_json::to_value(status).map_err(|source| ClientError::Decode { kind: "NodeStatus", source })?;
+        self.api
+            .update_with(res("nodes")?, None, name, Part::Status, |current| {
+                let mut next = current.clone();
+                next["status"] = status.clone();
+                Ok(Some(next))
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn record_event(&self, pod: &Pod, warning: bool, reason: &str, message: &str) {
+        let mut obj = serde_json::to_value(pod).unwrap_or_else(|_| json!({}));
+        obj["kind"] = json!("Pod");
+        obj["apiVersion"] = json!("v1");
+        let kind = if warning { EventType::Warning } else { EventType::Normal };
+        self.events.record(&obj, kind, reason, message).await;
+    }
+}

@@ -1,0 +1,468 @@
+//! One pod worker per pod bound to this node (kubelet's podWorkers): it starts the pod's
+//! containers, restarts them by the restart policy with kubelet's back-off, writes the pod
+//! status, and on deletion stops everything and removes the pod.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::client::ControlPlane;
+use crate::images::{ImageStore, ResolvedImage};
+use crate::logs::{container_log_path, LogWriter};
+use crate::runtime::{ContainerConfig, ExitStatus, RunningContainer, Runtime};
+use crate::status::{self, ContainerRecord, RestartPolicy, State, StatusInput, Terminated};
+
+/// Kubelet's crash-loop and image-pull back-off: 10 s doubling to 5 min.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { initial: Duration::from_secs(10), max: Duration::from_secs(300) }
+    }
+}
+
+impl Backoff {
+    fn next(&self, current: Option<Duration>) -> Duration {
+        match current {
+            None => self.initial,
+            Some(d) => (d * 2).min(self.max),
+        }
+    }
+}
+
+/// What every worker of a node shares.
+pub struct NodeContext<C> {
+    pub client: Arc<C>,
+    pub runtime: Arc<dyn Runtime>,
+    pub images: ImageStore,
+    pub log_root: PathBuf,
+    pub host_ip: String,
+    pub backoff: Backoff,
+    /// Log files of containers still running: `kubectl logs -f` follows these until they end.
+    pub active_logs: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
+}
+
+/// The node agent's handle on a worker: send it newer versions of the pod; dropping it
+/// (the pod is gone from the API) stops the pod's containers.
+pub struct WorkerHandle {
+    pub updates: watch::Sender<Pod>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+pub fn spawn<C: ControlPlane>(ctx: Arc<NodeContext<C>>, pod: Pod) -> WorkerHandle {
+    let (updates, rx) = watch::channel(pod);
+    let task = tokio::spawn(Worker::new(ctx, rx).run());
+    WorkerHandle { updates, task }
+}
+
+/// One container slot of the pod: its record for the status, its current run, and when it
+/// may start again.
+struct Slot {
+    spec: Container,
+    record: ContainerRecord,
+    run: Option<RunningContainer>,
+    /// A run that was started before (restarts count from the second start on).
+    ran_before: bool,
+    not_before: Option<Instant>,
+    crash_backoff: Option<Duration>,
+    pull_backoff: Option<Duration>,
+    done: bool,
+}
+
+struct Worker<C> {
+    ctx: Arc<NodeContext<C>>,
+    updates: watch::Receiver<Pod>,
+    pod: Pod,
+    slots: Vec<Slot>,
+    policy: RestartPolicy,
+    start_time: chrono::DateTime<Utc>,
+    exits: (mpsc::UnboundedSender<(usize, ExitStatus)>, mpsc::UnboundedReceiver<(usize, ExitStatus)>),
+    published: Option<k8s_openapi::api::core::v1::PodStatus>,
+}
+
+fn pod_name(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or_default()
+}
+
+impl<C: ControlPlane> Worker<C> {
+    fn new(ctx: Arc<NodeContext<C>>, updates: watch::Receiver<Pod>) -> Self {
+        let pod = updates.borrow().clone();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let previous = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+        let policy = RestartPolicy::parse(spec.restart_policy.as_deref());
+        let slots = spec
+            .containers
+            .iter()
+            .map(|c| Slot::adopt(c, previous.iter().find(|s| s.name == c.name), policy))
+            .collect();
+        let start_time = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map_or_else(Utc::now, |t| t.0);
+        Worker {
+            ctx,
+            updates,
+            published: pod.status.clone(),
+            pod,
+            slots,
+            policy,
+            start_time,
+            exits: mpsc::unbounded_channel(),
+        }
+    }
+
+    async fn run(mut self) {
+        // A pod that finished before this worker existed (e.g. before a node restart)
+        // stays finished.
+        let finished = matches!(
+            self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if finished {
+            for s in &mut self.slots {
+                s.done = true;
+            }
+        } else {
+            self.adopt_node_restart();
+        }
+        loop {
+            if self.pod.metadata.deletion_timestamp.is_some() {
+                self.terminate().await;
+                if let Err(e) = self.ctx.client.finish_pod_deletion(&self.pod).await {
+                    tracing::warn!(pod = pod_name(&self.pod), error = %e, "cannot remove pod");
+                }
+                return;
+            }
+            self.start_due().await;
+            self.publish().await;
+            let wake = self.slots.iter().filter(|s| s.run.is_none() && !s.done).filter_map(|s| s.not_before).min();
+            tokio::select! {
+                Some((i, exit)) = self.exits.1.recv() => self.exited(i, exit).await,
+                changed = self.updates.changed() => {
+                    if changed.is_err() {
+                        // The pod is gone from the API: stop what still runs.
+                        self.terminate().await;
+                        return;
+                    }
+                    self.pod = self.updates.borrow_and_update().clone();
+                }
+                _ = sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// Containers that were running when the node went down died with it: the next run
+    /// is a restart, as after a node reboot in Kubernetes.
+    fn adopt_node_restart(&mut self) {
+        let now = Utc::now();
+        for s in &mut self.slots {
+            if let State::Running { started_at } = s.record.state {
+                s.record.last_terminated = Some(Terminated {
+                    exit_code: 255,
+                    reason: "Unknown".into(),
+                    message: Some("the node restarted".into()),
+                    started_at,
+                    finished_at: now,
+                    container_id: s.record.container_id.clone(),
+                });
+                s.record.state = State::Waiting { reason: "ContainerCreating".into(), message: None };
+            }
+        }
+    }
+
+    async fn start_due(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[i];
+            if slot.run.is_some() || slot.done || slot.not_before.is_some_and(|t| t > now) {
+                continue;
+            }
+            self.start(i).await;
+        }
+    }
+
+    async fn start(&mut self, i: usize) {
+        let image_name = self.slots[i].spec.image.clone().unwrap_or_default();
+        let image = match self.resolve(&image_name) {
+            Ok(image) => image,
+            Err(message) => return self.pull_failed(i, &image_name, message).await,
+        };
+        self.slots[i].pull_backoff = None;
+        let pod = self.pod.clone();
+        self.ctx
+            .client
+            .record_event(&pod, false, "Pulled", &format!("Container image \"{image_name}\" already present on machine"))
+            .await;
+        let restart = if self.slots[i].ran_before { self.slots[i].record.restart_count + 1 } else { 0 };
+        let config = match self.container_config(i, restart) {
+            Ok(c) => c,
+            Err(message) => return self.create_failed(i, message).await,
+        };
+        let log_path = config.log.path().to_path_buf();
+        let name = self.slots[i].spec.name.clone();
+        match self.ctx.runtime.start(&image, config).await {
+            Ok(run) => {
+                let slot = &mut self.slots[i];
+                if slot.ran_before {
+                    slot.record.restart_count = restart;
+                }
+                slot.ran_before = true;
+                slot.record.image_id = image.manifest_digest.clone();
+                slot.record.container_id = format!("wasmtime://{}", run.id());
+                slot.record.state = State::Running { started_at: run.started_at() };
+                slot.not_before = None;
+                self.ctx.active_logs.lock().unwrap_or_else(|p| p.into_inner()).insert(log_path.clone());
+                let mut waiter = run.clone();
+                slot.run = Some(run);
+                let exits = self.exits.0.clone();
+                let active = self.ctx.active_logs.clone();
+                tokio::spawn(async move {
+                    let status = waiter.wait().await;
+                    active.lock().unwrap_or_else(|p| p.into_inner()).remove(&log_path);
+                    let _ = exits.send((i, status));
+                });
+                self.ctx.client.record_event(&pod, false, "Created", &format!("Created container: {name}")).await;
+                self.ctx.client.record_event(&pod, false, "Started", &format!("Started container {name}")).await;
+            }
+            Err(e) => self.create_failed(i, e.to_string()).await,
+        }
+    }
+
+    fn resolve(&self, image: &str) -> Result<ResolvedImage, String> {
+        match self.ctx.images.resolve(image) {
+            Ok(Some(resolved)) => Ok(resolved),
+            Ok(None) => Err(format!("failed to resolve reference \"{image}\": not found")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn container_config(&self, i: usize, restart: i32) -> Result<ContainerConfig, String> {
+        let spec = &self.slots[i].spec;
+        let meta = &self.pod.metadata;
+        let uid = meta.uid.as_deref().unwrap_or_default();
+        let path = container_log_path(
+            &self.ctx.log_root,
+            meta.namespace.as_deref().unwrap_or_default(),
+            pod_name(&self.pod),
+            uid,
+            &spec.name,
+            restart as u32,
+        );
+        let log = LogWriter::create(&path).map_err(|e| e.to_string())?;
+        let mut argv = spec.command.clone().unwrap_or_else(|| vec![spec.name.clone()]);
+        argv.extend(spec.args.clone().unwrap_or_default());
+        let env = spec
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.value.as_ref().map(|v| (e.name.clone(), v.clone())))
+            .collect();
+        Ok(ContainerConfig { id: format!("{uid}-{}-{restart}", spec.name), argv, env, log })
+    }
+
+    async fn pull_failed(&mut self, i: usize, image: &str, message: String) {
+        let pod = self.pod.clone();
+        let slot = &mut self.slots[i];
+        let first = slot.pull_backoff.is_none();
+        let backoff = self.ctx.backoff.next(slot.pull_backoff);
+        slot.pull_backoff = Some(backoff);
+        slot.not_before = Some(Instant::now() + backoff);
+        let reason = if first { "ErrImagePull" } else { "ImagePullBackOff" };
+        let shown = if first { message.clone() } else { format!("Back-off pulling image \"{image}\": ErrImagePull: {message}") };
+        slot.record.state = State::Waiting { reason: reason.into(), message: Some(shown) };
+        let client = &self.ctx.client;
+        if first {
+            client.record_event(&pod, true, "Failed", &format!("Failed to pull image \"{image}\": {message}")).await;
+            client.record_event(&pod, true, "Failed", "Error: ErrImagePull").await;
+        } else {
+            client.record_event(&pod, false, "BackOff", &format!("Back-off pulling image \"{image}\"")).await;
+            client.record_event(&pod, true, "Failed", "Error: ImagePullBackOff").await;
+        }
+    }
+
+    async fn create_failed(&mut self, i: usize, message: String) {
+        let pod = self.pod.clone();
+        let slot = &mut self.slots[i];
+        let backoff = self.ctx.backoff.next(slot.crash_backoff);
+        slot.crash_backoff = Some(backoff);
+        slot.not_before = Some(Instant::now() + backoff);
+        slot.record.state = State::Waiting { reason: "CreateContainerError".into(), message: Some(message.clone()) };
+        self.ctx.client.record_event(&pod, true, "Failed", &format!("Error: {message}")).await;
+    }
+
+    async fn exited(&mut self, i: usize, exit: ExitStatus) {
+        let policy = self.policy;
+        let backoff_policy = self.ctx.backoff;
+        let pod = self.pod.clone();
+        let slot = &mut self.slots[i];
+        let Some(run) = slot.run.take() else { return };
+        let ended = Terminated {
+            exit_code: exit.code,
+            reason: exit.reason.as_k8s_reason().into(),
+            message: exit.message.clone(),
+            started_at: run.started_at(),
+            finished_at: exit.finished_at,
+            container_id: slot.record.container_id.clone(),
+        };
+        if !policy.restarts(exit.code) {
+            slot.record.state = State::Terminated(ended);
+            slot.done = true;
+            return;
+        }
+        // A container that ran long enough is not crash-looping: its back-off resets.
+        let ran_for = (ended.finished_at - ended.started_at).to_std().unwrap_or_default();
+        if ran_for > backoff_policy.max * 2 {
+            slot.crash_backoff = None;
+        }
+        slot.record.last_terminated = Some(ended);
+        match slot.crash_backoff {
+            // The first crash restarts at once; later ones wait, doubling each time.
+            None => {
+                slot.crash_backoff = Some(Duration::ZERO);
+                slot.record.state = State::Waiting { reason: "ContainerCreating".into(), message: None };
+                slot.not_before = None;
+            }
+            Some(current) => {
+                let wait = backoff_policy.next(Some(current).filter(|d| !d.is_zero()));
+                slot.crash_backoff = Some(wait);
+                slot.not_before = Some(Instant::now() + wait);
+                let name = slot.spec.name.clone();
+                let pod_ref = format!(
+                    "{}_{}({})",
+                    pod_name(&pod),
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    pod.metadata.uid.as_deref().unwrap_or_default()
+                );
+                slot.record.state = State::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: Some(format!("back-off {}s restarting failed container={name} pod={pod_ref}", wait.as_secs())),
+                };
+                self.ctx
+                    .client
+                    .record_event(&pod, true, "BackOff", &format!("Back-off restarting failed container {name} in pod {pod_ref}"))
+                    .await;
+            }
+        }
+    }
+
+    /// Stops every running container within the pod's grace period and records how they
+    /// ended.
+    async fn terminate(&mut self) {
+        let grace = Duration::from_secs(
+            self.pod
+                .metadata
+                .deletion_grace_period_seconds
+                .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                .unwrap_or(30)
+                .max(0) as u64,
+        );
+        let pod = self.pod.clone();
+        for slot in &self.slots {
+            if let Some(run) = &slot.run {
+                self.ctx
+                    .client
+                    .record_event(&pod, false, "Killing", &format!("Stopping container {}", slot.spec.name))
+                    .await;
+                run.stop(grace);
+            }
+        }
+        for i in 0..self.slots.len() {
+            if let Some(mut run) = self.slots[i].run.clone() {
+                let exit = run.wait().await;
+                let slot = &mut self.slots[i];
+                slot.run = None;
+                slot.done = true;
+                slot.record.state = State::Terminated(Terminated {
+                    exit_code: exit.code,
+                    reason: exit.reason.as_k8s_reason().into(),
+                    message: exit.message,
+                    started_at: run.started_at(),
+                    finished_at: exit.finished_at,
+                    container_id: slot.record.container_id.clone(),
+                });
+            }
+        }
+        self.publish().await;
+    }
+
+    async fn publish(&mut self) {
+        let records: Vec<ContainerRecord> = self.slots.iter().map(|s| s.record.clone()).collect();
+        let status = status::pod_status(&StatusInput {
+            policy: self.policy,
+            containers: &records,
+            host_ip: &self.ctx.host_ip,
+            pod_ip: &self.ctx.host_ip,
+            start_time: self.start_time,
+            previous: self.published.as_ref(),
+            now: Utc::now(),
+        });
+        if self.published.as_ref() == Some(&status) {
+            return;
+        }
+        match self.ctx.client.update_pod_status(&self.pod, status.clone()).await {
+            Ok(()) => self.published = Some(status),
+            Err(e) => tracing::warn!(pod = pod_name(&self.pod), error = %e, "cannot write pod status"),
+        }
+    }
+}
+
+impl Slot {
+    /// A slot for `spec`, continuing from the status an earlier worker (before a node
+    /// restart) reported for it.
+    fn adopt(spec: &Container, old: Option<&ContainerStatus>, policy: RestartPolicy) -> Self {
+        let mut record = ContainerRecord::new(&spec.name, spec.image.as_deref().unwrap_or_default());
+        let mut done = false;
+        if let Some(old) = old {
+            record.restart_count = old.restart_count;
+            record.container_id = old.container_id.clone().unwrap_or_default();
+            record.last_terminated = old.last_state.as_ref().and_then(|s| s.terminated.as_ref()).map(adopt);
+            let state = old.state.clone().unwrap_or_default();
+            if let Some(t) = state.terminated.as_ref().map(adopt) {
+                done = !policy.restarts(t.exit_code);
+                record.state = State::Terminated(t);
+            } else if let Some(started) = state.running.and_then(|r| r.started_at) {
+                record.state = State::Running { started_at: started.0 };
+            }
+        }
+        let ran_before = record.restart_count > 0 || !matches!(record.state, State::Waiting { .. }) || record.last_terminated.is_some();
+        Slot {
+            spec: spec.clone(),
+            record,
+            run: None,
+            ran_before,
+            not_before: None,
+            crash_backoff: None,
+            pull_backoff: None,
+            done,
+        }
+    }
+}
+
+fn adopt(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Terminated {
+    let at = |x: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| x.as_ref().map_or_else(Utc::now, |t| t.0);
+    Terminated {
+        exit_code: t.exit_code,
+        reason: t.reason.clone().unwrap_or_default(),
+        message: t.message.clone(),
+        started_at: at(&t.started_at),
+        finished_at: at(&t.finished_at),
+        container_id: t.container_id.clone().unwrap_or_default(),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,175 @@
+//! Test harness: real `wkube server` processes on loopback, driven by the real `kubectl`.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The kubectl versions the acceptance tests run with: the oldest and the newest here.
+pub const KUBECTL_VERSIONS: &[&str] = &["1.27", "1.33"];
+
+pub fn kubectl_path(version: &str) -> PathBuf {
+    let kubectl = which("kubectl").expect("kubectl on PATH");
+    let dir = std::fs::canonicalize(&kubectl).expect("resolve kubectl");
+    dir.parent().expect("kubectl dir").join(format!("kubectl.{version}"))
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(bin)).find(|p| p.exists()))
+}
+
+pub fn guest(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/out").join(format!("{name}.wasm"));
+    assert!(p.exists(), "{} missing: run guests/build.sh", p.display());
+    p
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub struct Server {
+    pub data_dir: tempfile::TempDir,
+    child: Option<Child>,
+    kubectl_cache: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let mut s = Server {
+            data_dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+            kubectl_cache: tempfile::tempdir().expect("tempdir"),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.path().join("kubeconfig")
+    }
+
+    pub fn wkube(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wkube"));
+        c.env("KUBECONFIG", self.kubeconfig()).env("WKUBE_DATA_DIR", self.data_dir.path());
+        c
+    }
+
+    /// Starts the server process; returns once its API answers.
+    pub fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.kubeconfig());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("server.log"))
+            .expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_wkube"))
+            .args(["server", "--listen", "127.0.0.1:0", "--node-name", "node-1", "--data-dir"])
+            .arg(self.data_dir.path())
+            .env("WKUBE_LOG", "info,control=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn wkube server");
+        self.child = Some(child);
+        wait_for("the server's kubeconfig", Duration::from_secs(60), || {
+            self.assert_alive();
+            self.kubeconfig().exists().then_some(())
+        });
+        wait_for("the node to be Ready", Duration::from_secs(30), || {
+            let out = self.kubectl("1.33", &["get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}"]);
+            (out.status.success() && String::from_utf8_lossy(&out.stdout).contains("True")).then_some(())
+        });
+    }
+
+    fn assert_alive(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("wkube server exited ({status}); log:\n{}", self.server_log());
+            }
+        }
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    pub fn kubectl(&self, version: &str, args: &[&str]) -> Output {
+        self.kubectl_with_stdin(version, args, None)
+    }
+
+    pub fn kubectl_with_stdin(&self, version: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = Command::new(kubectl_path(version));
+        c.env("KUBECONFIG", self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.kubectl_cache.path().join(version))
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write as _;
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// Runs kubectl and returns stdout, failing the test with stderr on error.
+    pub fn kubectl_ok(&self, version: &str, args: &[&str]) -> String {
+        let out = self.kubectl(version, args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn import(&self, guest_name: &str, reference: &str) {
+        let out = self.wkube().args(["image", "import"]).arg(guest(guest_name)).arg(reference).output().expect("wkube image import");
+        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A jsonpath query on one object.
+    pub fn jsonpath(&self, version: &str, kind_name: &[&str], path: &str) -> String {
+        let mut args = vec!["get"];
+        args.extend_from_slice(kind_name);
+        let expr = format!("jsonpath={path}");
+        args.extend_from_slice(&["-o", &expr]);
+        let out = self.kubectl(version, &args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.server_log());
+        }
+    }
+}
