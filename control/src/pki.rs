@@ -43,17 +43,6 @@ pub struct ClusterPki {
     pub admin: CertPair,
 }
 
-/// Certificates are valid for ten years: a small cluster should not stop on a date.
-fn validity(params: &mut CertificateParams) {
-    let now = time_now();
-    params.not_before = now;
-    params.not_after = now + std::time::Duration::from_secs(10 * 365 * 24 * 3600);
-}
-
-fn time_now() -> rcgen::date_time::OffsetDateTime {
-    rcgen::date_time::OffsetDateTime::now_utc()
-}
-
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
     let tmp = path.with_extension("tmp");
     let mut f = fs::OpenOptions::new()
@@ -86,6 +75,8 @@ fn write_pair(dir: &Path, name: &str, pair: &CertPair) -> Result<(), PkiError> {
 }
 
 fn new_ca() -> Result<CertPair, PkiError> {
+    // rcgen's default validity (1975 to 4096) is kept: a small cluster should not stop on
+    // a date.
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, "wkube-ca");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -94,7 +85,6 @@ fn new_ca() -> Result<CertPair, PkiError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    validity(&mut params);
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
@@ -118,7 +108,6 @@ pub fn issue(
     params.subject_alt_names = sans.to_vec();
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![usage];
-    validity(&mut params);
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })

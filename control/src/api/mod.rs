@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod errors;
 pub mod logs;
 pub mod objects;
+pub mod openapi;
 pub mod resources;
 pub mod routes;
 pub mod server;

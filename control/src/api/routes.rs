@@ -8,11 +8,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt as _, Full, Limited, StreamBody};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::{json, Value};
 
-use super::discovery;
+use super::{discovery, openapi};
 use super::errors::ApiError;
 use super::logs::{LogRequest, PodLogs};
 use super::objects::{Api, DeleteOptions, ListOptions, Part, WatchEvent};
@@ -21,7 +21,7 @@ use crate::patch::PatchType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::table::{self, IncludeObject};
 
-pub type Body = BoxBody<Bytes, std::io::Error>;
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Kubernetes' limit on request bodies.
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -44,7 +44,7 @@ type Query = HashMap<String, String>;
 fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never: Infallible| match never {})
-        .boxed()
+        .boxed_unsync()
 }
 
 fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
@@ -193,6 +193,10 @@ impl Router {
                 ["api", v] => return discovery::resource_list("", v).map_or_else(|| Err(not_found_path()), ok),
                 ["apis", g] => return discovery::api_group(g).map_or_else(|| Err(not_found_path()), ok),
                 ["apis", g, v] => return discovery::resource_list(g, v).map_or_else(|| Err(not_found_path()), ok),
+                ["openapi", "v3"] => return ok(openapi::root()),
+                ["openapi", "v3", rest @ ..] => {
+                    return openapi::group_version(&rest.join("/")).map_or_else(|| Err(not_found_path()), ok)
+                }
                 _ => {}
             }
         }
@@ -322,7 +326,7 @@ impl Router {
                 }
             }
         });
-        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed();
+        let body = http_body_util::BodyExt::boxed_unsync(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)));
         let mut r = Response::new(body);
         r.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static"));
         r.headers_mut().insert(header::CACHE_CONTROL, "no-cache, private".parse().expect("static"));
@@ -344,7 +348,7 @@ impl Router {
         };
         let logs = self.logs.as_ref().ok_or_else(|| ApiError::BadRequest(format!("pod {name} has no node serving its logs")))?;
         let stream = logs.open(&pod, &request)?;
-        let body = StreamBody::new(stream.map(|chunk| chunk.map(Frame::data))).boxed();
+        let body = http_body_util::BodyExt::boxed_unsync(StreamBody::new(stream.map(|chunk| chunk.map(Frame::data))));
         let mut r = Response::new(body);
         r.headers_mut().insert(header::CONTENT_TYPE, "text/plain".parse().expect("static"));
         Ok(r)

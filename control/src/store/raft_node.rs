@@ -57,8 +57,11 @@ impl RaftDriver {
             match self.requests.recv_timeout(wait) {
                 Ok(req) => {
                     self.handle(req)?;
-                    for req in self.requests.try_iter().take(MAX_BATCH) {
-                        self.handle(req)?;
+                    for _ in 0..MAX_BATCH {
+                        match self.requests.try_recv() {
+                            Ok(req) => self.handle(req)?,
+                            Err(_) => break,
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}

@@ -5,7 +5,6 @@
 //! tree `raft_log`: big-endian index -> Entry. Values are protobuf-encoded raft messages.
 //! Writes are not flushed here: the Ready loop flushes once per Ready (group commit).
 
-use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 

@@ -62,10 +62,6 @@ impl StateMachine {
         })
     }
 
-    pub fn tree(&self) -> &sled::Tree {
-        &self.tree
-    }
-
     pub fn applied(tree: &sled::Tree) -> Result<u64, StoreError> {
         Ok(match tree.get(APPLIED)? {
             Some(b) if b.len() == 8 => u64::from_be_bytes(b.as_ref().try_into().unwrap_or([0; 8])),
