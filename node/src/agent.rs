@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
     DaemonEndpoint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::sync::watch;
 
 use crate::client::{ControlPlane, PodEventKind};
@@ -103,8 +103,8 @@ impl<C: ControlPlane> NodeAgent<C> {
     }
 
     fn status(&self, since: Option<chrono::DateTime<Utc>>) -> NodeStatus {
-        let now = Time(Utc::now());
-        let since = Time(since.unwrap_or_else(Utc::now));
+        let now = crate::status::time(Utc::now());
+        let since = crate::status::time(since.unwrap_or_else(Utc::now));
         let condition = |kind: &str, ok: bool, reason: &str, message: &str| NodeCondition {
             type_: kind.into(),
             status: if ok { "True" } else { "False" }.into(),

@@ -1,11 +1,21 @@
-//! The node agent (kubelet role): image store, container runtimes and logs.
+//! The node agent (kubelet role): pod workers, image store, container runtimes and logs.
 //!
+//! - [`agent`]: registers the Node, heartbeats, and runs a worker per bound pod.
+//! - [`pod_worker`]: one pod's lifecycle: start, restart with back-off, stop, status.
+//! - [`status`]: the pod status rules (phase, conditions), pure.
+//! - [`client`]: the node's only way to the control plane.
 //! - [`images`]: the local OCI image layout; wasm components are OCI artifacts.
 //! - [`runtime`]: the seam the pod worker drives ([`runtime::Runtime`]) with the
 //!   wasmtime implementation and a scripted fake.
-//! - [`logs`]: CRI-format container log files and the `kubectl logs` reader.
+//! - [`logs`]: CRI-format container log files and the `kubectl logs` reader;
+//!   [`pod_logs`] serves them to the API server.
 
+pub mod agent;
+pub mod client;
 pub mod images;
 pub mod logs;
+pub mod pod_logs;
+pub mod pod_worker;
 pub mod runtime;
+pub mod status;
 pub mod testing;

@@ -108,7 +108,7 @@ impl<C: ControlPlane> Worker<C> {
             .status
             .as_ref()
             .and_then(|s| s.start_time.as_ref())
-            .map_or_else(Utc::now, |t| t.0);
+            .map_or_else(Utc::now, status::from_time);
         Worker {
             ctx,
             updates,
@@ -431,7 +431,7 @@ impl Slot {
                 done = !policy.restarts(t.exit_code);
                 record.state = State::Terminated(t);
             } else if let Some(started) = state.running.and_then(|r| r.started_at) {
-                record.state = State::Running { started_at: started.0 };
+                record.state = State::Running { started_at: status::from_time(&started) };
             }
         }
         let ran_before = record.restart_count > 0 || !matches!(record.state, State::Waiting { .. }) || record.last_terminated.is_some();
@@ -449,7 +449,7 @@ impl Slot {
 }
 
 fn adopt(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Terminated {
-    let at = |x: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| x.as_ref().map_or_else(Utc::now, |t| t.0);
+    let at = |x: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| x.as_ref().map_or_else(Utc::now, status::from_time);
     Terminated {
         exit_code: t.exit_code,
         reason: t.reason.clone().unwrap_or_default(),

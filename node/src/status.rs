@@ -123,8 +123,13 @@ pub fn phase(policy: RestartPolicy, containers: &[ContainerRecord]) -> &'static 
     "Pending"
 }
 
-fn time(t: DateTime<Utc>) -> Time {
-    Time(t)
+/// A Kubernetes timestamp (whole seconds, as metav1.Time is serialized).
+pub fn time(t: DateTime<Utc>) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(t.timestamp()).unwrap_or_default())
+}
+
+pub fn from_time(t: &Time) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32).unwrap_or_default()
 }
 
 fn terminated(t: &Terminated) -> ContainerState {
@@ -201,7 +206,7 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
             .and_then(|s| s.conditions.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.type_ == kind))
             .filter(|c| (c.status == "True") == ok)
-            .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
+            .and_then(|c| c.last_transition_time.as_ref().map(from_time))
             .unwrap_or(input.now)
     };
     let conditions = vec![
