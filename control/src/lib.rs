@@ -1,9 +1,18 @@
 //! The wkube control plane: the object store (raft-rs log over sled), the Kubernetes API
 //! server, controllers and the scheduler.
+//!
+//! The pure API modules (`selectors`, `patch`, `validation`, `table`) do no I/O; the HTTP
+//! layer calls them with objects as `serde_json::Value` (the Kubernetes JSON, unknown fields
+//! preserved).
 
 pub mod api;
-pub mod pki;
-pub mod store;
 pub mod bootstrap;
 pub mod events;
+pub mod obj;
+pub mod patch;
+pub mod pki;
 pub mod scheduler;
+pub mod selectors;
+pub mod store;
+pub mod table;
+pub mod validation;

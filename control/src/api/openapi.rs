@@ -98,3 +98,65 @@ mod tests {
         assert!(group_version("apis/apps/v1").is_none());
     }
 }
+
+/// The OpenAPI v2 document, which older kubectl versions (1.27) fetch before `apply` of an
+/// existing object to look up strategic-merge metadata. It carries no definitions, so
+/// kubectl uses the metadata compiled into it for built-in kinds (what it does for any
+/// kind the document lacks). kubectl asks for gnostic's protobuf encoding; JSON is served
+/// to clients that ask for JSON.
+pub fn v2_json() -> Value {
+    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": version()}, "paths": {}, "definitions": {}})
+}
+
+fn version() -> String {
+    format!("v{}.{}", super::discovery::KUBERNETES_VERSION.0, super::discovery::KUBERNETES_VERSION.1)
+}
+
+/// gnostic `openapi_v2.Document { swagger = 1; info = 2 }` with `Info { title = 1; version = 2 }`.
+pub fn v2_protobuf() -> Vec<u8> {
+    let mut info = Vec::new();
+    proto_string(&mut info, 1, "Kubernetes");
+    proto_string(&mut info, 2, &version());
+    let mut doc = Vec::new();
+    proto_string(&mut doc, 1, "2.0");
+    proto_bytes(&mut doc, 2, &info);
+    doc
+}
+
+/// What kube-openapi answers for the protobuf document (the `@` form kubectl asks for is
+/// not a valid media type to parse back).
+pub const V2_PROTOBUF_TYPE: &str = "application/octet-stream";
+
+fn proto_string(out: &mut Vec<u8>, field: u8, s: &str) {
+    proto_bytes(out, field, s.as_bytes());
+}
+
+/// A length-delimited protobuf field (wire type 2).
+fn proto_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
+    out.push((field << 3) | 2);
+    let mut len = bytes.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod v2_tests {
+    use super::*;
+
+    #[test]
+    fn v2_protobuf_encodes_swagger_and_info() {
+        let doc = v2_protobuf();
+        assert_eq!(&doc[..5], b"\x0a\x032.0");
+        assert_eq!(doc[5], 0x12);
+        assert_eq!(doc[6] as usize, doc.len() - 7);
+        assert!(doc.windows(10).any(|w| w == b"Kubernetes"));
+    }
+}

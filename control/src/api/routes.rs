@@ -193,6 +193,15 @@ impl Router {
                 ["api", v] => return discovery::resource_list("", v).map_or_else(|| Err(not_found_path()), ok),
                 ["apis", g] => return discovery::api_group(g).map_or_else(|| Err(not_found_path()), ok),
                 ["apis", g, v] => return discovery::resource_list(g, v).map_or_else(|| Err(not_found_path()), ok),
+                ["openapi", "v2"] => {
+                    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    if accept.contains("protobuf") {
+                        let mut r = Response::new(full(openapi::v2_protobuf()));
+                        r.headers_mut().insert(header::CONTENT_TYPE, openapi::V2_PROTOBUF_TYPE.parse().expect("static"));
+                        return Ok(r);
+                    }
+                    return ok(openapi::v2_json());
+                }
                 ["openapi", "v3"] => return ok(openapi::root()),
                 ["openapi", "v3", rest @ ..] => {
                     return openapi::group_version(&rest.join("/")).map_or_else(|| Err(not_found_path()), ok)

@@ -1,0 +1,108 @@
+//! Deployments and ReplicaSets (`printDeployment`, `printReplicaSet`).
+
+use super::age;
+use crate::obj;
+use crate::selectors::LabelSelector;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+/// `layoutContainerCells`: container names and images of the pod template, comma-joined.
+fn containers_and_images(o: &Value) -> (String, String) {
+    let containers = obj::array(o, &["spec", "template", "spec", "containers"]);
+    let names: Vec<&str> = containers
+        .iter()
+        .map(|c| obj::str_or_empty(c, &["name"]))
+        .collect();
+    let images: Vec<&str> = containers
+        .iter()
+        .map(|c| obj::str_or_empty(c, &["image"]))
+        .collect();
+    (names.join(","), images.join(","))
+}
+
+/// `metav1.LabelSelectorAsSelector(spec.selector).String()`, `<invalid>` when it does not
+/// convert.
+fn selector_string(o: &Value) -> String {
+    let sel = obj::get(o, &["spec", "selector"]).unwrap_or(&Value::Null);
+    LabelSelector::from_json(sel).map_or_else(|_| "<invalid>".to_string(), |s| s.to_string())
+}
+
+fn int(o: &Value, path: &[&str]) -> Value {
+    json!(obj::get_i64(o, path).unwrap_or(0))
+}
+
+pub fn deployment(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (containers, images) = containers_and_images(o);
+    let ready = obj::get_i64(o, &["status", "readyReplicas"]).unwrap_or(0);
+    // spec.replicas defaults to 1 before the object is stored; treat absence the same way.
+    let desired = obj::get_i64(o, &["spec", "replicas"]).unwrap_or(1);
+    vec![
+        json!(obj::name(o)),
+        json!(format!("{ready}/{desired}")),
+        int(o, &["status", "updatedReplicas"]),
+        int(o, &["status", "availableReplicas"]),
+        json!(age(o, &["metadata", "creationTimestamp"], now)),
+        json!(containers),
+        json!(images),
+        json!(selector_string(o)),
+    ]
+}
+
+pub fn replicaset(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (containers, images) = containers_and_images(o);
+    vec![
+        json!(obj::name(o)),
+        json!(obj::get_i64(o, &["spec", "replicas"]).unwrap_or(1)),
+        int(o, &["status", "replicas"]),
+        int(o, &["status", "readyReplicas"]),
+        json!(age(o, &["metadata", "creationTimestamp"], now)),
+        json!(containers),
+        json!(images),
+        json!(selector_string(o)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn workload_rows() {
+        let now = Utc
+            .with_ymd_and_hms(2024, 1, 3, 0, 0, 0)
+            .single()
+            .unwrap_or_default();
+        let d = json!({"metadata": {"name": "web", "creationTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["b", "a"]}]},
+                     "template": {"spec": {"containers": [{"name": "a", "image": "nginx"}, {"name": "b", "image": "busybox"}]}}},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
+        assert_eq!(
+            deployment(&d, now),
+            vec![
+                json!("web"),
+                json!("2/3"),
+                json!(3),
+                json!(2),
+                json!("2d"),
+                json!("a,b"),
+                json!("nginx,busybox"),
+                json!("app=web,tier in (a,b)")
+            ]
+        );
+        let rs = json!({"metadata": {"name": "web-1"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
+        assert_eq!(
+            replicaset(&rs, now),
+            vec![
+                json!("web-1"),
+                json!(2),
+                json!(2),
+                json!(0),
+                json!("<unknown>"),
+                json!(""),
+                json!(""),
+                json!("app=web")
+            ]
+        );
+    }
+}
