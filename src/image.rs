@@ -31,7 +31,11 @@ pub fn store_dir(data_dir: &std::path::Path) -> PathBuf {
 
 pub fn run(cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
-        ImageCommand::Import { file, reference, data_dir } => {
+        ImageCommand::Import {
+            file,
+            reference,
+            data_dir,
+        } => {
             let bytes = std::fs::read(&file).with_context(|| format!("{}", file.display()))?;
             let store = ImageStore::open(&store_dir(&data_dir))?;
             let info = store
@@ -43,8 +47,16 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<()> {
             let store = ImageStore::open(&store_dir(&data_dir))?;
             println!("{:<50} {:<20} {:>10} TYPE", "REFERENCE", "DIGEST", "SIZE");
             for i in store.list()? {
-                let short = i.digest.trim_start_matches("sha256:").chars().take(12).collect::<String>();
-                println!("{:<50} {:<20} {:>10} {:?}", i.reference, short, i.size, i.artifact);
+                let short = i
+                    .digest
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect::<String>();
+                println!(
+                    "{:<50} {:<20} {:>10} {:?}",
+                    i.reference, short, i.size, i.artifact
+                );
             }
         }
     }

@@ -1,14 +1,18 @@
 //! `wkube`: one binary that is the server (control plane + node agent) and the CLI.
 
-mod server;
 mod image;
+mod server;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "wkube", version, about = "A WebAssembly-native orchestrator that speaks Kubernetes")]
+#[command(
+    name = "wkube",
+    version,
+    about = "A WebAssembly-native orchestrator that speaks Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,11 +33,15 @@ pub fn default_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("WKUBE_DATA_DIR") {
         return PathBuf::from(d);
     }
-    let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
     if root {
         return PathBuf::from("/var/lib/wkube");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/wkube")
 }
 

@@ -45,7 +45,8 @@ fn hostname() -> String {
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WKUBE_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WKUBE_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -57,7 +58,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let data = &args.data_dir;
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create data directory {}", data.display()))?;
     let node_name = args.node_name.clone().unwrap_or_else(hostname);
     let host_ip = args.listen.ip().to_string();
     let mut names = vec!["localhost".to_string(), host_ip.clone(), node_name.clone()];
@@ -92,7 +94,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     });
     let agent = tokio::spawn(NodeAgent::new(ctx, &node_name).run(shutdown.clone()));
 
-    let router = Arc::new(Router::new(api, Some(Arc::new(NodeLogs { root: log_root, active: active_logs }))));
+    let router = Arc::new(Router::new(
+        api,
+        Some(Arc::new(NodeLogs {
+            root: log_root,
+            active: active_logs,
+        })),
+    ));
     let tls = https::tls_config(&pki)?;
     let server = tokio::spawn(https::serve(listener, tls, router, shutdown.clone()));
     pki.write_admin_kubeconfig(&kubeconfig, &url)?;

@@ -13,7 +13,10 @@ fn kill9_and_restart_keeps_objects_and_reruns_always_pods() {
     server.import("ticker", "ticker:1.0");
     let manifest = format!("{}/examples/ticker-pod.yaml", env!("CARGO_MANIFEST_DIR"));
     server.kubectl_ok("1.33", &["apply", "-f", &manifest]);
-    server.kubectl_ok("1.33", &["create", "configmap", "keep", "--from-literal=k=v"]);
+    server.kubectl_ok(
+        "1.33",
+        &["create", "configmap", "keep", "--from-literal=k=v"],
+    );
     common::wait_for("ticker to run", Duration::from_secs(30), || {
         (server.jsonpath("1.33", &["pod", "ticker"], "{.status.phase}") == "Running").then_some(())
     });
@@ -30,11 +33,22 @@ fn kill9_and_restart_keeps_objects_and_reruns_always_pods() {
     assert_eq!(snapshot(&server), before);
     // The Always pod runs again after the restart and writes its log anew.
     common::wait_for("ticker to run again", Duration::from_secs(30), || {
-        let running = server.jsonpath("1.33", &["pod", "ticker"], "{.status.containerStatuses[0].state.running.startedAt}");
-        let restarts = server.jsonpath("1.33", &["pod", "ticker"], "{.status.containerStatuses[0].restartCount}");
+        let running = server.jsonpath(
+            "1.33",
+            &["pod", "ticker"],
+            "{.status.containerStatuses[0].state.running.startedAt}",
+        );
+        let restarts = server.jsonpath(
+            "1.33",
+            &["pod", "ticker"],
+            "{.status.containerStatuses[0].restartCount}",
+        );
         (!running.is_empty() && restarts == "1").then_some(())
     });
     common::wait_for("new ticks in the log", Duration::from_secs(10), || {
-        server.kubectl_ok("1.33", &["logs", "ticker"]).contains("tick 1").then_some(())
+        server
+            .kubectl_ok("1.33", &["logs", "ticker"])
+            .contains("tick 1")
+            .then_some(())
     });
 }

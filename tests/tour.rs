@@ -40,36 +40,53 @@ fn tour(version: &str) {
         let lines = lines.clone();
         let stdout = watch.stdout.take().expect("stdout");
         std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            for line in
+                std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok)
+            {
                 lines.lock().unwrap().push(line);
             }
         })
     };
-    let statuses: Vec<String> = common::wait_for("the watch to show Completed", Duration::from_secs(10), || {
-        let statuses: Vec<String> = lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.starts_with("hello "))
-            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
-            .collect();
-        statuses.iter().any(|s| s == "Completed").then_some(statuses)
-    });
+    let statuses: Vec<String> = common::wait_for(
+        "the watch to show Completed",
+        Duration::from_secs(10),
+        || {
+            let statuses: Vec<String> = lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.starts_with("hello "))
+                .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+                .collect();
+            statuses
+                .iter()
+                .any(|s| s == "Completed")
+                .then_some(statuses)
+        },
+    );
     watch.kill().expect("stop kubectl get -w");
     let _ = watch.wait();
     reader.join().expect("watch reader");
     let text = lines.lock().unwrap().join("\n");
     let first = |s: &str| statuses.iter().position(|x| x == s);
-    let pending = first("Pending").or(first("ContainerCreating")).unwrap_or_else(|| panic!("no Pending in {text}"));
+    let pending = first("Pending")
+        .or(first("ContainerCreating"))
+        .unwrap_or_else(|| panic!("no Pending in {text}"));
     let running = first("Running").unwrap_or_else(|| panic!("no Running in {text}"));
     let completed = first("Completed").unwrap_or_else(|| panic!("no Completed in {text}"));
-    assert!(pending < running && running < completed, "order: {statuses:?}");
+    assert!(
+        pending < running && running < completed,
+        "order: {statuses:?}"
+    );
 
     // The default table has Kubernetes' columns.
     let table = server.kubectl_ok(version, &["get", "pods"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
-    assert!(table.lines().nth(1).unwrap().starts_with("hello"), "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("hello"),
+        "{table}"
+    );
     let wide = server.kubectl_ok(version, &["get", "pods", "-o", "wide"]);
     assert!(wide.lines().next().unwrap().contains("NODE"), "{wide}");
     assert!(wide.contains("node-1"), "{wide}");
@@ -81,36 +98,94 @@ fn tour(version: &str) {
     assert!(logs.contains("Hi there"), "{logs}");
 
     // A second apply of a changed manifest updates in place.
-    let changed = std::fs::read_to_string(example("hello-pod.yaml")).unwrap().replace("app: hello", "app: hello\n    tier: demo");
+    let changed = std::fs::read_to_string(example("hello-pod.yaml"))
+        .unwrap()
+        .replace("app: hello", "app: hello\n    tier: demo");
     let out = server.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(&changed));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pod/hello configured");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pod/hello configured"
+    );
     let by_label = server.kubectl_ok(version, &["get", "pods", "-l", "tier=demo", "-o", "name"]);
     assert_eq!(by_label.trim(), "pod/hello");
     let none = server.kubectl_ok(version, &["get", "pods", "-l", "tier!=demo", "-o", "name"]);
     assert_eq!(none.trim(), "");
 
     // -o json and -o yaml carry the object as stored.
-    let json: serde_json::Value = serde_json::from_str(&server.kubectl_ok(version, &["get", "pod", "hello", "-o", "json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&server.kubectl_ok(version, &["get", "pod", "hello", "-o", "json"]))
+            .unwrap();
     assert_eq!(json["spec"]["containers"][0]["image"], "hello:1.0");
-    assert_eq!(json["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 0);
-    assert!(json["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()));
+    assert_eq!(
+        json["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        0
+    );
+    assert!(json["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| !u.is_empty()));
     let yaml = server.kubectl_ok(version, &["get", "pod", "hello", "-o", "yaml"]);
     assert!(yaml.contains("tier: demo"), "{yaml}");
 
     // describe shows the pod and its events.
     let describe = server.kubectl_ok(version, &["describe", "pod", "hello"]);
-    for want in ["Name:", "hello", "Status:", "Succeeded", "Events:", "Scheduled", "Started"] {
-        assert!(describe.contains(want), "describe lacks {want}:\n{describe}");
+    for want in [
+        "Name:",
+        "hello",
+        "Status:",
+        "Succeeded",
+        "Events:",
+        "Scheduled",
+        "Started",
+    ] {
+        assert!(
+            describe.contains(want),
+            "describe lacks {want}:\n{describe}"
+        );
     }
 
     // label, annotate, patch (strategic, merge and JSON patch).
     server.kubectl_ok(version, &["label", "pod", "hello", "env=test"]);
     server.kubectl_ok(version, &["annotate", "pod", "hello", "note=checked"]);
-    server.kubectl_ok(version, &["patch", "pod", "hello", "-p", r#"{"metadata":{"labels":{"patched":"strategic"}}}"#]);
-    server.kubectl_ok(version, &["patch", "pod", "hello", "--type=merge", "-p", r#"{"metadata":{"annotations":{"merged":"yes"}}}"#]);
-    server.kubectl_ok(version, &["patch", "pod", "hello", "--type=json", "-p", r#"[{"op":"add","path":"/metadata/labels/jsonpatch","value":"yes"}]"#]);
-    let meta: serde_json::Value = serde_json::from_str(&server.kubectl_ok(version, &["get", "pod", "hello", "-o", "json"])).unwrap();
+    server.kubectl_ok(
+        version,
+        &[
+            "patch",
+            "pod",
+            "hello",
+            "-p",
+            r#"{"metadata":{"labels":{"patched":"strategic"}}}"#,
+        ],
+    );
+    server.kubectl_ok(
+        version,
+        &[
+            "patch",
+            "pod",
+            "hello",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"annotations":{"merged":"yes"}}}"#,
+        ],
+    );
+    server.kubectl_ok(
+        version,
+        &[
+            "patch",
+            "pod",
+            "hello",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/metadata/labels/jsonpatch","value":"yes"}]"#,
+        ],
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&server.kubectl_ok(version, &["get", "pod", "hello", "-o", "json"]))
+            .unwrap();
     let meta = &meta["metadata"];
     assert_eq!(meta["labels"]["env"], "test");
     assert_eq!(meta["labels"]["patched"], "strategic");
@@ -119,11 +194,30 @@ fn tour(version: &str) {
     assert_eq!(meta["annotations"]["merged"], "yes");
 
     // create configmap
-    let out = server.kubectl_ok(version, &["create", "configmap", "settings", "--from-literal=color=blue", "--from-literal=size=2"]);
+    let out = server.kubectl_ok(
+        version,
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=color=blue",
+            "--from-literal=size=2",
+        ],
+    );
     assert_eq!(out.trim(), "configmap/settings created");
-    assert_eq!(server.jsonpath(version, &["configmap", "settings"], "{.data.color}"), "blue");
+    assert_eq!(
+        server.jsonpath(version, &["configmap", "settings"], "{.data.color}"),
+        "blue"
+    );
     let cms = server.kubectl_ok(version, &["get", "configmaps"]);
-    assert!(cms.lines().next().unwrap().split_whitespace().eq(["NAME", "DATA", "AGE"]), "{cms}");
+    assert!(
+        cms.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .eq(["NAME", "DATA", "AGE"]),
+        "{cms}"
+    );
 
     // delete
     let out = server.kubectl_ok(version, &["delete", "pod", "hello"]);

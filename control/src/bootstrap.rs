@@ -12,12 +12,14 @@ pub const WASM_RUNTIME_CLASS: &str = "wasmtime";
 
 /// Creates whatever of the built-in objects is missing; existing ones are left as they are.
 pub async fn ensure(api: &Api) -> Result<(), ApiError> {
-    let namespaces = resources::find("", "v1", "namespaces").ok_or_else(|| ApiError::Internal("namespaces unknown".into()))?;
+    let namespaces = resources::find("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::Internal("namespaces unknown".into()))?;
     for ns in NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         create_if_missing(api.create(namespaces, None, obj, false).await)?;
     }
-    let rc = resources::find("node.k8s.io", "v1", "runtimeclasses").ok_or_else(|| ApiError::Internal("runtimeclasses unknown".into()))?;
+    let rc = resources::find("node.k8s.io", "v1", "runtimeclasses")
+        .ok_or_else(|| ApiError::Internal("runtimeclasses unknown".into()))?;
     let obj = json!({
         "apiVersion": "node.k8s.io/v1",
         "kind": "RuntimeClass",

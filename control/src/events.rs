@@ -22,7 +22,11 @@ pub enum EventType {
 
 impl EventRecorder {
     pub fn new(api: Api, component: &str, host: Option<&str>) -> Self {
-        EventRecorder { api, component: component.into(), host: host.map(str::to_string) }
+        EventRecorder {
+            api,
+            component: component.into(),
+            host: host.map(str::to_string),
+        }
     }
 
     /// Records `reason`/`message` about `object`. Failing to record is logged, never fatal:
@@ -33,10 +37,20 @@ impl EventRecorder {
         }
     }
 
-    async fn try_record(&self, object: &Value, kind: EventType, reason: &str, message: &str) -> Result<(), ApiError> {
-        let events = resources::find("", "v1", "events").ok_or_else(|| ApiError::Internal("events unknown".into()))?;
+    async fn try_record(
+        &self,
+        object: &Value,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), ApiError> {
+        let events = resources::find("", "v1", "events")
+            .ok_or_else(|| ApiError::Internal("events unknown".into()))?;
         let meta = &object["metadata"];
-        let namespace = meta["namespace"].as_str().filter(|n| !n.is_empty()).unwrap_or("default");
+        let namespace = meta["namespace"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default");
         let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let name = format!("{}.{:x}", name_of(object), nanos);
         let time = now();
@@ -66,6 +80,9 @@ impl EventRecorder {
             "reportingComponent": self.component,
             "reportingInstance": self.host.clone().unwrap_or_default(),
         });
-        self.api.create(events, Some(namespace), event, false).await.map(|_| ())
+        self.api
+            .create(events, Some(namespace), event, false)
+            .await
+            .map(|_| ())
     }
 }

@@ -18,7 +18,10 @@ use rcgen::{
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("{path}: not a usable certificate or key: {message}")]
@@ -26,7 +29,10 @@ pub enum PkiError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io { path: path.to_path_buf(), source }
+    move |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// PEM-encoded certificate and private key.
@@ -78,7 +84,9 @@ fn new_ca() -> Result<CertPair, PkiError> {
     // rcgen's default validity (1975 to 4096) is kept: a small cluster should not stop on
     // a date.
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, "wkube-ca");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "wkube-ca");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -87,7 +95,10 @@ fn new_ca() -> Result<CertPair, PkiError> {
     ];
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
-    Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(CertPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// Issues a leaf certificate signed by `ca`.
@@ -101,16 +112,24 @@ pub fn issue(
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     if let Some(o) = organization {
         params.distinguished_name.push(DnType::OrganizationName, o);
     }
     params.subject_alt_names = sans.to_vec();
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![usage];
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
-    Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(CertPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 impl ClusterPki {
@@ -137,7 +156,13 @@ impl ClusterPki {
                         Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
                     })
                     .collect::<Result<Vec<_>, rcgen::Error>>()?;
-                let s = issue(&ca, "wkube-apiserver", None, &sans, ExtendedKeyUsagePurpose::ServerAuth)?;
+                let s = issue(
+                    &ca,
+                    "wkube-apiserver",
+                    None,
+                    &sans,
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                )?;
                 write_pair(&dir, "server", &s)?;
                 s
             }
@@ -146,12 +171,23 @@ impl ClusterPki {
             Some(a) => a,
             None => {
                 // system:masters is the group Kubernetes grants cluster-admin to.
-                let a = issue(&ca, "wkube-admin", Some("system:masters"), &[], ExtendedKeyUsagePurpose::ClientAuth)?;
+                let a = issue(
+                    &ca,
+                    "wkube-admin",
+                    Some("system:masters"),
+                    &[],
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                )?;
                 write_pair(&dir, "admin", &a)?;
                 a
             }
         };
-        Ok(ClusterPki { dir, ca, server, admin })
+        Ok(ClusterPki {
+            dir,
+            ca,
+            server,
+            admin,
+        })
     }
 
     /// A kubeconfig for the admin user, with certificates embedded so it works from anywhere.

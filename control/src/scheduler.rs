@@ -49,10 +49,15 @@ impl Scheduler {
 
     /// Runs until the store closes.
     pub async fn run(self) -> Result<(), ApiError> {
-        let pods = resources::find("", "v1", "pods").ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
-        let unbound = FieldSelector::parse("spec.nodeName=").map_err(|e| ApiError::Internal(e.to_string()))?;
+        let pods = resources::find("", "v1", "pods")
+            .ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
+        let unbound = FieldSelector::parse("spec.nodeName=")
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         loop {
-            let opts = ListOptions { field_selector: Some(unbound.clone()), ..Default::default() };
+            let opts = ListOptions {
+                field_selector: Some(unbound.clone()),
+                ..Default::default()
+            };
             let mut watch = self.api.watch(pods, None, opts)?;
             let mut retry = tokio::time::interval(RETRY);
             loop {
@@ -70,9 +75,13 @@ impl Scheduler {
     }
 
     async fn retry_pending(&self) -> Result<(), ApiError> {
-        let pods = resources::find("", "v1", "pods").ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
+        let pods = resources::find("", "v1", "pods")
+            .ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
         let opts = ListOptions {
-            field_selector: Some(FieldSelector::parse("spec.nodeName=").map_err(|e| ApiError::Internal(e.to_string()))?),
+            field_selector: Some(
+                FieldSelector::parse("spec.nodeName=")
+                    .map_err(|e| ApiError::Internal(e.to_string()))?,
+            ),
             ..Default::default()
         };
         for pod in self.api.list(pods, None, &opts)?.0 {
@@ -83,7 +92,9 @@ impl Scheduler {
 
     async fn schedule(&self, pod: &Value) {
         if pod["metadata"].get("deletionTimestamp").is_some()
-            || pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
+            || pod["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
         {
             return;
         }
@@ -91,7 +102,9 @@ impl Scheduler {
             Ok(Some(node)) => {
                 let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
                 let msg = format!("Successfully assigned {ns}/{} to {node}", name_of(pod));
-                self.events.record(pod, EventType::Normal, "Scheduled", &msg).await;
+                self.events
+                    .record(pod, EventType::Normal, "Scheduled", &msg)
+                    .await;
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(pod = name_of(pod), error = %e, "scheduling failed"),
@@ -101,11 +114,18 @@ impl Scheduler {
     /// Binds the pod; `Ok(None)` when it fits nowhere yet (recorded as FailedScheduling) or
     /// someone else bound it first.
     async fn place(&self, pod: &Value) -> Result<Option<String>, ApiError> {
-        let nodes_res = resources::find("", "v1", "nodes").ok_or_else(|| ApiError::Internal("nodes unknown".into()))?;
-        let pods_res = resources::find("", "v1", "pods").ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
+        let nodes_res = resources::find("", "v1", "nodes")
+            .ok_or_else(|| ApiError::Internal("nodes unknown".into()))?;
+        let pods_res = resources::find("", "v1", "pods")
+            .ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
         let (nodes, _) = self.api.list(nodes_res, None, &ListOptions::default())?;
         let (all_pods, _) = self.api.list(pods_res, None, &ListOptions::default())?;
-        let pods_on = |n: &str| all_pods.iter().filter(|p| p["spec"]["nodeName"] == n).count();
+        let pods_on = |n: &str| {
+            all_pods
+                .iter()
+                .filter(|p| p["spec"]["nodeName"] == n)
+                .count()
+        };
         let Some(node) = choose(&nodes, pods_on).map(str::to_string) else {
             let msg = format!(
                 "0/{} nodes are available: {} node(s) were not ready or unschedulable.",
@@ -114,7 +134,9 @@ impl Scheduler {
             );
             if !already_reported(pod) {
                 self.mark_unschedulable(pods_res, pod, &msg).await?;
-                self.events.record(pod, EventType::Warning, "FailedScheduling", &msg).await;
+                self.events
+                    .record(pod, EventType::Warning, "FailedScheduling", &msg)
+                    .await;
             }
             return Ok(None);
         };
@@ -129,7 +151,12 @@ impl Scheduler {
 
 impl Scheduler {
     /// Sets the `PodScheduled=False` condition `kubectl describe` shows for pending pods.
-    async fn mark_unschedulable(&self, pods: &'static resources::ResourceInfo, pod: &Value, msg: &str) -> Result<(), ApiError> {
+    async fn mark_unschedulable(
+        &self,
+        pods: &'static resources::ResourceInfo,
+        pod: &Value,
+        msg: &str,
+    ) -> Result<(), ApiError> {
         let ns = pod["metadata"]["namespace"].as_str();
         let result = self
             .api
@@ -172,7 +199,12 @@ mod tests {
 
     #[test]
     fn picks_least_loaded_ready_node() {
-        let nodes = vec![node("a", true, false), node("b", true, false), node("c", false, false), node("d", true, true)];
+        let nodes = vec![
+            node("a", true, false),
+            node("b", true, false),
+            node("c", false, false),
+            node("d", true, true),
+        ];
         assert_eq!(choose(&nodes, |n| if n == "a" { 3 } else { 1 }), Some("b"));
         assert_eq!(choose(&nodes[2..], |_| 0), None);
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::{
-    Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo,
-    DaemonEndpoint,
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+    NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -30,14 +30,23 @@ pub struct NodeAgent<C> {
 
 impl<C: ControlPlane> NodeAgent<C> {
     pub fn new(ctx: Arc<NodeContext<C>>, name: &str) -> Self {
-        NodeAgent { ctx, name: name.into() }
+        NodeAgent {
+            ctx,
+            name: name.into(),
+        }
     }
 
     /// Registers the node, then runs until `shutdown` turns true. Pod containers are
     /// stopped when the agent stops (their workers are dropped).
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), crate::client::ClientError> {
+    pub async fn run(
+        self,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), crate::client::ClientError> {
         self.ctx.client.register_node(self.node()).await?;
-        self.ctx.client.update_node_status(&self.name, self.status(None)).await?;
+        self.ctx
+            .client
+            .update_node_status(&self.name, self.status(None))
+            .await?;
         let started = Utc::now();
         let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -65,7 +74,12 @@ impl<C: ControlPlane> NodeAgent<C> {
         }
     }
 
-    fn dispatch(&self, workers: &mut HashMap<String, WorkerHandle>, kind: PodEventKind, pod: k8s_openapi::api::core::v1::Pod) {
+    fn dispatch(
+        &self,
+        workers: &mut HashMap<String, WorkerHandle>,
+        kind: PodEventKind,
+        pod: k8s_openapi::api::core::v1::Pod,
+    ) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         match kind {
             PodEventKind::Deleted => {
@@ -96,7 +110,11 @@ impl<C: ControlPlane> NodeAgent<C> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         Node {
-            metadata: ObjectMeta { name: Some(self.name.clone()), labels: Some(labels), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                labels: Some(labels),
+                ..Default::default()
+            },
             spec: Some(NodeSpec::default()),
             status: None,
         }
@@ -123,18 +141,46 @@ impl<C: ControlPlane> NodeAgent<C> {
         .collect();
         NodeStatus {
             conditions: Some(vec![
-                condition("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                condition("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                condition("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-                condition("Ready", true, "KubeletReady", "kubelet is posting ready status"),
+                condition(
+                    "MemoryPressure",
+                    false,
+                    "KubeletHasSufficientMemory",
+                    "kubelet has sufficient memory available",
+                ),
+                condition(
+                    "DiskPressure",
+                    false,
+                    "KubeletHasNoDiskPressure",
+                    "kubelet has no disk pressure",
+                ),
+                condition(
+                    "PIDPressure",
+                    false,
+                    "KubeletHasSufficientPID",
+                    "kubelet has sufficient PID available",
+                ),
+                condition(
+                    "Ready",
+                    true,
+                    "KubeletReady",
+                    "kubelet is posting ready status",
+                ),
             ]),
             addresses: Some(vec![
-                NodeAddress { type_: "InternalIP".into(), address: self.ctx.host_ip.clone() },
-                NodeAddress { type_: "Hostname".into(), address: self.name.clone() },
+                NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: self.ctx.host_ip.clone(),
+                },
+                NodeAddress {
+                    type_: "Hostname".into(),
+                    address: self.name.clone(),
+                },
             ]),
             allocatable: Some(capacity.clone()),
             capacity: Some(capacity),
-            daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }) }),
+            daemon_endpoints: Some(NodeDaemonEndpoints {
+                kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+            }),
             node_info: Some(NodeSystemInfo {
                 architecture: arch().into(),
                 operating_system: std::env::consts::OS.into(),
@@ -179,7 +225,9 @@ fn memory_kib() -> u64 {
 }
 
 fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn os_image() -> String {

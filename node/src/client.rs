@@ -16,7 +16,10 @@ pub enum ClientError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error("object does not decode as {kind}: {source}")]
-    Decode { kind: &'static str, source: serde_json::Error },
+    Decode {
+        kind: &'static str,
+        source: serde_json::Error,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +61,30 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn watch_pods(&self, node: &str) -> Result<PodWatch, ClientError>;
     /// Writes a pod's status; the pod's uid must still match (a recreated pod of the same
     /// name is another pod).
-    fn update_pod_status(&self, pod: &Pod, status: PodStatus) -> impl Future<Output = Result<(), ClientError>> + Send;
+    fn update_pod_status(
+        &self,
+        pod: &Pod,
+        status: PodStatus,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send;
     /// Removes a pod whose containers have all stopped (the final step of graceful deletion).
-    fn finish_pod_deletion(&self, pod: &Pod) -> impl Future<Output = Result<(), ClientError>> + Send;
+    fn finish_pod_deletion(
+        &self,
+        pod: &Pod,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send;
     /// Creates the Node object, or takes over an existing one of the same name.
     fn register_node(&self, node: Node) -> impl Future<Output = Result<(), ClientError>> + Send;
-    fn update_node_status(&self, name: &str, status: NodeStatus) -> impl Future<Output = Result<(), ClientError>> + Send;
-    fn record_event(&self, pod: &Pod, warning: bool, reason: &str, message: &str) -> impl Future<Output = ()> + Send;
+    fn update_node_status(
+        &self,
+        name: &str,
+        status: NodeStatus,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send;
+    fn record_event(
+        &self,
+        pod: &Pod,
+        warning: bool,
+        reason: &str,
+        message: &str,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// The control plane of the same process.
@@ -81,7 +101,8 @@ impl InProcess {
 }
 
 fn res(plural: &str) -> Result<&'static resources::ResourceInfo, ClientError> {
-    resources::find("", "v1", plural).ok_or_else(|| ApiError::Internal(format!("{plural} unknown")).into())
+    resources::find("", "v1", plural)
+        .ok_or_else(|| ApiError::Internal(format!("{plural} unknown")).into())
 }
 
 fn meta(pod: &Pod) -> (Option<&str>, &str, Option<&str>) {
@@ -96,13 +117,21 @@ impl ControlPlane for InProcess {
     fn watch_pods(&self, node: &str) -> Result<PodWatch, ClientError> {
         let selector = FieldSelector::parse(&format!("spec.nodeName={node}"))
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let opts = ListOptions { field_selector: Some(selector), ..Default::default() };
-        Ok(PodWatch { inner: self.api.watch(res("pods")?, None, opts)? })
+        let opts = ListOptions {
+            field_selector: Some(selector),
+            ..Default::default()
+        };
+        Ok(PodWatch {
+            inner: self.api.watch(res("pods")?, None, opts)?,
+        })
     }
 
     async fn update_pod_status(&self, pod: &Pod, status: PodStatus) -> Result<(), ClientError> {
         let (ns, name, uid) = meta(pod);
-        let status = serde_json::to_value(status).map_err(|source| ClientError::Decode { kind: "PodStatus", source })?;
+        let status = serde_json::to_value(status).map_err(|source| ClientError::Decode {
+            kind: "PodStatus",
+            source,
+        })?;
         let uid = uid.map(str::to_string);
         self.api
             .update_with(res("pods")?, ns, name, Part::Status, |current| {
@@ -136,7 +165,10 @@ impl ControlPlane for InProcess {
     async fn register_node(&self, node: Node) -> Result<(), ClientError> {
         let nodes = res("nodes")?;
         let name = node.metadata.name.clone().unwrap_or_default();
-        let obj = serde_json::to_value(&node).map_err(|source| ClientError::Decode { kind: "Node", source })?;
+        let obj = serde_json::to_value(&node).map_err(|source| ClientError::Decode {
+            kind: "Node",
+            source,
+        })?;
         match self.api.create(nodes, None, obj.clone(), false).await {
             Ok(_) => Ok(()),
             Err(ApiError::AlreadyExists { .. }) => {
@@ -157,7 +189,10 @@ impl ControlPlane for InProcess {
     }
 
     async fn update_node_status(&self, name: &str, status: NodeStatus) -> Result<(), ClientError> {
-        let status = serde_json::to_value(status).map_err(|source| ClientError::Decode { kind: "NodeStatus", source })?;
+        let status = serde_json::to_value(status).map_err(|source| ClientError::Decode {
+            kind: "NodeStatus",
+            source,
+        })?;
         self.api
             .update_with(res("nodes")?, None, name, Part::Status, |current| {
                 let mut next = current.clone();
@@ -172,7 +207,11 @@ impl ControlPlane for InProcess {
         let mut obj = serde_json::to_value(pod).unwrap_or_else(|_| json!({}));
         obj["kind"] = json!("Pod");
         obj["apiVersion"] = json!("v1");
-        let kind = if warning { EventType::Warning } else { EventType::Normal };
+        let kind = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
         self.events.record(&obj, kind, reason, message).await;
     }
 }

@@ -177,12 +177,16 @@ impl ImageStore {
             )])
             .build()
             .map_err(|e| self.malformed("manifest", e))?;
-        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| self.malformed("manifest", e))?;
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(|e| self.malformed("manifest", e))?;
         let manifest_digest = self.write_blob(&manifest_bytes)?;
 
         let mut annotations = HashMap::new();
         annotations.insert(ANNOTATION_IMAGE_NAME.to_owned(), reference.clone());
-        annotations.insert(ANNOTATION_REF_NAME.to_owned(), tag_of(&reference).to_owned());
+        annotations.insert(
+            ANNOTATION_REF_NAME.to_owned(),
+            tag_of(&reference).to_owned(),
+        );
         let mut entry = Descriptor::new(
             MediaType::ImageManifest,
             manifest_bytes.len() as u64,
@@ -291,7 +295,9 @@ impl ImageStore {
             Some((alg, hex))
                 if !alg.is_empty()
                     && !hex.is_empty()
-                    && alg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    && alg
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
                     && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
             {
                 blobs.join(alg).join(hex)
@@ -303,8 +309,8 @@ impl ImageStore {
     /// Writes `data` as a blob (unless present) and returns its digest.
     fn write_blob(&self, data: &[u8]) -> Result<Digest, ImageError> {
         let hex = sha256_hex(data);
-        let digest = Digest::from_str(&format!("sha256:{hex}"))
-            .map_err(|e| self.malformed("digest", e))?;
+        let digest =
+            Digest::from_str(&format!("sha256:{hex}")).map_err(|e| self.malformed("digest", e))?;
         let path = self.blob_path(digest.as_ref());
         if !path.exists() {
             write_atomic(&path, data)?;
@@ -338,7 +344,8 @@ impl ImageStore {
     }
 
     fn write_index(&self, index: &ImageIndex) -> Result<(), ImageError> {
-        let bytes = serde_json::to_vec_pretty(index).map_err(|e| self.malformed("index.json", e))?;
+        let bytes =
+            serde_json::to_vec_pretty(index).map_err(|e| self.malformed("index.json", e))?;
         write_atomic(&self.index_path(), &bytes)
     }
 
@@ -352,11 +359,12 @@ impl ImageStore {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| ImageError::Io {
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            ImageError::Io {
                 path: path.clone(),
                 source: e.into(),
-            })?;
+            }
+        })?;
         Ok(file)
     }
 
@@ -397,7 +405,12 @@ fn is_wasm_layer(media_type: &MediaType) -> bool {
 fn artifact_kind(manifest: &ImageManifest) -> ArtifactKind {
     let wasm_config = matches!(manifest.config().media_type(),
         MediaType::Other(m) if m == WASM_CONFIG_MEDIA_TYPE);
-    if wasm_config || manifest.layers().iter().any(|l| is_wasm_layer(l.media_type())) {
+    if wasm_config
+        || manifest
+            .layers()
+            .iter()
+            .any(|l| is_wasm_layer(l.media_type()))
+    {
         ArtifactKind::Wasm
     } else {
         ArtifactKind::Oci
@@ -570,7 +583,9 @@ fn valid_domain(domain: &str) -> bool {
             !label.is_empty()
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     port_ok && host_ok
 }
@@ -620,15 +635,39 @@ mod tests {
             ("hello".into(), Ok("docker.io/library/hello:latest".into())),
             ("hello:1.0".into(), Ok("docker.io/library/hello:1.0".into())),
             ("user/app".into(), Ok("docker.io/user/app:latest".into())),
-            ("docker.io/hello".into(), Ok("docker.io/library/hello:latest".into())),
-            ("index.docker.io/user/app:v2".into(), Ok("docker.io/user/app:v2".into())),
-            ("127.0.0.1:5000/x/y:t".into(), Ok("127.0.0.1:5000/x/y:t".into())),
+            (
+                "docker.io/hello".into(),
+                Ok("docker.io/library/hello:latest".into()),
+            ),
+            (
+                "index.docker.io/user/app:v2".into(),
+                Ok("docker.io/user/app:v2".into()),
+            ),
+            (
+                "127.0.0.1:5000/x/y:t".into(),
+                Ok("127.0.0.1:5000/x/y:t".into()),
+            ),
             ("localhost/app".into(), Ok("localhost/app:latest".into())),
-            ("localhost:5000/app".into(), Ok("localhost:5000/app:latest".into())),
-            ("ghcr.io/o/r/deep/path:1".into(), Ok("ghcr.io/o/r/deep/path:1".into())),
-            ("a.b-c__d--e".into(), Ok("docker.io/library/a.b-c__d--e:latest".into())),
-            (format!("hello@{digest}"), Ok(format!("docker.io/library/hello@{digest}"))),
-            (format!("hello:1@{digest}"), Ok(format!("docker.io/library/hello:1@{digest}"))),
+            (
+                "localhost:5000/app".into(),
+                Ok("localhost:5000/app:latest".into()),
+            ),
+            (
+                "ghcr.io/o/r/deep/path:1".into(),
+                Ok("ghcr.io/o/r/deep/path:1".into()),
+            ),
+            (
+                "a.b-c__d--e".into(),
+                Ok("docker.io/library/a.b-c__d--e:latest".into()),
+            ),
+            (
+                format!("hello@{digest}"),
+                Ok(format!("docker.io/library/hello@{digest}")),
+            ),
+            (
+                format!("hello:1@{digest}"),
+                Ok(format!("docker.io/library/hello:1@{digest}")),
+            ),
             ("".into(), Err(())),
             ("Hello".into(), Err(())),
             ("hello:".into(), Err(())),
@@ -687,12 +726,20 @@ mod tests {
         assert_eq!(store.resolve(&format!("hello@sha256:{HEX}")).unwrap(), None);
 
         // Re-importing is idempotent; a second tag adds an entry.
-        let again = store.import_wasm(COMPONENT, "docker.io/library/hello:1.0").unwrap();
+        let again = store
+            .import_wasm(COMPONENT, "docker.io/library/hello:1.0")
+            .unwrap();
         assert_eq!(again, info);
         store.import_wasm(COMPONENT, "other").unwrap();
         let list = store.list().unwrap();
         let refs: Vec<_> = list.iter().map(|i| i.reference.as_str()).collect();
-        assert_eq!(refs, ["docker.io/library/hello:1.0", "docker.io/library/other:latest"]);
+        assert_eq!(
+            refs,
+            [
+                "docker.io/library/hello:1.0",
+                "docker.io/library/other:latest"
+            ]
+        );
         assert_eq!(list[0], info);
 
         // The layout is readable by a second handle (another process would do the same).

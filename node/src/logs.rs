@@ -115,7 +115,9 @@ struct WriterInner {
 
 impl std::fmt::Debug for LogWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogWriter").field("path", &self.path).finish()
+        f.debug_struct("LogWriter")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -614,7 +616,10 @@ mod tests {
                 ("stdout", "P", "three"),
             ]
         );
-        assert_eq!(read(&path, LogOptions::default()), "one\noops\ntwo\n\nthree");
+        assert_eq!(
+            read(&path, LogOptions::default()),
+            "one\noops\ntwo\n\nthree"
+        );
     }
 
     #[test]
@@ -634,7 +639,10 @@ mod tests {
         let tags: Vec<&str> = raw.lines().map(|l| l.split(' ').nth(2).unwrap()).collect();
         assert_eq!(tags, ["P", "P", "F", "F"]);
         assert!(raw.lines().all(|l| l.len() < MAX_RECORD_CONTENT + 64));
-        assert_eq!(read(&path, LogOptions::default()), format!("{long}\nshort\n"));
+        assert_eq!(
+            read(&path, LogOptions::default()),
+            format!("{long}\nshort\n")
+        );
         // A long line is one line for tail.
         let opts = LogOptions {
             tail_lines: Some(2),
@@ -719,7 +727,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         let log = LogWriter::create(&path).unwrap();
-        log.stream(Stream::Stdout).write_all(b"1\n2\n3\n45678\n").unwrap();
+        log.stream(Stream::Stdout)
+            .write_all(b"1\n2\n3\n45678\n")
+            .unwrap();
         assert_eq!(last_lines(&path, 2, 100).unwrap(), "3\n45678\n");
         assert_eq!(last_lines(&path, 2, 4).unwrap(), "678\n");
     }

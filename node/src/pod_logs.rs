@@ -40,7 +40,9 @@ impl PodLogs for NodeLogs {
             return Err(waiting("ContainerCreating"));
         };
         let restarts = status["restartCount"].as_u64().unwrap_or(0);
-        let ran = status["state"].get("waiting").is_none() || restarts > 0 || status["lastState"].get("terminated").is_some();
+        let ran = status["state"].get("waiting").is_none()
+            || restarts > 0
+            || status["lastState"].get("terminated").is_some();
         let run = if req.previous {
             if status["lastState"].get("terminated").is_none() {
                 return Err(ApiError::BadRequest(format!(
@@ -50,7 +52,9 @@ impl PodLogs for NodeLogs {
             }
             restarts.saturating_sub(1)
         } else if !ran {
-            let reason = status["state"]["waiting"]["reason"].as_str().unwrap_or("ContainerCreating");
+            let reason = status["state"]["waiting"]["reason"]
+                .as_str()
+                .unwrap_or("ContainerCreating");
             return Err(waiting(reason));
         } else {
             // Run N is the one after N restarts; while waiting to restart, the latest run's
@@ -69,7 +73,9 @@ impl PodLogs for NodeLogs {
             tail_lines: req.tail_lines,
             timestamps: req.timestamps,
             limit_bytes: req.limit_bytes,
-            since: req.since_seconds.map(|s| chrono::Utc::now() - chrono::Duration::seconds(s)),
+            since: req
+                .since_seconds
+                .map(|s| chrono::Utc::now() - chrono::Duration::seconds(s)),
         };
         if req.follow && !req.previous {
             let done = container_ended(self.active.clone(), path.clone());
@@ -88,5 +94,8 @@ async fn container_ended(active: Arc<Mutex<HashSet<PathBuf>>>, path: PathBuf) {
 }
 
 fn is_active(active: &Mutex<HashSet<PathBuf>>, path: &Path) -> bool {
-    active.lock().unwrap_or_else(|p| p.into_inner()).contains(path)
+    active
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(path)
 }

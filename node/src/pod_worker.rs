@@ -26,7 +26,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { initial: Duration::from_secs(10), max: Duration::from_secs(300) }
+        Backoff {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(300),
+        }
     }
 }
 
@@ -85,7 +88,10 @@ struct Worker<C> {
     slots: Vec<Slot>,
     policy: RestartPolicy,
     start_time: chrono::DateTime<Utc>,
-    exits: (mpsc::UnboundedSender<(usize, ExitStatus)>, mpsc::UnboundedReceiver<(usize, ExitStatus)>),
+    exits: (
+        mpsc::UnboundedSender<(usize, ExitStatus)>,
+        mpsc::UnboundedReceiver<(usize, ExitStatus)>,
+    ),
     published: Option<k8s_openapi::api::core::v1::PodStatus>,
 }
 
@@ -97,7 +103,11 @@ impl<C: ControlPlane> Worker<C> {
     fn new(ctx: Arc<NodeContext<C>>, updates: watch::Receiver<Pod>) -> Self {
         let pod = updates.borrow().clone();
         let spec = pod.spec.clone().unwrap_or_default();
-        let previous = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+        let previous = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default();
         let policy = RestartPolicy::parse(spec.restart_policy.as_deref());
         let slots = spec
             .containers
@@ -145,7 +155,12 @@ impl<C: ControlPlane> Worker<C> {
             }
             self.start_due().await;
             self.publish().await;
-            let wake = self.slots.iter().filter(|s| s.run.is_none() && !s.done).filter_map(|s| s.not_before).min();
+            let wake = self
+                .slots
+                .iter()
+                .filter(|s| s.run.is_none() && !s.done)
+                .filter_map(|s| s.not_before)
+                .min();
             tokio::select! {
                 Some((i, exit)) = self.exits.1.recv() => self.exited(i, exit).await,
                 changed = self.updates.changed() => {
@@ -175,7 +190,10 @@ impl<C: ControlPlane> Worker<C> {
                     finished_at: now,
                     container_id: s.record.container_id.clone(),
                 });
-                s.record.state = State::Waiting { reason: "ContainerCreating".into(), message: None };
+                s.record.state = State::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: None,
+                };
             }
         }
     }
@@ -201,9 +219,18 @@ impl<C: ControlPlane> Worker<C> {
         let pod = self.pod.clone();
         self.ctx
             .client
-            .record_event(&pod, false, "Pulled", &format!("Container image \"{image_name}\" already present on machine"))
+            .record_event(
+                &pod,
+                false,
+                "Pulled",
+                &format!("Container image \"{image_name}\" already present on machine"),
+            )
             .await;
-        let restart = if self.slots[i].ran_before { self.slots[i].record.restart_count + 1 } else { 0 };
+        let restart = if self.slots[i].ran_before {
+            self.slots[i].record.restart_count + 1
+        } else {
+            0
+        };
         let config = match self.container_config(i, restart) {
             Ok(c) => c,
             Err(message) => return self.create_failed(i, message).await,
@@ -219,20 +246,40 @@ impl<C: ControlPlane> Worker<C> {
                 slot.ran_before = true;
                 slot.record.image_id = image.manifest_digest.clone();
                 slot.record.container_id = format!("wasmtime://{}", run.id());
-                slot.record.state = State::Running { started_at: run.started_at() };
+                slot.record.state = State::Running {
+                    started_at: run.started_at(),
+                };
                 slot.not_before = None;
-                self.ctx.active_logs.lock().unwrap_or_else(|p| p.into_inner()).insert(log_path.clone());
+                self.ctx
+                    .active_logs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(log_path.clone());
                 let mut waiter = run.clone();
                 slot.run = Some(run);
                 let exits = self.exits.0.clone();
                 let active = self.ctx.active_logs.clone();
                 tokio::spawn(async move {
                     let status = waiter.wait().await;
-                    active.lock().unwrap_or_else(|p| p.into_inner()).remove(&log_path);
+                    active
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&log_path);
                     let _ = exits.send((i, status));
                 });
-                self.ctx.client.record_event(&pod, false, "Created", &format!("Created container: {name}")).await;
-                self.ctx.client.record_event(&pod, false, "Started", &format!("Started container {name}")).await;
+                self.ctx
+                    .client
+                    .record_event(
+                        &pod,
+                        false,
+                        "Created",
+                        &format!("Created container: {name}"),
+                    )
+                    .await;
+                self.ctx
+                    .client
+                    .record_event(&pod, false, "Started", &format!("Started container {name}"))
+                    .await;
             }
             Err(e) => self.create_failed(i, e.to_string()).await,
         }
@@ -241,7 +288,9 @@ impl<C: ControlPlane> Worker<C> {
     fn resolve(&self, image: &str) -> Result<ResolvedImage, String> {
         match self.ctx.images.resolve(image) {
             Ok(Some(resolved)) => Ok(resolved),
-            Ok(None) => Err(format!("failed to resolve reference \"{image}\": not found")),
+            Ok(None) => Err(format!(
+                "failed to resolve reference \"{image}\": not found"
+            )),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -259,7 +308,10 @@ impl<C: ControlPlane> Worker<C> {
             restart as u32,
         );
         let log = LogWriter::create(&path).map_err(|e| e.to_string())?;
-        let mut argv = spec.command.clone().unwrap_or_else(|| vec![spec.name.clone()]);
+        let mut argv = spec
+            .command
+            .clone()
+            .unwrap_or_else(|| vec![spec.name.clone()]);
         argv.extend(spec.args.clone().unwrap_or_default());
         let env = spec
             .env
@@ -267,7 +319,12 @@ impl<C: ControlPlane> Worker<C> {
             .flatten()
             .filter_map(|e| e.value.as_ref().map(|v| (e.name.clone(), v.clone())))
             .collect();
-        Ok(ContainerConfig { id: format!("{uid}-{}-{restart}", spec.name), argv, env, log })
+        Ok(ContainerConfig {
+            id: format!("{uid}-{}-{restart}", spec.name),
+            argv,
+            env,
+            log,
+        })
     }
 
     async fn pull_failed(&mut self, i: usize, image: &str, message: String) {
@@ -277,16 +334,45 @@ impl<C: ControlPlane> Worker<C> {
         let backoff = self.ctx.backoff.next(slot.pull_backoff);
         slot.pull_backoff = Some(backoff);
         slot.not_before = Some(Instant::now() + backoff);
-        let reason = if first { "ErrImagePull" } else { "ImagePullBackOff" };
-        let shown = if first { message.clone() } else { format!("Back-off pulling image \"{image}\": ErrImagePull: {message}") };
-        slot.record.state = State::Waiting { reason: reason.into(), message: Some(shown) };
+        let reason = if first {
+            "ErrImagePull"
+        } else {
+            "ImagePullBackOff"
+        };
+        let shown = if first {
+            message.clone()
+        } else {
+            format!("Back-off pulling image \"{image}\": ErrImagePull: {message}")
+        };
+        slot.record.state = State::Waiting {
+            reason: reason.into(),
+            message: Some(shown),
+        };
         let client = &self.ctx.client;
         if first {
-            client.record_event(&pod, true, "Failed", &format!("Failed to pull image \"{image}\": {message}")).await;
-            client.record_event(&pod, true, "Failed", "Error: ErrImagePull").await;
+            client
+                .record_event(
+                    &pod,
+                    true,
+                    "Failed",
+                    &format!("Failed to pull image \"{image}\": {message}"),
+                )
+                .await;
+            client
+                .record_event(&pod, true, "Failed", "Error: ErrImagePull")
+                .await;
         } else {
-            client.record_event(&pod, false, "BackOff", &format!("Back-off pulling image \"{image}\"")).await;
-            client.record_event(&pod, true, "Failed", "Error: ImagePullBackOff").await;
+            client
+                .record_event(
+                    &pod,
+                    false,
+                    "BackOff",
+                    &format!("Back-off pulling image \"{image}\""),
+                )
+                .await;
+            client
+                .record_event(&pod, true, "Failed", "Error: ImagePullBackOff")
+                .await;
         }
     }
 
@@ -296,8 +382,14 @@ impl<C: ControlPlane> Worker<C> {
         let backoff = self.ctx.backoff.next(slot.crash_backoff);
         slot.crash_backoff = Some(backoff);
         slot.not_before = Some(Instant::now() + backoff);
-        slot.record.state = State::Waiting { reason: "CreateContainerError".into(), message: Some(message.clone()) };
-        self.ctx.client.record_event(&pod, true, "Failed", &format!("Error: {message}")).await;
+        slot.record.state = State::Waiting {
+            reason: "CreateContainerError".into(),
+            message: Some(message.clone()),
+        };
+        self.ctx
+            .client
+            .record_event(&pod, true, "Failed", &format!("Error: {message}"))
+            .await;
     }
 
     async fn exited(&mut self, i: usize, exit: ExitStatus) {
@@ -320,7 +412,9 @@ impl<C: ControlPlane> Worker<C> {
             return;
         }
         // A container that ran long enough is not crash-looping: its back-off resets.
-        let ran_for = (ended.finished_at - ended.started_at).to_std().unwrap_or_default();
+        let ran_for = (ended.finished_at - ended.started_at)
+            .to_std()
+            .unwrap_or_default();
         if ran_for > backoff_policy.max * 2 {
             slot.crash_backoff = None;
         }
@@ -329,7 +423,10 @@ impl<C: ControlPlane> Worker<C> {
             // The first crash restarts at once; later ones wait, doubling each time.
             None => {
                 slot.crash_backoff = Some(Duration::ZERO);
-                slot.record.state = State::Waiting { reason: "ContainerCreating".into(), message: None };
+                slot.record.state = State::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: None,
+                };
                 slot.not_before = None;
             }
             Some(current) => {
@@ -345,11 +442,19 @@ impl<C: ControlPlane> Worker<C> {
                 );
                 slot.record.state = State::Waiting {
                     reason: "CrashLoopBackOff".into(),
-                    message: Some(format!("back-off {}s restarting failed container={name} pod={pod_ref}", wait.as_secs())),
+                    message: Some(format!(
+                        "back-off {}s restarting failed container={name} pod={pod_ref}",
+                        wait.as_secs()
+                    )),
                 };
                 self.ctx
                     .client
-                    .record_event(&pod, true, "BackOff", &format!("Back-off restarting failed container {name} in pod {pod_ref}"))
+                    .record_event(
+                        &pod,
+                        true,
+                        "BackOff",
+                        &format!("Back-off restarting failed container {name} in pod {pod_ref}"),
+                    )
                     .await;
             }
         }
@@ -362,7 +467,12 @@ impl<C: ControlPlane> Worker<C> {
             self.pod
                 .metadata
                 .deletion_grace_period_seconds
-                .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                .or_else(|| {
+                    self.pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds)
+                })
                 .unwrap_or(30)
                 .max(0) as u64,
         );
@@ -371,7 +481,12 @@ impl<C: ControlPlane> Worker<C> {
             if let Some(run) = &slot.run {
                 self.ctx
                     .client
-                    .record_event(&pod, false, "Killing", &format!("Stopping container {}", slot.spec.name))
+                    .record_event(
+                        &pod,
+                        false,
+                        "Killing",
+                        &format!("Stopping container {}", slot.spec.name),
+                    )
                     .await;
                 run.stop(grace);
             }
@@ -409,9 +524,16 @@ impl<C: ControlPlane> Worker<C> {
         if self.published.as_ref() == Some(&status) {
             return;
         }
-        match self.ctx.client.update_pod_status(&self.pod, status.clone()).await {
+        match self
+            .ctx
+            .client
+            .update_pod_status(&self.pod, status.clone())
+            .await
+        {
             Ok(()) => self.published = Some(status),
-            Err(e) => tracing::warn!(pod = pod_name(&self.pod), error = %e, "cannot write pod status"),
+            Err(e) => {
+                tracing::warn!(pod = pod_name(&self.pod), error = %e, "cannot write pod status")
+            }
         }
     }
 }
@@ -420,21 +542,30 @@ impl Slot {
     /// A slot for `spec`, continuing from the status an earlier worker (before a node
     /// restart) reported for it.
     fn adopt(spec: &Container, old: Option<&ContainerStatus>, policy: RestartPolicy) -> Self {
-        let mut record = ContainerRecord::new(&spec.name, spec.image.as_deref().unwrap_or_default());
+        let mut record =
+            ContainerRecord::new(&spec.name, spec.image.as_deref().unwrap_or_default());
         let mut done = false;
         if let Some(old) = old {
             record.restart_count = old.restart_count;
             record.container_id = old.container_id.clone().unwrap_or_default();
-            record.last_terminated = old.last_state.as_ref().and_then(|s| s.terminated.as_ref()).map(adopt);
+            record.last_terminated = old
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .map(adopt);
             let state = old.state.clone().unwrap_or_default();
             if let Some(t) = state.terminated.as_ref().map(adopt) {
                 done = !policy.restarts(t.exit_code);
                 record.state = State::Terminated(t);
             } else if let Some(started) = state.running.and_then(|r| r.started_at) {
-                record.state = State::Running { started_at: status::from_time(&started) };
+                record.state = State::Running {
+                    started_at: status::from_time(&started),
+                };
             }
         }
-        let ran_before = record.restart_count > 0 || !matches!(record.state, State::Waiting { .. }) || record.last_terminated.is_some();
+        let ran_before = record.restart_count > 0
+            || !matches!(record.state, State::Waiting { .. })
+            || record.last_terminated.is_some();
         Slot {
             spec: spec.clone(),
             record,
@@ -449,7 +580,9 @@ impl Slot {
 }
 
 fn adopt(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Terminated {
-    let at = |x: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| x.as_ref().map_or_else(Utc::now, status::from_time);
+    let at = |x: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+        x.as_ref().map_or_else(Utc::now, status::from_time)
+    };
     Terminated {
         exit_code: t.exit_code,
         reason: t.reason.clone().unwrap_or_default(),

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, PodCondition, PodIP, PodStatus, HostIP,
+    ContainerStatus, HostIP, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -23,8 +23,13 @@ pub struct ContainerRecord {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
-    Waiting { reason: String, message: Option<String> },
-    Running { started_at: DateTime<Utc> },
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Running {
+        started_at: DateTime<Utc>,
+    },
     Terminated(Terminated),
 }
 
@@ -45,7 +50,10 @@ impl ContainerRecord {
             image: image.into(),
             image_id: String::new(),
             container_id: String::new(),
-            state: State::Waiting { reason: "ContainerCreating".into(), message: None },
+            state: State::Waiting {
+                reason: "ContainerCreating".into(),
+                message: None,
+            },
             last_terminated: None,
             restart_count: 0,
         }
@@ -129,7 +137,8 @@ pub fn time(t: DateTime<Utc>) -> Time {
 }
 
 pub fn from_time(t: &Time) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32).unwrap_or_default()
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
+        .unwrap_or_default()
 }
 
 fn terminated(t: &Terminated) -> ContainerState {
@@ -150,11 +159,16 @@ fn terminated(t: &Terminated) -> ContainerState {
 fn container_status(c: &ContainerRecord) -> ContainerStatus {
     let state = match &c.state {
         State::Waiting { reason, message } => ContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: message.clone() }),
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.clone()),
+                message: message.clone(),
+            }),
             ..Default::default()
         },
         State::Running { started_at } => ContainerState {
-            running: Some(ContainerStateRunning { started_at: Some(time(*started_at)) }),
+            running: Some(ContainerStateRunning {
+                started_at: Some(time(*started_at)),
+            }),
             ..Default::default()
         },
         State::Terminated(t) => terminated(t),
@@ -168,7 +182,12 @@ fn container_status(c: &ContainerRecord) -> ContainerStatus {
         started: Some(c.is_running()),
         restart_count: c.restart_count,
         state: Some(state),
-        last_state: Some(c.last_terminated.as_ref().map(terminated).unwrap_or_default()),
+        last_state: Some(
+            c.last_terminated
+                .as_ref()
+                .map(terminated)
+                .unwrap_or_default(),
+        ),
         ..Default::default()
     }
 }
@@ -197,7 +216,8 @@ pub struct StatusInput<'a> {
 
 pub fn pod_status(input: &StatusInput) -> PodStatus {
     let phase = phase(input.policy, input.containers);
-    let all_running = !input.containers.is_empty() && input.containers.iter().all(ContainerRecord::is_running);
+    let all_running =
+        !input.containers.is_empty() && input.containers.iter().all(ContainerRecord::is_running);
     let ready_reason = (!all_running && phase != "Succeeded").then_some("ContainersNotReady");
     let done_reason = (phase == "Succeeded" || phase == "Failed").then_some("PodCompleted");
     let keep = |kind: &str, ok: bool| {
@@ -210,19 +230,39 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
             .unwrap_or(input.now)
     };
     let conditions = vec![
-        condition("PodReadyToStartContainers", true, None, keep("PodReadyToStartContainers", true)),
+        condition(
+            "PodReadyToStartContainers",
+            true,
+            None,
+            keep("PodReadyToStartContainers", true),
+        ),
         condition("Initialized", true, None, keep("Initialized", true)),
-        condition("Ready", all_running, done_reason.or(ready_reason), keep("Ready", all_running)),
-        condition("ContainersReady", all_running, done_reason.or(ready_reason), keep("ContainersReady", all_running)),
+        condition(
+            "Ready",
+            all_running,
+            done_reason.or(ready_reason),
+            keep("Ready", all_running),
+        ),
+        condition(
+            "ContainersReady",
+            all_running,
+            done_reason.or(ready_reason),
+            keep("ContainersReady", all_running),
+        ),
         condition("PodScheduled", true, None, keep("PodScheduled", true)),
     ];
     PodStatus {
         phase: Some(phase.into()),
         conditions: Some(conditions),
         host_ip: Some(input.host_ip.into()),
-        host_ips: Some(vec![HostIP { ip: input.host_ip.into() }]),
+        host_ips: Some(vec![HostIP {
+            ip: input.host_ip.into(),
+        }]),
         pod_ip: Some(input.pod_ip.into()).filter(|s: &String| !s.is_empty()),
-        pod_ips: Some(vec![PodIP { ip: input.pod_ip.into() }]).filter(|_| !input.pod_ip.is_empty()),
+        pod_ips: Some(vec![PodIP {
+            ip: input.pod_ip.into(),
+        }])
+        .filter(|_| !input.pod_ip.is_empty()),
         start_time: Some(time(input.start_time)),
         container_statuses: Some(input.containers.iter().map(container_status).collect()),
         qos_class: input.previous.and_then(|s| s.qos_class.clone()),
@@ -250,11 +290,18 @@ mod tests {
     }
 
     fn rec(state: State, last: Option<Terminated>) -> ContainerRecord {
-        ContainerRecord { state, last_terminated: last, ..ContainerRecord::new("c", "img") }
+        ContainerRecord {
+            state,
+            last_terminated: last,
+            ..ContainerRecord::new("c", "img")
+        }
     }
 
     fn waiting(reason: &str) -> State {
-        State::Waiting { reason: reason.into(), message: None }
+        State::Waiting {
+            reason: reason.into(),
+            message: None,
+        }
     }
 
     #[test]
@@ -262,19 +309,54 @@ mod tests {
         use RestartPolicy::*;
         let running = State::Running { started_at: at(0) };
         let cases: Vec<(RestartPolicy, Vec<ContainerRecord>, &str)> = vec![
-            (Always, vec![rec(waiting("ContainerCreating"), None)], "Pending"),
+            (
+                Always,
+                vec![rec(waiting("ContainerCreating"), None)],
+                "Pending",
+            ),
             (Always, vec![rec(waiting("ErrImagePull"), None)], "Pending"),
             (Always, vec![rec(running.clone(), None)], "Running"),
-            (Never, vec![rec(State::Terminated(term(0)), None)], "Succeeded"),
+            (
+                Never,
+                vec![rec(State::Terminated(term(0)), None)],
+                "Succeeded",
+            ),
             (Never, vec![rec(State::Terminated(term(3)), None)], "Failed"),
-            (OnFailure, vec![rec(State::Terminated(term(0)), None)], "Succeeded"),
-            (OnFailure, vec![rec(waiting("CrashLoopBackOff"), Some(term(3)))], "Running"),
-            (Always, vec![rec(waiting("CrashLoopBackOff"), Some(term(0)))], "Running"),
-            (Never, vec![rec(running, None), rec(State::Terminated(term(1)), None)], "Running"),
-            (Never, vec![rec(State::Terminated(term(0)), None), rec(State::Terminated(term(1)), None)], "Failed"),
+            (
+                OnFailure,
+                vec![rec(State::Terminated(term(0)), None)],
+                "Succeeded",
+            ),
+            (
+                OnFailure,
+                vec![rec(waiting("CrashLoopBackOff"), Some(term(3)))],
+                "Running",
+            ),
+            (
+                Always,
+                vec![rec(waiting("CrashLoopBackOff"), Some(term(0)))],
+                "Running",
+            ),
+            (
+                Never,
+                vec![rec(running, None), rec(State::Terminated(term(1)), None)],
+                "Running",
+            ),
+            (
+                Never,
+                vec![
+                    rec(State::Terminated(term(0)), None),
+                    rec(State::Terminated(term(1)), None),
+                ],
+                "Failed",
+            ),
         ];
         for (policy, containers, want) in cases {
-            assert_eq!(phase(policy, &containers), want, "{policy:?} {containers:?}");
+            assert_eq!(
+                phase(policy, &containers),
+                want,
+                "{policy:?} {containers:?}"
+            );
         }
     }
 
@@ -288,7 +370,10 @@ mod tests {
 
     #[test]
     fn status_reports_last_state_and_readiness() {
-        let c = ContainerRecord { restart_count: 2, ..rec(State::Running { started_at: at(5) }, Some(term(3))) };
+        let c = ContainerRecord {
+            restart_count: 2,
+            ..rec(State::Running { started_at: at(5) }, Some(term(3)))
+        };
         let s = pod_status(&StatusInput {
             policy: RestartPolicy::OnFailure,
             containers: &[c],
@@ -302,8 +387,22 @@ mod tests {
         let cs = &s.container_statuses.unwrap()[0];
         assert!(cs.ready);
         assert_eq!(cs.restart_count, 2);
-        assert_eq!(cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 3);
-        let ready = s.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            cs.last_state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap()
+                .exit_code,
+            3
+        );
+        let ready = s
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
         assert_eq!(ready.status, "True");
     }
 }

@@ -12,16 +12,23 @@ pub const KUBECTL_VERSIONS: &[&str] = &["1.27", "1.33"];
 pub fn kubectl_path(version: &str) -> PathBuf {
     let kubectl = which("kubectl").expect("kubectl on PATH");
     let dir = std::fs::canonicalize(&kubectl).expect("resolve kubectl");
-    dir.parent().expect("kubectl dir").join(format!("kubectl.{version}"))
+    dir.parent()
+        .expect("kubectl dir")
+        .join(format!("kubectl.{version}"))
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(bin)).find(|p| p.exists()))
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(bin))
+            .find(|p| p.exists())
+    })
 }
 
 pub fn guest(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/out").join(format!("{name}.wasm"));
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("guests/out")
+        .join(format!("{name}.wasm"));
     assert!(p.exists(), "{} missing: run guests/build.sh", p.display());
     p
 }
@@ -33,7 +40,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -61,7 +71,8 @@ impl Server {
 
     pub fn wkube(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_wkube"));
-        c.env("KUBECONFIG", self.kubeconfig()).env("WKUBE_DATA_DIR", self.data_dir.path());
+        c.env("KUBECONFIG", self.kubeconfig())
+            .env("WKUBE_DATA_DIR", self.data_dir.path());
         c
     }
 
@@ -74,7 +85,14 @@ impl Server {
             .open(self.data_dir.path().join("server.log"))
             .expect("server log");
         let child = Command::new(env!("CARGO_BIN_EXE_wkube"))
-            .args(["server", "--listen", "127.0.0.1:0", "--node-name", "node-1", "--data-dir"])
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--node-name",
+                "node-1",
+                "--data-dir",
+            ])
             .arg(self.data_dir.path())
             .env("WKUBE_LOG", "info,control=debug")
             .stdout(Stdio::null())
@@ -87,15 +105,27 @@ impl Server {
             self.kubeconfig().exists().then_some(())
         });
         wait_for("the node to be Ready", Duration::from_secs(30), || {
-            let out = self.kubectl("1.33", &["get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}"]);
-            (out.status.success() && String::from_utf8_lossy(&out.stdout).contains("True")).then_some(())
+            let out = self.kubectl(
+                "1.33",
+                &[
+                    "get",
+                    "nodes",
+                    "-o",
+                    "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}",
+                ],
+            );
+            (out.status.success() && String::from_utf8_lossy(&out.stdout).contains("True"))
+                .then_some(())
         });
     }
 
     fn assert_alive(&mut self) {
         if let Some(child) = self.child.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("wkube server exited ({status}); log:\n{}", self.server_log());
+                panic!(
+                    "wkube server exited ({status}); log:\n{}",
+                    self.server_log()
+                );
             }
         }
     }
@@ -122,13 +152,22 @@ impl Server {
             .arg("--cache-dir")
             .arg(self.kubectl_cache.path().join(version))
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = c.spawn().expect("spawn kubectl");
         if let Some(input) = stdin {
             use std::io::Write as _;
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
         }
         child.wait_with_output().expect("kubectl output")
     }
@@ -147,8 +186,18 @@ impl Server {
     }
 
     pub fn import(&self, guest_name: &str, reference: &str) {
-        let out = self.wkube().args(["image", "import"]).arg(guest(guest_name)).arg(reference).output().expect("wkube image import");
-        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .wkube()
+            .args(["image", "import"])
+            .arg(guest(guest_name))
+            .arg(reference)
+            .output()
+            .expect("wkube image import");
+        assert!(
+            out.status.success(),
+            "import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A jsonpath query on one object.

@@ -96,10 +96,7 @@ fn secret(obj: &mut Value) {
     set_default(o, "type", json!("Opaque"));
     // stringData is a write-only convenience: merged into data, never stored.
     if let Some(Value::Object(strings)) = o.remove("stringData") {
-        let data = o
-            .entry("data")
-            .or_insert_with(|| json!({}))
-            .as_object_mut();
+        let data = o.entry("data").or_insert_with(|| json!({})).as_object_mut();
         if let Some(data) = data {
             for (k, v) in strings {
                 let text = v.as_str().unwrap_or_default();

@@ -125,7 +125,14 @@ mod tests {
             .iter()
             .map(|r| r["name"].as_str().unwrap())
             .collect();
-        for n in ["pods", "pods/status", "pods/log", "pods/binding", "configmaps", "namespaces"] {
+        for n in [
+            "pods",
+            "pods/status",
+            "pods/log",
+            "pods/binding",
+            "configmaps",
+            "namespaces",
+        ] {
             assert!(names.contains(&n), "{n} missing");
         }
         assert!(resource_list("apps", "v1").is_none());

@@ -15,13 +15,34 @@ pub struct Cause {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    NotFound { message: String, kind: String, name: String, group: String },
+    NotFound {
+        message: String,
+        kind: String,
+        name: String,
+        group: String,
+    },
     #[error("{message}")]
-    AlreadyExists { message: String, kind: String, name: String, group: String },
+    AlreadyExists {
+        message: String,
+        kind: String,
+        name: String,
+        group: String,
+    },
     #[error("{message}")]
-    Conflict { message: String, kind: String, name: String, group: String },
+    Conflict {
+        message: String,
+        kind: String,
+        name: String,
+        group: String,
+    },
     #[error("{message}")]
-    Invalid { message: String, kind: String, name: String, group: String, causes: Vec<Cause> },
+    Invalid {
+        message: String,
+        kind: String,
+        name: String,
+        group: String,
+        causes: Vec<Cause>,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -83,9 +104,7 @@ impl ApiError {
             StoreError::NotFound => ApiError::not_found(qualified, name),
             StoreError::AlreadyExists => ApiError::already_exists(qualified, name),
             StoreError::Conflict => ApiError::conflict(qualified, name),
-            StoreError::NotLeader | StoreError::Unavailable => {
-                ApiError::Unavailable(e.to_string())
-            }
+            StoreError::NotLeader | StoreError::Unavailable => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -139,14 +158,22 @@ impl ApiError {
             "code": self.code(),
         });
         let details = match self {
-            ApiError::NotFound { kind, name, group, .. }
-            | ApiError::AlreadyExists { kind, name, group, .. }
-            | ApiError::Conflict { kind, name, group, .. } => {
-                Some(details(kind, name, group, &[]))
+            ApiError::NotFound {
+                kind, name, group, ..
             }
-            ApiError::Invalid { kind, name, group, causes, .. } => {
-                Some(details(kind, name, group, causes))
+            | ApiError::AlreadyExists {
+                kind, name, group, ..
             }
+            | ApiError::Conflict {
+                kind, name, group, ..
+            } => Some(details(kind, name, group, &[])),
+            ApiError::Invalid {
+                kind,
+                name,
+                group,
+                causes,
+                ..
+            } => Some(details(kind, name, group, causes)),
             _ => None,
         };
         if let Some(d) = details {

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod logs;
 pub mod objects;
 pub mod openapi;
+pub mod protobuf;
 pub mod resources;
 pub mod routes;
 pub mod server;

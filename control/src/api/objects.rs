@@ -9,9 +9,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use super::defaults;
 use super::errors::{ApiError, Cause};
 use super::resources::{self, ResourceInfo};
-use super::defaults;
 use crate::patch::{self, PatchType};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{revision_of, Event, EventKind, Op, Store, StoreError};
@@ -75,7 +75,11 @@ fn invalid(res: &ResourceInfo, name: &str, errors: &[validation::FieldError]) ->
             .iter()
             .map(|e| Cause {
                 reason: e.kind.reason().into(),
-                message: e.to_string().split_once(": ").map(|(_, m)| m.to_string()).unwrap_or_else(|| e.to_string()),
+                message: e
+                    .to_string()
+                    .split_once(": ")
+                    .map(|(_, m)| m.to_string())
+                    .unwrap_or_else(|| e.to_string()),
                 field: e.field.clone(),
             })
             .collect(),
@@ -102,7 +106,12 @@ impl Api {
         &self.store
     }
 
-    fn read(&self, res: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<Option<Value>, ApiError> {
+    fn read(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, ApiError> {
         self.store
             .get(&res.key(ns, name))
             .map_err(|e| ApiError::Internal(e.to_string()))
@@ -127,19 +136,22 @@ impl Api {
             .store
             .list(&res.prefix(ns))
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let items = items
-            .into_iter()
-            .filter(|o| matches(opts, o))
-            .collect();
+        let items = items.into_iter().filter(|o| matches(opts, o)).collect();
         Ok((items, revision))
     }
 
-    fn check_namespace(&self, res: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<(), ApiError> {
+    fn check_namespace(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<(), ApiError> {
         if !res.namespaced {
             return Ok(());
         }
         let ns = ns.unwrap_or_default();
-        let namespaces = resources::find("", "v1", "namespaces").ok_or_else(|| ApiError::Internal("namespaces unknown".into()))?;
+        let namespaces = resources::find("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::Internal("namespaces unknown".into()))?;
         match self.read(namespaces, None, ns)? {
             None => Err(ApiError::not_found("namespaces", ns)),
             Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::Forbidden(format!(
@@ -151,9 +163,16 @@ impl Api {
     }
 
     /// Checks kind/apiVersion/namespace in a request body against the URL, filling them in.
-    fn conform(&self, res: &ResourceInfo, ns: Option<&str>, obj: &mut Value) -> Result<(), ApiError> {
+    fn conform(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        obj: &mut Value,
+    ) -> Result<(), ApiError> {
         let Some(o) = obj.as_object_mut() else {
-            return Err(ApiError::BadRequest("the request body must be a JSON object".into()));
+            return Err(ApiError::BadRequest(
+                "the request body must be a JSON object".into(),
+            ));
         };
         let api_version = res.api_version();
         match o.get("apiVersion").and_then(Value::as_str) {
@@ -209,7 +228,11 @@ impl Api {
         let meta = obj["metadata"]
             .as_object_mut()
             .ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
-        let mut name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if name.is_empty() {
             if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
                 name = format!("{prefix}{}", name_suffix());
@@ -218,7 +241,12 @@ impl Api {
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(now()));
-        for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        for k in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
             meta.remove(k);
         }
         if res.has_spec {
@@ -242,7 +270,10 @@ impl Api {
             return Ok(obj);
         }
         self.store
-            .write(Op::Create { key: res.key(ns, &name), object: obj })
+            .write(Op::Create {
+                key: res.key(ns, &name),
+                object: obj,
+            })
             .await
             .map_err(|e| ApiError::from_store(e, &res.qualified(), &name))
     }
@@ -267,11 +298,16 @@ impl Api {
         }
         let precondition = revision_of(&obj);
         let current = self.get(res, ns, name)?;
-        let expected = if precondition == 0 { revision_of(&current) } else { precondition };
+        let expected = if precondition == 0 {
+            revision_of(&current)
+        } else {
+            precondition
+        };
         if expected != revision_of(&current) {
             return Err(ApiError::conflict(&res.qualified(), name));
         }
-        self.commit_update(res, ns, name, current, obj, part, dry_run).await
+        self.commit_update(res, ns, name, current, obj, part, dry_run)
+            .await
     }
 
     /// PATCH: applies a JSON, merge or strategic-merge patch to the latest object; retried
@@ -296,8 +332,13 @@ impl Api {
             if pinned != 0 && pinned != revision_of(&current) {
                 return Err(ApiError::conflict(&res.qualified(), name));
             }
-            match self.commit_update(res, ns, name, current, patched, part, dry_run).await {
-                Err(ApiError::Conflict { .. }) if pinned == 0 && attempt < UPDATE_RETRIES => attempt += 1,
+            match self
+                .commit_update(res, ns, name, current, patched, part, dry_run)
+                .await
+            {
+                Err(ApiError::Conflict { .. }) if pinned == 0 && attempt < UPDATE_RETRIES => {
+                    attempt += 1
+                }
                 other => return other,
             }
         }
@@ -319,7 +360,10 @@ impl Api {
             let Some(new) = change(&current)? else {
                 return Ok(current);
             };
-            match self.commit_update(res, ns, name, current, new, part, false).await {
+            match self
+                .commit_update(res, ns, name, current, new, part, false)
+                .await
+            {
                 Err(ApiError::Conflict { .. }) if attempt < UPDATE_RETRIES => attempt += 1,
                 other => return other,
             }
@@ -366,7 +410,13 @@ impl Api {
             }
         }
         // Metadata the server owns is kept from the stored object.
-        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match current["metadata"].get(k) {
                 Some(v) => obj["metadata"][k] = v.clone(),
                 None => {
@@ -397,7 +447,11 @@ impl Api {
         let key = res.key(ns, name);
         let stored = self
             .store
-            .write(Op::Update { key: key.clone(), object: obj, expected_revision: expected })
+            .write(Op::Update {
+                key: key.clone(),
+                object: obj,
+                expected_revision: expected,
+            })
             .await
             .map_err(|e| ApiError::from_store(e, &res.qualified(), name))?;
         if finished {
@@ -414,7 +468,10 @@ impl Api {
         expected_revision: Option<u64>,
     ) -> Result<Value, ApiError> {
         self.store
-            .write(Op::Delete { key: res.key(ns, name), expected_revision })
+            .write(Op::Delete {
+                key: res.key(ns, name),
+                expected_revision,
+            })
             .await
             .map_err(|e| ApiError::from_store(e, &res.qualified(), name))
     }
@@ -456,18 +513,23 @@ impl Api {
                     if opts.dry_run {
                         return Ok((current, true));
                     }
-                    self.remove(res, ns, name, Some(revision_of(&current))).await.map(|o| (o, true))
+                    self.remove(res, ns, name, Some(revision_of(&current)))
+                        .await
+                        .map(|o| (o, true))
                 }
                 DeletionPlan::Mark { grace } => {
                     let mut marked = current.clone();
                     let meta = &mut marked["metadata"];
                     let already = meta.get("deletionTimestamp").is_some();
-                    let shorter = meta["deletionGracePeriodSeconds"].as_i64().is_none_or(|g| grace < g);
+                    let shorter = meta["deletionGracePeriodSeconds"]
+                        .as_i64()
+                        .is_none_or(|g| grace < g);
                     if already && !shorter {
                         return Ok((current, false));
                     }
                     let at = Utc::now() + chrono::Duration::seconds(grace);
-                    meta["deletionTimestamp"] = json!(at.to_rfc3339_opts(SecondsFormat::Secs, true));
+                    meta["deletionTimestamp"] =
+                        json!(at.to_rfc3339_opts(SecondsFormat::Secs, true));
                     meta["deletionGracePeriodSeconds"] = json!(grace);
                     if res.kind == "Namespace" {
                         marked["status"]["phase"] = json!("Terminating");
@@ -476,7 +538,11 @@ impl Api {
                         return Ok((marked, false));
                     }
                     self.store
-                        .write(Op::Update { key: res.key(ns, name), object: marked, expected_revision: revision_of(&current) })
+                        .write(Op::Update {
+                            key: res.key(ns, name),
+                            object: marked,
+                            expected_revision: revision_of(&current),
+                        })
                         .await
                         .map_err(|e| ApiError::from_store(e, &res.qualified(), name))
                         .map(|o| (o, false))
@@ -490,7 +556,12 @@ impl Api {
     }
 
     /// Changes to objects of `res` (in `ns`, if given) that match `opts`.
-    pub fn watch(&self, res: &'static ResourceInfo, ns: Option<&str>, opts: ListOptions) -> Result<Watch, ApiError> {
+    pub fn watch(
+        &self,
+        res: &'static ResourceInfo,
+        ns: Option<&str>,
+        opts: ListOptions,
+    ) -> Result<Watch, ApiError> {
         let (initial, from) = match opts.resource_version {
             None | Some(0) => {
                 let (items, rev) = self.list(res, ns, &opts)?;
@@ -498,7 +569,8 @@ impl Api {
             }
             Some(rv) => {
                 if let Some(fs) = &opts.field_selector {
-                    fs.check_supported(res.plural).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                    fs.check_supported(res.plural)
+                        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
                 }
                 (Vec::new(), rv)
             }
@@ -527,7 +599,9 @@ impl Api {
 
 fn matches(opts: &ListOptions, obj: &Value) -> bool {
     let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
-    opts.label_selector.as_ref().is_none_or(|s| s.matches(labels))
+    opts.label_selector
+        .as_ref()
+        .is_none_or(|s| s.matches(labels))
         && opts.field_selector.as_ref().is_none_or(|s| s.matches(obj))
 }
 
@@ -547,12 +621,19 @@ enum DeletionPlan {
 }
 
 fn deletion_plan(res: &ResourceInfo, obj: &Value, grace: Option<i64>) -> DeletionPlan {
-    let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+    let has_finalizers = obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
     match res.kind {
         "Namespace" => DeletionPlan::Mark { grace: 0 },
         "Pod" => {
-            let bound = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-            let terminal = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+            let bound = obj["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty());
+            let terminal = matches!(
+                obj["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            );
             let grace = grace
                 .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
                 .unwrap_or(30)
@@ -560,7 +641,9 @@ fn deletion_plan(res: &ResourceInfo, obj: &Value, grace: Option<i64>) -> Deletio
             if (!bound || terminal || grace == 0) && !has_finalizers {
                 DeletionPlan::Now
             } else {
-                DeletionPlan::Mark { grace: if bound && !terminal { grace } else { 0 } }
+                DeletionPlan::Mark {
+                    grace: if bound && !terminal { grace } else { 0 },
+                }
             }
         }
         _ if has_finalizers => DeletionPlan::Mark { grace: 0 },
@@ -616,10 +699,16 @@ impl Watch {
     pub async fn next(&mut self) -> Option<WatchEvent> {
         if let Some(message) = self.expired.take() {
             self.live = None;
-            return Some(WatchEvent { kind: "ERROR", object: ApiError::Gone(message).status() });
+            return Some(WatchEvent {
+                kind: "ERROR",
+                object: ApiError::Gone(message).status(),
+            });
         }
         if let Some(obj) = self.initial.pop_front() {
-            return Some(WatchEvent { kind: "ADDED", object: obj });
+            return Some(WatchEvent {
+                kind: "ADDED",
+                object: obj,
+            });
         }
         loop {
             let event = match self.backlog.pop_front() {
@@ -630,7 +719,8 @@ impl Watch {
                         self.live = None;
                         return Some(WatchEvent {
                             kind: "ERROR",
-                            object: ApiError::Gone("the watcher fell too far behind".into()).status(),
+                            object: ApiError::Gone("the watcher fell too far behind".into())
+                                .status(),
                         });
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
@@ -649,7 +739,10 @@ impl Watch {
             return None;
         }
         let now = matches(&self.opts, &event.object);
-        let before = event.previous.as_deref().is_some_and(|p| matches(&self.opts, p));
+        let before = event
+            .previous
+            .as_deref()
+            .is_some_and(|p| matches(&self.opts, p));
         let kind = match (event.kind, before, now) {
             (EventKind::Added, _, true) => "ADDED",
             (EventKind::Deleted, true, _) => "DELETED",
@@ -658,7 +751,10 @@ impl Watch {
             (EventKind::Modified, true, false) => "DELETED",
             _ => return None,
         };
-        Some(WatchEvent { kind, object: (*event.object).clone() })
+        Some(WatchEvent {
+            kind,
+            object: (*event.object).clone(),
+        })
     }
 }
 
@@ -670,18 +766,24 @@ impl From<StoreError> for ApiError {
 
 /// Used by callers that render ages and timestamps.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 impl Api {
     /// The `binding` subresource: assigns an unbound pod to a node (what the scheduler
     /// does). A pod that is already bound keeps its node: 409, as in Kubernetes.
     pub async fn bind(&self, ns: &str, name: &str, node: &str) -> Result<Value, ApiError> {
-        let pods = resources::find("", "v1", "pods").ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
+        let pods = resources::find("", "v1", "pods")
+            .ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
         let mut attempt = 0;
         loop {
             let current = self.get(pods, Some(ns), name)?;
-            if let Some(bound) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            if let Some(bound) = current["spec"]["nodeName"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+            {
                 return Err(ApiError::Conflict {
                     message: format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{bound}\""),
                     kind: "pods/binding".into(),
@@ -708,7 +810,11 @@ impl Api {
             }
             let result = self
                 .store
-                .write(Op::Update { key: pods.key(Some(ns), name), object: bound, expected_revision: revision_of(&current) })
+                .write(Op::Update {
+                    key: pods.key(Some(ns), name),
+                    object: bound,
+                    expected_revision: revision_of(&current),
+                })
                 .await
                 .map_err(|e| ApiError::from_store(e, "pods", name));
             match result {

@@ -26,7 +26,10 @@ pub fn root() -> Value {
     let mut paths = Map::new();
     for r in RESOURCES {
         let p = gv_path(r);
-        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash())}));
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash())}),
+        );
     }
     json!({ "paths": paths })
 }
@@ -93,7 +96,11 @@ mod tests {
         let doc = group_version("api/v1").unwrap();
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Pod");
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        assert!(patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation"));
         assert!(root()["paths"].get("apis/node.k8s.io/v1").is_some());
         assert!(group_version("apis/apps/v1").is_none());
     }
@@ -109,7 +116,11 @@ pub fn v2_json() -> Value {
 }
 
 fn version() -> String {
-    format!("v{}.{}", super::discovery::KUBERNETES_VERSION.0, super::discovery::KUBERNETES_VERSION.1)
+    format!(
+        "v{}.{}",
+        super::discovery::KUBERNETES_VERSION.0,
+        super::discovery::KUBERNETES_VERSION.1
+    )
 }
 
 /// gnostic `openapi_v2.Document { swagger = 1; info = 2 }` with `Info { title = 1; version = 2 }`.

@@ -42,11 +42,47 @@ const fn core(
 }
 
 pub static RESOURCES: &[ResourceInfo] = &[
-    core("Namespace", "namespaces", "namespace", false, &["ns"], &["status"], &[], true),
-    core("Pod", "pods", "pod", true, &["po"], &["status", "log", "binding"], &["all"], true),
-    core("ConfigMap", "configmaps", "configmap", true, &["cm"], &[], &[], false),
+    core(
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        &["ns"],
+        &["status"],
+        &[],
+        true,
+    ),
+    core(
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        &["po"],
+        &["status", "log", "binding"],
+        &["all"],
+        true,
+    ),
+    core(
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        &["cm"],
+        &[],
+        &[],
+        false,
+    ),
     core("Secret", "secrets", "secret", true, &[], &[], &[], false),
-    core("Node", "nodes", "node", false, &["no"], &["status"], &[], true),
+    core(
+        "Node",
+        "nodes",
+        "node",
+        false,
+        &["no"],
+        &["status"],
+        &[],
+        true,
+    ),
     core("Event", "events", "event", true, &["ev"], &[], &[], false),
     ResourceInfo {
         group: "node.k8s.io",
@@ -147,7 +183,10 @@ mod tests {
         let nodes = find("", "v1", "nodes").unwrap();
         assert_eq!(nodes.key(Some("ignored"), "n1"), "nodes//n1");
         let rc = find_kind("node.k8s.io/v1", "RuntimeClass").unwrap();
-        assert_eq!(rc.key(None, "wasmtime"), "runtimeclasses.node.k8s.io//wasmtime");
+        assert_eq!(
+            rc.key(None, "wasmtime"),
+            "runtimeclasses.node.k8s.io//wasmtime"
+        );
     }
 
     #[test]

@@ -12,11 +12,11 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _, Full, Limited, St
 use hyper::body::{Frame, Incoming};
 use serde_json::{json, Value};
 
-use super::{discovery, openapi};
 use super::errors::ApiError;
 use super::logs::{LogRequest, PodLogs};
 use super::objects::{Api, DeleteOptions, ListOptions, Part, WatchEvent};
 use super::resources::{self, ResourceInfo};
+use super::{discovery, openapi, protobuf};
 use crate::patch::PatchType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::table::{self, IncludeObject};
@@ -50,8 +50,10 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
     let mut r = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = code;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, "application/json".parse().expect("static header"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/json".parse().expect("static header"),
+    );
     r
 }
 
@@ -91,7 +93,11 @@ fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
         Some(s) => Some(FieldSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?),
         None => None,
     };
-    Ok(ListOptions { label_selector, field_selector, resource_version: number(q, "resourceVersion")? })
+    Ok(ListOptions {
+        label_selector,
+        field_selector,
+        resource_version: number(q, "resourceVersion")?,
+    })
 }
 
 fn dry_run(q: &Query) -> Result<bool, ApiError> {
@@ -112,32 +118,68 @@ fn parse_target(segments: &[&str]) -> Result<Target, ApiError> {
         _ => return Err(not_found_path()),
     };
     let find = |plural: &str| {
-        resources::find(group, version, plural).ok_or_else(|| {
-            ApiError::NotFound { message: "the server could not find the requested resource".into(), kind: plural.into(), name: String::new(), group: group.into() }
+        resources::find(group, version, plural).ok_or_else(|| ApiError::NotFound {
+            message: "the server could not find the requested resource".into(),
+            kind: plural.into(),
+            name: String::new(),
+            group: group.into(),
         })
     };
     let owned = |s: &&str| s.to_string();
     match rest {
-        ["namespaces", ns, plural, tail @ ..] if resources::find(group, version, plural).is_some_and(|r| r.namespaced) => {
+        ["namespaces", ns, plural, tail @ ..]
+            if resources::find(group, version, plural).is_some_and(|r| r.namespaced) =>
+        {
             let res = find(plural)?;
             match tail {
-                [] => Ok(Target { res, namespace: Some(ns.to_string()), name: None, subresource: None }),
-                [name] => Ok(Target { res, namespace: Some(ns.to_string()), name: Some(name.to_string()), subresource: None }),
-                [name, sub] => Ok(Target { res, namespace: Some(ns.to_string()), name: Some(name.to_string()), subresource: Some(sub.to_string()) }),
+                [] => Ok(Target {
+                    res,
+                    namespace: Some(ns.to_string()),
+                    name: None,
+                    subresource: None,
+                }),
+                [name] => Ok(Target {
+                    res,
+                    namespace: Some(ns.to_string()),
+                    name: Some(name.to_string()),
+                    subresource: None,
+                }),
+                [name, sub] => Ok(Target {
+                    res,
+                    namespace: Some(ns.to_string()),
+                    name: Some(name.to_string()),
+                    subresource: Some(sub.to_string()),
+                }),
                 _ => Err(not_found_path()),
             }
         }
         [plural, tail @ ..] => {
             let res = find(plural)?;
-            Ok(Target { res, namespace: None, name: tail.first().map(owned), subresource: tail.get(1).map(owned) })
-                .and_then(|t| if tail.len() > 2 { Err(not_found_path()) } else { Ok(t) })
+            Ok(Target {
+                res,
+                namespace: None,
+                name: tail.first().map(owned),
+                subresource: tail.get(1).map(owned),
+            })
+            .and_then(|t| {
+                if tail.len() > 2 {
+                    Err(not_found_path())
+                } else {
+                    Ok(t)
+                }
+            })
         }
         [] => Err(not_found_path()),
     }
 }
 
 fn not_found_path() -> ApiError {
-    ApiError::NotFound { message: "the server could not find the requested resource".into(), kind: String::new(), name: String::new(), group: String::new() }
+    ApiError::NotFound {
+        message: "the server could not find the requested resource".into(),
+        kind: String::new(),
+        name: String::new(),
+        group: String::new(),
+    }
 }
 
 /// `kubectl get` asks for server-rendered tables.
@@ -145,7 +187,11 @@ fn wants_table(req: &Request<Incoming>) -> bool {
     req.headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
 }
 
 fn include_object(q: &Query) -> IncludeObject {
@@ -185,26 +231,42 @@ impl Router {
                 ["version"] => return ok(discovery::version()),
                 ["healthz" | "livez" | "readyz"] => {
                     let mut r = Response::new(full("ok"));
-                    r.headers_mut().insert(header::CONTENT_TYPE, "text/plain".parse().expect("static"));
+                    r.headers_mut()
+                        .insert(header::CONTENT_TYPE, "text/plain".parse().expect("static"));
                     return Ok(r);
                 }
                 ["api"] => return ok(discovery::core_versions()),
                 ["apis"] => return ok(discovery::group_list()),
-                ["api", v] => return discovery::resource_list("", v).map_or_else(|| Err(not_found_path()), ok),
-                ["apis", g] => return discovery::api_group(g).map_or_else(|| Err(not_found_path()), ok),
-                ["apis", g, v] => return discovery::resource_list(g, v).map_or_else(|| Err(not_found_path()), ok),
+                ["api", v] => {
+                    return discovery::resource_list("", v)
+                        .map_or_else(|| Err(not_found_path()), ok)
+                }
+                ["apis", g] => {
+                    return discovery::api_group(g).map_or_else(|| Err(not_found_path()), ok)
+                }
+                ["apis", g, v] => {
+                    return discovery::resource_list(g, v).map_or_else(|| Err(not_found_path()), ok)
+                }
                 ["openapi", "v2"] => {
-                    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    let accept = req
+                        .headers()
+                        .get(header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
                     if accept.contains("protobuf") {
                         let mut r = Response::new(full(openapi::v2_protobuf()));
-                        r.headers_mut().insert(header::CONTENT_TYPE, openapi::V2_PROTOBUF_TYPE.parse().expect("static"));
+                        r.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            openapi::V2_PROTOBUF_TYPE.parse().expect("static"),
+                        );
                         return Ok(r);
                     }
                     return ok(openapi::v2_json());
                 }
                 ["openapi", "v3"] => return ok(openapi::root()),
                 ["openapi", "v3", rest @ ..] => {
-                    return openapi::group_version(&rest.join("/")).map_or_else(|| Err(not_found_path()), ok)
+                    return openapi::group_version(&rest.join("/"))
+                        .map_or_else(|| Err(not_found_path()), ok)
                 }
                 _ => {}
             }
@@ -214,7 +276,12 @@ impl Router {
         self.resource(req, target, query).await
     }
 
-    async fn resource(&self, req: Request<Incoming>, t: Target, q: Query) -> Result<Response<Body>, ApiError> {
+    async fn resource(
+        &self,
+        req: Request<Incoming>,
+        t: Target,
+        q: Query,
+    ) -> Result<Response<Body>, ApiError> {
         let ns = t.namespace.as_deref();
         let res = t.res;
         let table = wants_table(&req);
@@ -225,14 +292,26 @@ impl Router {
                 let (items, revision) = self.api.list(res, ns, &list_options(&q)?)?;
                 let list_meta = json!({"resourceVersion": revision.to_string()});
                 if table {
-                    return Ok(json_response(StatusCode::OK, &table::table(res.plural, &items, chrono::Utc::now(), include_object(&q), list_meta)));
+                    return Ok(json_response(
+                        StatusCode::OK,
+                        &table::table(
+                            res.plural,
+                            &items,
+                            chrono::Utc::now(),
+                            include_object(&q),
+                            list_meta,
+                        ),
+                    ));
                 }
-                Ok(json_response(StatusCode::OK, &json!({
-                    "kind": format!("{}List", res.kind),
-                    "apiVersion": res.api_version(),
-                    "metadata": list_meta,
-                    "items": items,
-                })))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "kind": format!("{}List", res.kind),
+                        "apiVersion": res.api_version(),
+                        "metadata": list_meta,
+                        "items": items,
+                    }),
+                ))
             }
             (&Method::POST, None, None) => {
                 let body = read_json(req).await?;
@@ -245,58 +324,104 @@ impl Router {
                 let mut deleted = Vec::new();
                 for item in items {
                     let name = super::objects::name_of(&item).to_string();
-                    let item_ns = item.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+                    let item_ns = item
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                     match self.api.delete(res, item_ns.as_deref(), &name, &opts).await {
                         Ok((obj, _)) => deleted.push(obj),
                         Err(ApiError::NotFound { .. }) => {}
                         Err(e) => return Err(e),
                     }
                 }
-                Ok(json_response(StatusCode::OK, &json!({
-                    "kind": format!("{}List", res.kind),
-                    "apiVersion": res.api_version(),
-                    "metadata": {},
-                    "items": deleted,
-                })))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "kind": format!("{}List", res.kind),
+                        "apiVersion": res.api_version(),
+                        "metadata": {},
+                        "items": deleted,
+                    }),
+                ))
             }
             (&Method::GET, Some(name), None | Some("status")) => {
                 let obj = self.api.get(res, ns, name)?;
                 if table {
-                    let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-                    return Ok(json_response(StatusCode::OK, &table::table(res.plural, &[obj], chrono::Utc::now(), include_object(&q), json!({"resourceVersion": rv}))));
+                    let rv = obj
+                        .pointer("/metadata/resourceVersion")
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    return Ok(json_response(
+                        StatusCode::OK,
+                        &table::table(
+                            res.plural,
+                            &[obj],
+                            chrono::Utc::now(),
+                            include_object(&q),
+                            json!({"resourceVersion": rv}),
+                        ),
+                    ));
                 }
                 Ok(json_response(StatusCode::OK, &obj))
             }
             (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
                 let part = part(res, sub)?;
                 let body = read_json(req).await?;
-                let updated = self.api.update(res, ns, name, body, part, dry_run(&q)?).await?;
+                let updated = self
+                    .api
+                    .update(res, ns, name, body, part, dry_run(&q)?)
+                    .await?;
                 Ok(json_response(StatusCode::OK, &updated))
             }
             (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
                 let part = part(res, sub)?;
-                let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                let ct = req
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
                 let ty = PatchType::from_content_type(&ct).ok_or_else(|| {
                     ApiError::UnsupportedMediaType(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"))
                 })?;
                 let body = read_body(req).await?;
-                let patched = self.api.patch(res, ns, name, ty, &body, part, dry_run(&q)?).await?;
+                let patched = self
+                    .api
+                    .patch(res, ns, name, ty, &body, part, dry_run(&q)?)
+                    .await?;
                 Ok(json_response(StatusCode::OK, &patched))
             }
             (&Method::DELETE, Some(name), None) => {
                 let opts = delete_options(&q, read_optional_json(req).await?)?;
                 let (obj, gone) = self.api.delete(res, ns, name, &opts).await?;
-                Ok(json_response(if gone { StatusCode::OK } else { StatusCode::ACCEPTED }, &obj))
+                Ok(json_response(
+                    if gone {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::ACCEPTED
+                    },
+                    &obj,
+                ))
             }
-            (&Method::GET, Some(name), Some("log")) if res.kind == "Pod" => self.log(ns.unwrap_or_default(), name, &q).await,
+            (&Method::GET, Some(name), Some("log")) if res.kind == "Pod" => {
+                self.log(ns.unwrap_or_default(), name, &q).await
+            }
             (&Method::POST, Some(name), Some("binding")) if res.kind == "Pod" => {
                 let body = read_json(req).await?;
-                let node = body.pointer("/target/name").and_then(Value::as_str).unwrap_or_default();
+                let node = body
+                    .pointer("/target/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 if node.is_empty() {
-                    return Err(ApiError::BadRequest("binding target.name is required".into()));
+                    return Err(ApiError::BadRequest(
+                        "binding target.name is required".into(),
+                    ));
                 }
                 self.api.bind(ns.unwrap_or_default(), name, node).await?;
-                Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+                Ok(json_response(
+                    StatusCode::CREATED,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                ))
             }
             (_, _, Some(sub)) if !res.subresources.contains(&sub) => Err(not_found_path()),
             _ => Err(ApiError::MethodNotAllowed(format!(
@@ -305,7 +430,13 @@ impl Router {
         }
     }
 
-    fn watch(&self, res: &'static ResourceInfo, ns: Option<&str>, q: &Query, table: bool) -> Result<Response<Body>, ApiError> {
+    fn watch(
+        &self,
+        res: &'static ResourceInfo,
+        ns: Option<&str>,
+        q: &Query,
+        table: bool,
+    ) -> Result<Response<Body>, ApiError> {
         let mut watch = self.api.watch(res, ns, list_options(q)?)?;
         let timeout = number::<u64>(q, "timeoutSeconds")?.map(std::time::Duration::from_secs);
         let include = include_object(q);
@@ -320,14 +451,26 @@ impl Router {
                     },
                     None => watch.next().await,
                 };
-                let Some(WatchEvent { kind, object }) = next else { return };
+                let Some(WatchEvent { kind, object }) = next else {
+                    return;
+                };
                 let object = if table && kind != "ERROR" {
-                    let rv = object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-                    table::table(res.plural, &[object], chrono::Utc::now(), include, json!({"resourceVersion": rv}))
+                    let rv = object
+                        .pointer("/metadata/resourceVersion")
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    table::table(
+                        res.plural,
+                        &[object],
+                        chrono::Utc::now(),
+                        include,
+                        json!({"resourceVersion": rv}),
+                    )
                 } else {
                     object
                 };
-                let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+                let mut line = serde_json::to_vec(&json!({"type": kind, "object": object}))
+                    .unwrap_or_default();
                 line.push(b'\n');
                 // A failed send means the client went away: the watch ends.
                 if tx.send(Ok(Frame::data(Bytes::from(line)))).await.is_err() || kind == "ERROR" {
@@ -335,17 +478,29 @@ impl Router {
                 }
             }
         });
-        let body = http_body_util::BodyExt::boxed_unsync(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)));
+        let body = http_body_util::BodyExt::boxed_unsync(StreamBody::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ));
         let mut r = Response::new(body);
-        r.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("static"));
-        r.headers_mut().insert(header::CACHE_CONTROL, "no-cache, private".parse().expect("static"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            "application/json".parse().expect("static"),
+        );
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            "no-cache, private".parse().expect("static"),
+        );
         Ok(r)
     }
 
     async fn log(&self, ns: &str, name: &str, q: &Query) -> Result<Response<Body>, ApiError> {
-        let pods = resources::find("", "v1", "pods").ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
+        let pods = resources::find("", "v1", "pods")
+            .ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
         let pod = self.api.get(pods, Some(ns), name)?;
-        let container = choose_container(&pod, q.get("container").map(String::as_str).unwrap_or_default())?;
+        let container = choose_container(
+            &pod,
+            q.get("container").map(String::as_str).unwrap_or_default(),
+        )?;
         let request = LogRequest {
             container,
             follow: flag(q, "follow"),
@@ -355,11 +510,16 @@ impl Router {
             limit_bytes: number(q, "limitBytes")?,
             since_seconds: number(q, "sinceSeconds")?,
         };
-        let logs = self.logs.as_ref().ok_or_else(|| ApiError::BadRequest(format!("pod {name} has no node serving its logs")))?;
+        let logs = self.logs.as_ref().ok_or_else(|| {
+            ApiError::BadRequest(format!("pod {name} has no node serving its logs"))
+        })?;
         let stream = logs.open(&pod, &request)?;
-        let body = http_body_util::BodyExt::boxed_unsync(StreamBody::new(stream.map(|chunk| chunk.map(Frame::data))));
+        let body = http_body_util::BodyExt::boxed_unsync(StreamBody::new(
+            stream.map(|chunk| chunk.map(Frame::data)),
+        ));
         let mut r = Response::new(body);
-        r.headers_mut().insert(header::CONTENT_TYPE, "text/plain".parse().expect("static"));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, "text/plain".parse().expect("static"));
         Ok(r)
     }
 }
@@ -385,12 +545,22 @@ fn choose_container(pod: &Value, requested: &str) -> Result<String, ApiError> {
         if names.contains(&requested) {
             return Ok(requested.to_string());
         }
-        return Err(ApiError::BadRequest(format!("container {requested} is not valid for pod {name}")));
+        return Err(ApiError::BadRequest(format!(
+            "container {requested} is not valid for pod {name}"
+        )));
     }
-    if let Some(default) = pod.pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container").and_then(Value::as_str) {
+    if let Some(default) = pod
+        .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")
+        .and_then(Value::as_str)
+    {
         return Ok(default.to_string());
     }
-    let main: Vec<&str> = pod["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    let main: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     match main.as_slice() {
         [only] => Ok(only.to_string()),
         _ => Err(ApiError::BadRequest(format!(
@@ -406,10 +576,16 @@ fn delete_options(q: &Query, body: Option<Value>) -> Result<DeleteOptions, ApiEr
         Some(g) => Some(g),
         None => body["gracePeriodSeconds"].as_i64(),
     };
-    let dry = dry_run(q)? || body["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All"));
+    let dry = dry_run(q)?
+        || body["dryRun"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|v| v == "All"));
     Ok(DeleteOptions {
         grace_period_seconds: grace,
-        precondition_uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+        precondition_uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         precondition_resource_version: body
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
@@ -428,23 +604,47 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
 
 fn decode(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
     if ct.starts_with("application/yaml") {
-        serde_yaml::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the body of the request could not be decoded as YAML: {e}")))
+        serde_yaml::from_slice(body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body of the request could not be decoded as YAML: {e}"
+            ))
+        })
+    } else if ct.starts_with(protobuf::CONTENT_TYPE) {
+        protobuf::decode(body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body of the request could not be decoded as protobuf: {e}"
+            ))
+        })
     } else if ct.is_empty() || ct.starts_with("application/json") || ct.starts_with("*/*") {
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the body of the request could not be decoded as JSON: {e}")))
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body of the request could not be decoded as JSON: {e}"
+            ))
+        })
     } else {
         Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct:?})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct:?})"
         )))
     }
 }
 
 async fn read_json(req: Request<Incoming>) -> Result<Value, ApiError> {
-    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     decode(&ct, &read_body(req).await?)
 }
 
 async fn read_optional_json(req: Request<Incoming>) -> Result<Option<Value>, ApiError> {
-    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let body = read_body(req).await?;
     if body.is_empty() {
         return Ok(None);
@@ -478,7 +678,10 @@ mod tests {
     #[test]
     fn log_container_defaults_like_kubernetes() {
         let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        assert!(choose_container(&pod, "").unwrap_err().to_string().contains("choose one of: [a b]"));
+        assert!(choose_container(&pod, "")
+            .unwrap_err()
+            .to_string()
+            .contains("choose one of: [a b]"));
         assert_eq!(choose_container(&pod, "b").unwrap(), "b");
         assert!(choose_container(&pod, "zz").is_err());
     }

@@ -202,11 +202,17 @@ mod tests {
         {
             let (store, driver) = Store::open(dir.path()).unwrap();
             let a = store
-                .write(Op::Create { key: "configmaps/default/a".into(), object: cm("a") })
+                .write(Op::Create {
+                    key: "configmaps/default/a".into(),
+                    object: cm("a"),
+                })
                 .await
                 .unwrap();
             let b = store
-                .write(Op::Create { key: "configmaps/default/b".into(), object: cm("b") })
+                .write(Op::Create {
+                    key: "configmaps/default/b".into(),
+                    object: cm("b"),
+                })
                 .await
                 .unwrap();
             rev_a = revision_of(&a);
@@ -223,7 +229,10 @@ mod tests {
         assert!(revision >= rev_b);
         // The log keeps working after the restart (the member re-elects itself).
         store
-            .write(Op::Create { key: "configmaps/default/c".into(), object: cm("c") })
+            .write(Op::Create {
+                key: "configmaps/default/c".into(),
+                object: cm("c"),
+            })
             .await
             .unwrap();
     }
@@ -234,19 +243,35 @@ mod tests {
         let (store, _driver) = Store::open(dir.path()).unwrap();
         let key = "configmaps/default/a".to_string();
         let v1 = store
-            .write(Op::Create { key: key.clone(), object: cm("a") })
+            .write(Op::Create {
+                key: key.clone(),
+                object: cm("a"),
+            })
             .await
             .unwrap();
         let rev1 = revision_of(&v1);
         store
-            .write(Op::Update { key: key.clone(), object: cm("a"), expected_revision: rev1 })
+            .write(Op::Update {
+                key: key.clone(),
+                object: cm("a"),
+                expected_revision: rev1,
+            })
             .await
             .unwrap();
         let stale = store
-            .write(Op::Update { key: key.clone(), object: cm("a"), expected_revision: rev1 })
+            .write(Op::Update {
+                key: key.clone(),
+                object: cm("a"),
+                expected_revision: rev1,
+            })
             .await;
         assert!(matches!(stale, Err(StoreError::Conflict)));
-        let dup = store.write(Op::Create { key, object: cm("a") }).await;
+        let dup = store
+            .write(Op::Create {
+                key,
+                object: cm("a"),
+            })
+            .await;
         assert!(matches!(dup, Err(StoreError::AlreadyExists)));
     }
 
@@ -255,18 +280,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _driver) = Store::open(dir.path()).unwrap();
         let a = store
-            .write(Op::Create { key: "configmaps/default/a".into(), object: cm("a") })
+            .write(Op::Create {
+                key: "configmaps/default/a".into(),
+                object: cm("a"),
+            })
             .await
             .unwrap();
         store
-            .write(Op::Delete { key: "configmaps/default/a".into(), expected_revision: None })
+            .write(Op::Delete {
+                key: "configmaps/default/a".into(),
+                expected_revision: None,
+            })
             .await
             .unwrap();
         let mut sub = store.watch(revision_of(&a)).unwrap();
         assert_eq!(sub.backlog.len(), 1);
         assert_eq!(sub.backlog[0].kind, EventKind::Deleted);
         store
-            .write(Op::Create { key: "configmaps/default/b".into(), object: cm("b") })
+            .write(Op::Create {
+                key: "configmaps/default/b".into(),
+                object: cm("b"),
+            })
             .await
             .unwrap();
         let live = sub.live.recv().await.unwrap();
@@ -284,7 +318,10 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let name = format!("c{i}");
                 let obj = store
-                    .write(Op::Create { key: format!("configmaps/default/{name}"), object: cm(&name) })
+                    .write(Op::Create {
+                        key: format!("configmaps/default/{name}"),
+                        object: cm(&name),
+                    })
                     .await
                     .unwrap();
                 revision_of(&obj)

@@ -152,8 +152,8 @@ impl RaftDriver {
                 EntryType::EntryNormal => {
                     let op: Op = serde_json::from_slice(&entry.data)?;
                     let outcome = self.state.apply(index, op)?;
-                    if let Some(reply) = proposal_id(&entry.context)
-                        .and_then(|id| self.pending.remove(&id))
+                    if let Some(reply) =
+                        proposal_id(&entry.context).and_then(|id| self.pending.remove(&id))
                     {
                         let _ = reply.send(outcome);
                     }

@@ -204,13 +204,18 @@ impl raft::Storage for SledStorage {
 
     fn last_index(&self) -> raft::Result<u64> {
         let snap = self.snapshot_meta().map_err(to_raft)?;
-        Ok(self.last_log_index().map_err(to_raft)?.unwrap_or(snap.index))
+        Ok(self
+            .last_log_index()
+            .map_err(to_raft)?
+            .unwrap_or(snap.index))
     }
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         // A single-member group never sends snapshots. Streaming the state machine to a
         // lagging member arrives with replication (HA control plane issue).
-        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
     }
 }
 
@@ -265,7 +270,9 @@ mod tests {
         s.apply_snapshot_meta(&meta).unwrap();
         assert_eq!(s.first_index().unwrap(), 3);
         assert_eq!(s.term(2).unwrap(), 1);
-        assert!(s.entries(1, 3, None, GetEntriesContext::empty(false)).is_err());
+        assert!(s
+            .entries(1, 3, None, GetEntriesContext::empty(false))
+            .is_err());
         assert_eq!(s.hard_state().unwrap().commit, 2);
     }
 }

@@ -81,9 +81,7 @@ impl StateMachine {
     /// the member); the inner one is the op's own outcome, returned to its proposer.
     pub fn apply(&self, index: u64, op: Op) -> Result<Result<Value, StoreError>, StoreError> {
         let key = match &op {
-            Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => {
-                key.clone()
-            }
+            Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => key.clone(),
         };
         let current = self.read(&key)?;
         let mut batch = sled::Batch::default();

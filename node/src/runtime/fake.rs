@@ -74,7 +74,9 @@ impl FakeRuntime {
 
     /// Scripts the containers of `reference` (exact, normalized reference).
     pub fn script(&self, reference: &str, script: impl Into<FakeScript>) {
-        self.lock().scripts.insert(reference.to_owned(), script.into());
+        self.lock()
+            .scripts
+            .insert(reference.to_owned(), script.into());
     }
 
     /// References passed to `prepare` (and to `start`, which prepares), in order.
@@ -214,7 +216,10 @@ mod tests {
                 stdout: vec!["hi".into()],
             },
         );
-        let mut c = rt.start(&image("img"), config(dir.path(), "c1")).await.unwrap();
+        let mut c = rt
+            .start(&image("img"), config(dir.path(), "c1"))
+            .await
+            .unwrap();
         let status = c.wait().await;
         assert_eq!((status.code, status.reason), (2, ExitReason::Error));
         let log = read_log(&dir.path().join("c1.log"), &LogOptions::default()).unwrap();
@@ -232,11 +237,17 @@ mod tests {
                 on_stop: Some((0, Duration::from_secs(3))),
             },
         );
-        let mut c = rt.start(&image("img"), config(dir.path(), "a")).await.unwrap();
+        let mut c = rt
+            .start(&image("img"), config(dir.path(), "a"))
+            .await
+            .unwrap();
         c.stop(Duration::from_secs(10));
         assert_eq!(c.wait().await.reason, ExitReason::Completed);
 
-        let mut c = rt.start(&image("img"), config(dir.path(), "b")).await.unwrap();
+        let mut c = rt
+            .start(&image("img"), config(dir.path(), "b"))
+            .await
+            .unwrap();
         c.stop(Duration::from_secs(1));
         assert_eq!(c.wait().await.code, 137);
     }
@@ -248,7 +259,10 @@ mod tests {
         rt.script("bad", FakeBehavior::FailPrepare("no such image".into()));
         rt.script("nostart", FakeBehavior::FailStart("pool exhausted".into()));
         assert!(rt.prepare(&image("bad")).await.is_err());
-        assert!(rt.start(&image("nostart"), config(dir.path(), "x")).await.is_err());
+        assert!(rt
+            .start(&image("nostart"), config(dir.path(), "x"))
+            .await
+            .is_err());
         assert!(rt.started().is_empty());
         assert_eq!(rt.prepared(), ["bad", "nostart"]);
     }

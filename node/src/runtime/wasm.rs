@@ -213,7 +213,11 @@ impl WasmRuntime {
             });
         };
         let cell = {
-            let mut prepared = self.inner.prepared.lock().unwrap_or_else(|e| e.into_inner());
+            let mut prepared = self
+                .inner
+                .prepared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             prepared.entry(digest.clone()).or_default().clone()
         };
         let pre = cell
@@ -241,7 +245,9 @@ impl WasmRuntime {
         let mut with_store = Vec::with_capacity(runs);
         for _ in 0..runs {
             let t = Instant::now();
-            let mut store = self.inner.new_store(WasiCtx::builder().arg("bench").build());
+            let mut store = self
+                .inner
+                .new_store(WasiCtx::builder().arg("bench").build());
             let command = pre.instantiate_async(&mut store).await;
             with_store.push(t.elapsed());
             command.map_err(|e| RuntimeError::Instantiate {
