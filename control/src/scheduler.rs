@@ -33,7 +33,7 @@ fn is_ready(node: &Value) -> bool {
 }
 
 /// The node for a pod, given the nodes and how many pods each already runs.
-pub fn choose<'a>(nodes: &'a [Value], pods_on: impl Fn(&str) -> usize) -> Option<&'a str> {
+pub fn choose(nodes: &[Value], pods_on: impl Fn(&str) -> usize) -> Option<&str> {
     nodes
         .iter()
         .filter(|n| is_ready(n))

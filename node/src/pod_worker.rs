@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::client::ControlPlane;
@@ -16,6 +17,9 @@ use crate::images::{ImageStore, ResolvedImage};
 use crate::logs::{container_log_path, LogWriter};
 use crate::runtime::{ContainerConfig, ExitStatus, RunningContainer, Runtime};
 use crate::status::{self, ContainerRecord, RestartPolicy, State, StatusInput, Terminated};
+
+/// A container slot (by index in the pod spec) and how its run ended.
+type SlotExit = (usize, ExitStatus);
 
 /// Kubelet's crash-loop and image-pull back-off: 10 s doubling to 5 min.
 #[derive(Debug, Clone, Copy)]
@@ -88,10 +92,8 @@ struct Worker<C> {
     slots: Vec<Slot>,
     policy: RestartPolicy,
     start_time: chrono::DateTime<Utc>,
-    exits: (
-        mpsc::UnboundedSender<(usize, ExitStatus)>,
-        mpsc::UnboundedReceiver<(usize, ExitStatus)>,
-    ),
+    /// Each container's waiter reports `(slot index, exit)` here.
+    exits: (UnboundedSender<SlotExit>, UnboundedReceiver<SlotExit>),
     published: Option<k8s_openapi::api::core::v1::PodStatus>,
 }
 

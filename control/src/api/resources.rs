@@ -17,84 +17,78 @@ pub struct ResourceInfo {
     pub has_spec: bool,
 }
 
-const fn core(
-    kind: &'static str,
-    plural: &'static str,
-    singular: &'static str,
-    namespaced: bool,
-    short_names: &'static [&'static str],
-    subresources: &'static [&'static str],
-    categories: &'static [&'static str],
-    has_spec: bool,
-) -> ResourceInfo {
-    ResourceInfo {
-        group: "",
-        version: "v1",
-        kind,
-        plural,
-        singular,
-        namespaced,
-        short_names,
-        subresources,
-        categories,
-        has_spec,
-    }
-}
+/// The defaults for a namespaced kind of the core group; each entry below names what differs.
+const CORE: ResourceInfo = ResourceInfo {
+    group: "",
+    version: "v1",
+    kind: "",
+    plural: "",
+    singular: "",
+    namespaced: true,
+    short_names: &[],
+    subresources: &[],
+    categories: &[],
+    has_spec: false,
+};
 
 pub static RESOURCES: &[ResourceInfo] = &[
-    core(
-        "Namespace",
-        "namespaces",
-        "namespace",
-        false,
-        &["ns"],
-        &["status"],
-        &[],
-        true,
-    ),
-    core(
-        "Pod",
-        "pods",
-        "pod",
-        true,
-        &["po"],
-        &["status", "log", "binding"],
-        &["all"],
-        true,
-    ),
-    core(
-        "ConfigMap",
-        "configmaps",
-        "configmap",
-        true,
-        &["cm"],
-        &[],
-        &[],
-        false,
-    ),
-    core("Secret", "secrets", "secret", true, &[], &[], &[], false),
-    core(
-        "Node",
-        "nodes",
-        "node",
-        false,
-        &["no"],
-        &["status"],
-        &[],
-        true,
-    ),
-    core("Event", "events", "event", true, &["ev"], &[], &[], false),
+    ResourceInfo {
+        kind: "Namespace",
+        plural: "namespaces",
+        singular: "namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        subresources: &["status"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
+        kind: "Pod",
+        plural: "pods",
+        singular: "pod",
+        short_names: &["po"],
+        subresources: &["status", "log", "binding"],
+        categories: &["all"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
+        kind: "ConfigMap",
+        plural: "configmaps",
+        singular: "configmap",
+        short_names: &["cm"],
+        ..CORE
+    },
+    ResourceInfo {
+        kind: "Secret",
+        plural: "secrets",
+        singular: "secret",
+        ..CORE
+    },
+    ResourceInfo {
+        kind: "Node",
+        plural: "nodes",
+        singular: "node",
+        namespaced: false,
+        short_names: &["no"],
+        subresources: &["status"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        short_names: &["ev"],
+        ..CORE
+    },
     ResourceInfo {
         group: "node.k8s.io",
-        version: "v1",
         kind: "RuntimeClass",
         plural: "runtimeclasses",
         singular: "runtimeclass",
         namespaced: false,
-        short_names: &[],
-        subresources: &[],
-        categories: &[],
-        has_spec: false,
+        ..CORE
     },
 ];
 

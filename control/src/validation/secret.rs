@@ -61,7 +61,7 @@ pub fn validate(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     };
     let required = |k: &str| FieldError::required(format!("data[{k}]"), "");
     match obj::str_or_empty(obj, &["type"]) {
-        "kubernetes.io/service-account-token" => {
+        "kubernetes.io/service-account-token"
             if obj::str_or_empty(
                 obj,
                 &[
@@ -70,13 +70,12 @@ pub fn validate(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
                     "kubernetes.io/service-account.name",
                 ],
             )
-            .is_empty()
-            {
-                errs.push(FieldError::required(
-                    "metadata.annotations[kubernetes.io/service-account.name]",
-                    "",
-                ));
-            }
+            .is_empty() =>
+        {
+            errs.push(FieldError::required(
+                "metadata.annotations[kubernetes.io/service-account.name]",
+                "",
+            ));
         }
         t @ ("kubernetes.io/dockercfg" | "kubernetes.io/dockerconfigjson") => {
             let key = if t == "kubernetes.io/dockercfg" {
@@ -97,16 +96,12 @@ pub fn validate(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
                 }
             }
         }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                errs.push(required("username"));
-                errs.push(required("password"));
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            errs.push(required("username"));
+            errs.push(required("password"));
         }
-        "kubernetes.io/ssh-auth" => {
-            if bytes("ssh-privatekey").is_none_or(|b| b.is_empty()) {
-                errs.push(required("ssh-privatekey"));
-            }
+        "kubernetes.io/ssh-auth" if bytes("ssh-privatekey").is_none_or(|b| b.is_empty()) => {
+            errs.push(required("ssh-privatekey"));
         }
         "kubernetes.io/tls" => {
             if !has("tls.crt") {
