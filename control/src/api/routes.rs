@@ -375,12 +375,7 @@ impl Router {
             }
             (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
                 let part = part(res, sub)?;
-                let ct = req
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
+                let ct = content_type(&req);
                 let ty = PatchType::from_content_type(&ct).ok_or_else(|| {
                     ApiError::UnsupportedMediaType(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"))
                 })?;
@@ -628,23 +623,21 @@ fn decode(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
-async fn read_json(req: Request<Incoming>) -> Result<Value, ApiError> {
+fn content_type(req: &Request<Incoming>) -> String {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+        .and_then(|v| v.to_str().ok());
+    ct.unwrap_or_default().to_string()
+}
+
+async fn read_json(req: Request<Incoming>) -> Result<Value, ApiError> {
+    let ct = content_type(&req);
     decode(&ct, &read_body(req).await?)
 }
 
 async fn read_optional_json(req: Request<Incoming>) -> Result<Option<Value>, ApiError> {
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let ct = content_type(&req);
     let body = read_body(req).await?;
     if body.is_empty() {
         return Ok(None);

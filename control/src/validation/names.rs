@@ -90,9 +90,13 @@ pub fn is_dns1123_label(s: &str) -> Vec<String> {
 
 /// `IsDNS1123Subdomain`.
 pub fn is_dns1123_subdomain(s: &str) -> Vec<String> {
+    subdomain_errors(s, max_len_error)
+}
+
+fn subdomain_errors(s: &str, too_long: fn(usize) -> String) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
-        errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
+        errs.push(too_long(DNS1123_SUBDOMAIN_MAX_LENGTH));
     }
     if !matches_dns1123_subdomain(s) {
         errs.push(regex_error(
@@ -166,18 +170,7 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
 
 /// The `content` package's subdomain check (byte wording), used for label-key prefixes.
 fn is_dns1123_subdomain_content(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
-        errs.push(max_len_error_bytes(DNS1123_SUBDOMAIN_MAX_LENGTH));
-    }
-    if !matches_dns1123_subdomain(s) {
-        errs.push(regex_error(
-            DNS1123_SUBDOMAIN_ERR,
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
-    }
-    errs
+    subdomain_errors(s, max_len_error_bytes)
 }
 
 /// `IsValidLabelValue`.
