@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use control::api::routes::Router;
 use control::api::{server as https, Api};
+use control::namespaces::NamespaceController;
 use control::pki::ClusterPki;
 use control::scheduler::Scheduler;
 use control::store::Store;
@@ -80,6 +81,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown) = watch::channel(false);
     let scheduler = tokio::spawn(Scheduler::new(api.clone()).run());
+    let namespaces = tokio::spawn(NamespaceController::new(api.clone()).run());
 
     let log_root = data.join("logs");
     let active_logs = Arc::default();
@@ -114,6 +116,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         _ = sigterm.recv() => Ok(()),
         r = driver => Err(anyhow::anyhow!("the store stopped: {r:?}")),
         r = scheduler => Err(anyhow::anyhow!("the scheduler stopped: {r:?}")),
+        r = namespaces => Err(anyhow::anyhow!("the namespace controller stopped: {r:?}")),
         r = agent => Err(anyhow::anyhow!("the node agent stopped: {r:?}")),
     };
     let _ = shutdown_tx.send(true);

@@ -290,3 +290,52 @@ fn deletecollection_removes_only_what_the_selector_matches() {
         assert_eq!(left, ["c"]);
     });
 }
+
+#[test]
+fn deleting_a_namespace_deletes_what_is_in_it() {
+    let server = Server::start();
+    server.import("ticker", "ticker:1.0");
+    server.kubectl_ok(KUBECTL, &["create", "namespace", "team"]);
+    let ticker = format!("{}/examples/ticker-pod.yaml", env!("CARGO_MANIFEST_DIR"));
+    server.kubectl_ok(KUBECTL, &["apply", "-n", "team", "-f", &ticker]);
+    server.kubectl_ok(
+        KUBECTL,
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "-n",
+            "team",
+            "--from-literal=a=1",
+        ],
+    );
+    common::wait_for("ticker to run", Duration::from_secs(30), || {
+        (server.jsonpath(KUBECTL, &["pod", "ticker", "-n", "team"], "{.status.phase}") == "Running")
+            .then_some(())
+    });
+
+    // kubectl waits until the namespace is gone, which needs its running pod stopped first.
+    let out = server.kubectl_ok(KUBECTL, &["delete", "namespace", "team", "--timeout=60s"]);
+    assert_eq!(out.trim(), "namespace \"team\" deleted");
+    let gone = server.kubectl(KUBECTL, &["get", "namespace", "team"]);
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("namespaces \"team\" not found"),
+        "{gone:?}"
+    );
+    assert_eq!(
+        server
+            .kubectl_ok(
+                KUBECTL,
+                &["get", "pods,configmaps", "-n", "team", "-o", "name"]
+            )
+            .trim(),
+        ""
+    );
+
+    let refused = server.kubectl(KUBECTL, &["delete", "namespace", "default"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("namespaces \"default\" is forbidden: this namespace may not be deleted"),
+        "{refused:?}"
+    );
+}

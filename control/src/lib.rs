@@ -1,5 +1,5 @@
 //! The wkube control plane: the object store (raft-rs log over sled), the Kubernetes API
-//! server, controllers and the scheduler.
+//! server, controllers (namespaces) and the scheduler.
 //!
 //! The pure API modules (`selectors`, `patch`, `validation`, `table`) do no I/O; the HTTP
 //! layer calls them with objects as `serde_json::Value` (the Kubernetes JSON, unknown fields
@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bootstrap;
 pub mod events;
+pub mod namespaces;
 pub mod obj;
 pub mod patch;
 pub mod pki;

@@ -85,9 +85,12 @@ fn image_tag(image: &str) -> Option<&str> {
 }
 
 fn namespace(obj: &mut Value) {
-    if let Some(o) = obj.as_object_mut() {
-        set_default(o, "spec", json!({"finalizers": ["kubernetes"]}));
-        set_default(o, "status", json!({"phase": "Active"}));
+    let Some(o) = obj.as_object_mut() else { return };
+    set_default(o, "status", json!({"phase": "Active"}));
+    set_default(o, "spec", json!({}));
+    if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
+        // The namespace controller's finalizer: it empties the namespace before it goes.
+        set_default(spec, "finalizers", json!(["kubernetes"]));
     }
 }
 

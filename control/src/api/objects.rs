@@ -433,7 +433,12 @@ impl Api {
         }
         obj["metadata"]["resourceVersion"] = json!(expected.to_string());
         if obj == current {
-            // Kubernetes skips no-op writes: same object, same resourceVersion.
+            // Kubernetes skips no-op writes: same object, same resourceVersion. An object that
+            // is already finalized (a crash came between its last update and its removal)
+            // is removed now.
+            if finalized(res, &current) && !dry_run {
+                return self.remove(res, ns, name, Some(expected)).await;
+            }
             return Ok(current);
         }
         let errors = validation::validate(res.plural, &obj, Some(&current));
@@ -486,6 +491,11 @@ impl Api {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<(Value, bool), ApiError> {
+        if res.kind == "Namespace" && PERMANENT_NAMESPACES.contains(&name) {
+            return Err(ApiError::Forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
         let mut attempt = 0;
         loop {
             let current = self.get(res, ns, name)?;
@@ -606,14 +616,25 @@ fn matches(opts: &ListOptions, obj: &Value) -> bool {
 }
 
 /// An object marked for deletion whose last finalizer is gone is removed. Pods also wait
-/// for their node to confirm the containers stopped (it deletes them with grace 0).
+/// for their node to confirm the containers stopped (it deletes them with grace 0), and
+/// namespaces for the namespace controller to empty them.
 fn finalized(res: &ResourceInfo, obj: &Value) -> bool {
     let meta = &obj["metadata"];
     let marked = meta.get("deletionTimestamp").is_some();
     let no_finalizers = meta["finalizers"].as_array().is_none_or(Vec::is_empty);
-    let pod_done = res.kind != "Pod" || meta["deletionGracePeriodSeconds"].as_i64() == Some(0);
-    marked && no_finalizers && pod_done && res.kind != "Namespace"
+    let done = match res.kind {
+        "Pod" => meta["deletionGracePeriodSeconds"].as_i64() == Some(0),
+        // The namespace controller removes its `spec.finalizers` entry once the namespace is empty.
+        "Namespace" => obj["spec"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        _ => true,
+    };
+    marked && no_finalizers && done
 }
+
+/// Namespaces Kubernetes refuses to delete.
+const PERMANENT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 enum DeletionPlan {
     Now,

@@ -202,12 +202,25 @@ fn message(bytes: &[u8], fields: &[Field]) -> Result<Value, ProtobufError> {
                     list.push(value.1);
                 }
             }
+            // Go's generated code writes every non-pointer field, zero or not; its JSON
+            // (`omitempty`) leaves zero values out, and so does this.
+            _ if is_zero(&value.1) => {}
             _ => {
                 out.insert(field.name.into(), value.1);
             }
         }
     }
     Ok(Value::Object(out))
+}
+
+fn is_zero(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_i64() == Some(0),
+        Value::Bool(b) => !b,
+        _ => false,
+    }
 }
 
 /// One occurrence of a field; map entries also return their key.
@@ -269,6 +282,9 @@ fn map_entry(bytes: &[u8], bytes_value: bool) -> Result<(Option<String>, Value),
     Ok((Some(key), value))
 }
 
+/// Go's zero `time.Time` (0001-01-01T00:00:00Z) in Unix seconds: the JSON for it is `null`.
+const GO_ZERO_TIME: i64 = -62_135_596_800;
+
 /// `metav1.Time` serialises to JSON with second precision.
 fn time(bytes: &[u8]) -> Result<Value, ProtobufError> {
     let mut reader = Reader(bytes);
@@ -278,6 +294,9 @@ fn time(bytes: &[u8]) -> Result<Value, ProtobufError> {
             (1, VARINT) => seconds = reader.varint()? as i64,
             _ => reader.skip(wire)?,
         }
+    }
+    if seconds == GO_ZERO_TIME {
+        return Ok(Value::Null);
     }
     let at = chrono::DateTime::from_timestamp(seconds, 0).ok_or(ProtobufError::Malformed)?;
     Ok(Value::String(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
@@ -415,6 +434,14 @@ mod tests {
     fn secret_data_is_base64_and_repeated_fields_are_lists() {
         let mut meta = Vec::new();
         len(1, b"creds", &mut meta);
+        // Zero values, as Go writes them, are left out like Go's JSON leaves them out.
+        len(2, b"", &mut meta);
+        tag(7, VARINT, &mut meta);
+        varint(0, &mut meta);
+        let mut zero_time = Vec::new();
+        tag(1, VARINT, &mut zero_time);
+        varint(GO_ZERO_TIME as u64, &mut zero_time);
+        len(8, &zero_time, &mut meta);
         len(14, b"a/one", &mut meta);
         len(14, b"b/two", &mut meta);
         let mut secret = Vec::new();
@@ -424,7 +451,10 @@ mod tests {
         let value = decode(&envelope("v1", "Secret", &secret)).unwrap();
         assert_eq!(value["data"], json!({"password": "aHVudGVyMg=="}));
         assert_eq!(value["type"], "Opaque");
-        assert_eq!(value["metadata"]["finalizers"], json!(["a/one", "b/two"]));
+        assert_eq!(
+            value["metadata"],
+            json!({"name": "creds", "finalizers": ["a/one", "b/two"]})
+        );
     }
 
     #[test]
