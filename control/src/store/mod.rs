@@ -55,6 +55,24 @@ impl From<raft::Error> for StoreError {
     }
 }
 
+/// How much raft log a member keeps. Once more than `keep + compact_every` entries are
+/// applied past the log's start, the log is cut to the last `keep`: a follower that far
+/// behind is still served from the log, one further behind gets a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct LogRetention {
+    pub keep: u64,
+    pub compact_every: u64,
+}
+
+impl Default for LogRetention {
+    fn default() -> Self {
+        LogRetention {
+            keep: 1_000,
+            compact_every: 10_000,
+        }
+    }
+}
+
 /// The id of the only member of a one-member cluster.
 const FIRST_MEMBER: u64 = 1;
 
@@ -80,14 +98,29 @@ impl Store {
     /// Opens (or creates) the store in `dir` and starts its raft driver. A fresh directory
     /// becomes a one-member cluster that elects itself at once.
     pub fn open(dir: &Path) -> Result<(Store, DriverHandle), StoreError> {
+        Self::open_with(dir, LogRetention::default())
+    }
+
+    pub fn open_with(
+        dir: &Path,
+        retention: LogRetention,
+    ) -> Result<(Store, DriverHandle), StoreError> {
         let db = sled::Config::new().path(dir).open()?;
         let storage = SledStorage::open(&db)?;
         if !storage.is_initialized()? {
             storage.set_conf_state(&ConfState::from((vec![FIRST_MEMBER], vec![])))?;
             db.flush()?;
         }
-        let state_tree = db.open_tree("state")?;
-        let applied = StateMachine::applied(&state_tree)?;
+        let state_tree = db.open_tree(state::TREE)?;
+        let applied = state::applied(&state_tree)?;
+        // A crash between installing a snapshot into the state and recording it in the raft
+        // storage: finish the second half now.
+        if let Some(restored) = state::restored_snapshot(&state_tree)? {
+            if restored.index > storage.snapshot_meta()?.index {
+                storage.apply_snapshot_meta(&restored)?;
+                db.flush()?;
+            }
+        }
         let hs = storage.hard_state()?;
         if applied > hs.commit {
             return Err(StoreError::Corrupt(format!(
@@ -123,6 +156,7 @@ impl Store {
             requests: rx,
             pending: Default::default(),
             applied: applied_counter.clone(),
+            retention,
         };
         let handle = std::thread::Builder::new()
             .name("raft".into())
@@ -235,6 +269,105 @@ mod tests {
             })
             .await
             .unwrap();
+    }
+
+    async fn create(store: &Store, name: &str) -> u64 {
+        let key = format!("configmaps/default/{name}");
+        revision_of(
+            &store
+                .write(Op::Create {
+                    key,
+                    object: cm(name),
+                })
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// Opens the raft storage of a closed store.
+    fn raft_storage(dir: &Path) -> (sled::Db, SledStorage) {
+        let db = sled::open(dir).unwrap();
+        let storage = SledStorage::open(&db).unwrap();
+        (db, storage)
+    }
+
+    const SMALL_LOG: LogRetention = LogRetention {
+        keep: 5,
+        compact_every: 10,
+    };
+
+    #[tokio::test]
+    async fn the_log_is_compacted_and_the_state_survives_reopen() {
+        use raft::Storage as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut revisions = Vec::new();
+        {
+            let (store, driver) = Store::open_with(dir.path(), SMALL_LOG).unwrap();
+            for i in 0..40 {
+                revisions.push(create(&store, &format!("cm-{i:02}")).await);
+            }
+            drop(store);
+            driver.join().unwrap().unwrap();
+        }
+        {
+            let (_db, storage) = raft_storage(dir.path());
+            let first = storage.first_index().unwrap();
+            let last = storage.last_index().unwrap();
+            assert!(first > 20, "the log was cut: it starts at {first}");
+            assert!(
+                last - first < SMALL_LOG.keep + SMALL_LOG.compact_every,
+                "at most keep + compact_every entries: {first}..={last}"
+            );
+        }
+        let (store, _driver) = Store::open_with(dir.path(), SMALL_LOG).unwrap();
+        let (objects, _) = store.list("configmaps/default/").unwrap();
+        assert_eq!(
+            objects.iter().map(revision_of).collect::<Vec<_>>(),
+            revisions
+        );
+        assert!(create(&store, "after").await > *revisions.last().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_installs_the_same_state_elsewhere() {
+        use raft::Storage as _;
+        let source = tempfile::tempdir().unwrap();
+        let mut revisions = Vec::new();
+        {
+            let (store, driver) = Store::open_with(source.path(), SMALL_LOG).unwrap();
+            for i in 0..25 {
+                revisions.push(create(&store, &format!("cm-{i:02}")).await);
+            }
+            drop(store);
+            driver.join().unwrap().unwrap();
+        }
+        let snapshot = {
+            let (_db, storage) = raft_storage(source.path());
+            storage.snapshot(0, 2).unwrap()
+        };
+        assert!(snapshot.get_metadata().index >= *revisions.last().unwrap());
+
+        // Install it into an empty member's state only, as if it crashed right after: on
+        // open, the raft storage catches up with the snapshot the state records.
+        let target = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(target.path()).unwrap();
+            let state = StateMachine::open(&db, Arc::new(WatchHub::new(0))).unwrap();
+            state
+                .restore(snapshot.get_metadata(), snapshot.get_data())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let (store, _driver) = Store::open_with(target.path(), SMALL_LOG).unwrap();
+        let (objects, revision) = store.list("configmaps/default/").unwrap();
+        assert_eq!(
+            objects.iter().map(revision_of).collect::<Vec<_>>(),
+            revisions
+        );
+        assert_eq!(revision, snapshot.get_metadata().index);
+        assert!(create(&store, "after").await > snapshot.get_metadata().index);
+        // Watches cannot start before the snapshot: that history is not here.
+        assert!(store.watch(revisions[0]).is_err());
     }
 
     #[tokio::test]

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, EntryType, Message, Snapshot};
-use raft::{RawNode, StateRole};
+use raft::{RawNode, StateRole, Storage as _};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::raft_storage::SledStorage;
 use super::state::{Op, StateMachine};
-use super::StoreError;
+use super::{LogRetention, StoreError};
 
 const TICK: Duration = Duration::from_millis(100);
 /// Proposals taken from the channel per Ready, bounding one batch's latency.
@@ -37,6 +37,7 @@ pub struct RaftDriver {
     pub requests: Receiver<Request>,
     pub pending: HashMap<u128, Reply>,
     pub applied: Arc<AtomicU64>,
+    pub retention: LogRetention,
 }
 
 impl RaftDriver {
@@ -105,10 +106,15 @@ impl RaftDriver {
         // 1. Send out the messages that do not depend on persistence (leader appends).
         self.send(ready.take_messages());
 
-        // 2. Apply the snapshot, if any, before any committed entries that follow it.
+        // 2. Install the snapshot, if any, before any committed entries that follow it:
+        //    the state first (it records the snapshot too, see `StateMachine::restore`).
         if *ready.snapshot() != Snapshot::default() {
-            self.storage
-                .apply_snapshot_meta(ready.snapshot().get_metadata())?;
+            let snapshot = ready.snapshot();
+            self.state
+                .restore(snapshot.get_metadata(), snapshot.get_data())?;
+            self.storage.apply_snapshot_meta(snapshot.get_metadata())?;
+            self.applied
+                .store(snapshot.get_metadata().index, Ordering::Release);
         }
 
         // 3. Apply committed entries.
@@ -133,6 +139,21 @@ impl RaftDriver {
         self.send(light.take_messages());
         self.apply_committed(light.take_committed_entries())?;
         self.node.advance_apply();
+        self.compact_log()
+    }
+
+    /// Cuts the log per the retention policy; the cut is made durable by the next flush
+    /// (losing it in a crash only means compacting again).
+    fn compact_log(&mut self) -> Result<(), StoreError> {
+        let applied = self.applied.load(Ordering::Acquire);
+        let first = self.storage.first_index()?;
+        let LogRetention {
+            keep,
+            compact_every,
+        } = self.retention;
+        if applied >= first + keep + compact_every {
+            self.storage.compact(applied - keep)?;
+        }
         Ok(())
     }
 

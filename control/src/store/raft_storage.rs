@@ -4,6 +4,10 @@
 //! Layout (tree `raft`): `hs` -> HardState, `cs` -> ConfState, `snap` -> SnapshotMetadata;
 //! tree `raft_log`: big-endian index -> Entry. Values are protobuf-encoded raft messages.
 //! Writes are not flushed here: the Ready loop flushes once per Ready (group commit).
+//!
+//! Snapshots are not stored: the state machine's tree is the snapshot, read when raft asks
+//! for one. The log is compacted up to a point the state has applied, which is recorded as
+//! the snapshot metadata.
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
@@ -27,6 +31,8 @@ pub enum RaftStorageError {
 pub struct SledStorage {
     meta: sled::Tree,
     log: sled::Tree,
+    /// The state machine's tree, read (never written) to build snapshots.
+    state: sled::Tree,
 }
 
 fn decode<M: protobuf::Message>(key: &[u8], bytes: &[u8]) -> Result<M, RaftStorageError> {
@@ -50,6 +56,7 @@ impl SledStorage {
         Ok(SledStorage {
             meta: db.open_tree("raft")?,
             log: db.open_tree("raft_log")?,
+            state: db.open_tree(super::state::TREE)?,
         })
     }
 
@@ -82,7 +89,7 @@ impl SledStorage {
         self.set_hard_state(&hs)
     }
 
-    fn snapshot_meta(&self) -> Result<SnapshotMetadata, RaftStorageError> {
+    pub fn snapshot_meta(&self) -> Result<SnapshotMetadata, RaftStorageError> {
         self.read(SNAPSHOT_META)
     }
 
@@ -129,12 +136,29 @@ impl SledStorage {
 
     /// Records a snapshot's metadata and drops the log it covers.
     pub fn apply_snapshot_meta(&self, meta: &SnapshotMetadata) -> Result<(), RaftStorageError> {
-        self.meta.insert(SNAPSHOT_META, encode(meta))?;
         self.set_conf_state(meta.get_conf_state())?;
         let mut hs = self.hard_state()?;
         hs.term = hs.term.max(meta.term);
-        hs.commit = meta.index;
+        hs.commit = hs.commit.max(meta.index);
         self.set_hard_state(&hs)?;
+        self.trim_log(meta)
+    }
+
+    /// Drops the log up to `index`, which the state machine has applied: the state is the
+    /// snapshot of everything up to there.
+    pub fn compact(&self, index: u64) -> Result<(), RaftStorageError> {
+        let Some(last) = self.entry(index)? else {
+            return Ok(()); // compacted already
+        };
+        let mut meta = SnapshotMetadata::default();
+        meta.index = index;
+        meta.term = last.term;
+        meta.set_conf_state(self.conf_state()?);
+        self.trim_log(&meta)
+    }
+
+    fn trim_log(&self, meta: &SnapshotMetadata) -> Result<(), RaftStorageError> {
+        self.meta.insert(SNAPSHOT_META, encode(meta))?;
         let mut batch = sled::Batch::default();
         for old in self.log.range(..=meta.index.to_be_bytes()) {
             batch.remove(old?.0);
@@ -210,12 +234,25 @@ impl raft::Storage for SledStorage {
             .unwrap_or(snap.index))
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // A single-member group never sends snapshots. Streaming the state machine to a
-        // lagging member arrives with replication (HA control plane issue).
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    /// The state machine as it is now (the raft thread, which calls this, is also the only
+    /// writer of the state, so it cannot change underneath).
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let applied = super::state::applied(&self.state)
+            .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
+        if applied < request_index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let mut snapshot = Snapshot::default();
+        let data = super::state::export(&self.state)
+            .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
+        snapshot.set_data(data.into());
+        let meta = snapshot.mut_metadata();
+        meta.index = applied;
+        meta.term = self.term(applied)?;
+        meta.set_conf_state(self.conf_state().map_err(to_raft)?);
+        Ok(snapshot)
     }
 }
 
@@ -274,5 +311,26 @@ mod tests {
             .entries(1, 3, None, GetEntriesContext::empty(false))
             .is_err());
         assert_eq!(s.hard_state().unwrap().commit, 2);
+    }
+
+    #[test]
+    fn compaction_keeps_terms_and_the_tail() {
+        let (_d, s) = storage();
+        s.append(&[entry(1, 1), entry(2, 2), entry(3, 2)]).unwrap();
+        s.compact(2).unwrap();
+        assert_eq!(s.first_index().unwrap(), 3);
+        assert_eq!(s.term(2).unwrap(), 2);
+        assert!(matches!(
+            s.term(1),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert_eq!(
+            s.entries(3, 4, None, GetEntriesContext::empty(false))
+                .unwrap()[0]
+                .index,
+            3
+        );
+        s.compact(1).unwrap(); // behind the snapshot: nothing to do
+        assert_eq!(s.first_index().unwrap(), 3);
     }
 }

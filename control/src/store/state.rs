@@ -4,13 +4,18 @@
 
 use std::sync::Arc;
 
+use protobuf::Message as _;
+use raft::eraftpb::SnapshotMetadata;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::watch::{Event, EventKind, WatchHub};
 use super::StoreError;
 
+/// Internal records start with a NUL byte, which no object key does.
 const APPLIED: &[u8] = b"\0applied";
+/// The metadata of the raft snapshot the state was last restored from (see [`StateMachine::restore`]).
+const RESTORED_FROM: &[u8] = b"\0snapshot";
 
 /// A change proposed through raft. Everything nondeterministic (uids, timestamps) is decided
 /// before proposing, so every member applies an entry to the same result.
@@ -31,6 +36,9 @@ pub enum Op {
         expected_revision: Option<u64>,
     },
 }
+
+/// The sled tree holding the objects.
+pub const TREE: &str = "state";
 
 pub struct StateMachine {
     tree: sled::Tree,
@@ -57,16 +65,8 @@ fn with_revision(mut obj: Value, revision: u64) -> Value {
 impl StateMachine {
     pub fn open(db: &sled::Db, hub: Arc<WatchHub>) -> Result<Self, StoreError> {
         Ok(StateMachine {
-            tree: db.open_tree("state")?,
+            tree: db.open_tree(TREE)?,
             hub,
-        })
-    }
-
-    pub fn applied(tree: &sled::Tree) -> Result<u64, StoreError> {
-        Ok(match tree.get(APPLIED)? {
-            Some(b) if b.len() == 8 => u64::from_be_bytes(b.as_ref().try_into().unwrap_or([0; 8])),
-            Some(_) => return Err(StoreError::Corrupt("applied index".into())),
-            None => 0,
         })
     }
 
@@ -147,6 +147,99 @@ impl StateMachine {
 
     pub fn read(&self, key: &str) -> Result<Option<Value>, StoreError> {
         read(&self.tree, key)
+    }
+
+    /// Replaces the whole state with a raft snapshot's (see [`export`]), in one atomic batch
+    /// that also records the snapshot's metadata: if the member crashes before raft's own
+    /// record of the snapshot is durable, [`restored_snapshot`] lets it finish the job.
+    pub fn restore(&self, meta: &SnapshotMetadata, data: &[u8]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for item in self.tree.iter() {
+            batch.remove(item?.0);
+        }
+        for record in Records(data) {
+            let (key, value) = record?;
+            batch.insert(key, value);
+        }
+        batch.insert(APPLIED, &meta.index.to_be_bytes());
+        let encoded = meta
+            .write_to_bytes()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        batch.insert(RESTORED_FROM, encoded);
+        self.tree.apply_batch(batch)?;
+        // Watchers cannot be told what changed across a snapshot: their watches end, and
+        // they list again, as after etcd compaction.
+        self.hub.reset(meta.index);
+        Ok(())
+    }
+}
+
+/// The index of the last entry applied to the state in `tree`.
+pub fn applied(tree: &sled::Tree) -> Result<u64, StoreError> {
+    Ok(match tree.get(APPLIED)? {
+        Some(b) => u64::from_be_bytes(
+            b.as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("applied index".into()))?,
+        ),
+        None => 0,
+    })
+}
+
+/// The state at its applied index as one blob, for a raft snapshot: every object record as
+/// (key length, key, value length, value), lengths as big-endian u32.
+pub fn export(tree: &sled::Tree) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    for item in tree.iter() {
+        let (key, value) = item?;
+        if key.first() == Some(&0) {
+            continue;
+        }
+        for part in [&key[..], &value[..]] {
+            let len = u32::try_from(part.len())
+                .map_err(|_| StoreError::Corrupt("record over 4 GiB".into()))?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(part);
+        }
+    }
+    Ok(out)
+}
+
+/// The snapshot the state was restored from, if any.
+pub fn restored_snapshot(tree: &sled::Tree) -> Result<Option<SnapshotMetadata>, StoreError> {
+    tree.get(RESTORED_FROM)?
+        .map(|b| {
+            SnapshotMetadata::parse_from_bytes(&b)
+                .map_err(|e| StoreError::Corrupt(format!("snapshot record: {e}")))
+        })
+        .transpose()
+}
+
+/// Reads the records [`export`] writes.
+struct Records<'a>(&'a [u8]);
+
+impl<'a> Records<'a> {
+    fn part(&mut self) -> Result<&'a [u8], StoreError> {
+        let corrupt = || StoreError::Corrupt("truncated snapshot data".into());
+        let (len, rest) = self.0.split_first_chunk::<4>().ok_or_else(corrupt)?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(corrupt());
+        }
+        let (part, rest) = rest.split_at(len);
+        self.0 = rest;
+        Ok(part)
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<(&'a [u8], &'a [u8]), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        Some(self.part().and_then(|key| Ok((key, self.part()?))))
     }
 }
 

@@ -93,6 +93,15 @@ impl WatchHub {
         }
     }
 
+    /// Forgets the history: the state jumped to `revision` (a raft snapshot was installed).
+    /// Live watchers are disconnected, so they list again instead of missing changes.
+    pub fn reset(&self, revision: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.history.clear();
+        inner.floor = revision;
+        inner.live = broadcast::channel(LIVE_BUFFER).0;
+    }
+
     /// Events after `revision`, then live ones.
     pub fn subscribe(&self, revision: u64) -> Result<Subscription, WatchError> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,6 +143,20 @@ mod tests {
         assert_eq!(revs, [2, 3]);
         hub.publish(event(4));
         assert_eq!(sub.live.try_recv().unwrap().revision, 4);
+    }
+
+    #[test]
+    fn reset_ends_live_watches_and_moves_the_floor() {
+        let hub = WatchHub::new(0);
+        hub.publish(event(1));
+        let mut sub = hub.subscribe(0).unwrap();
+        hub.reset(50);
+        assert!(matches!(
+            sub.live.try_recv(),
+            Err(broadcast::error::TryRecvError::Closed)
+        ));
+        assert!(hub.subscribe(10).is_err());
+        assert!(hub.subscribe(50).unwrap().backlog.is_empty());
     }
 
     #[test]
