@@ -150,10 +150,12 @@ impl SledStorage {
         let Some(last) = self.entry(index)? else {
             return Ok(()); // compacted already
         };
-        let mut meta = SnapshotMetadata::default();
-        meta.index = index;
-        meta.term = last.term;
-        meta.set_conf_state(self.conf_state()?);
+        let meta = SnapshotMetadata {
+            index,
+            term: last.term,
+            conf_state: Some(self.conf_state()?).into(),
+            ..Default::default()
+        };
         self.trim_log(&meta)
     }
 
