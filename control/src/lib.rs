@@ -16,4 +16,5 @@ pub mod scheduler;
 pub mod selectors;
 pub mod store;
 pub mod table;
+pub mod transport;
 pub mod validation;

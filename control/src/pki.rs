@@ -1,5 +1,6 @@
 //! The cluster's certificate authority and the certificates it issues: the API server's
-//! serving certificate and the admin client certificate written into the kubeconfig.
+//! serving certificate, the admin client certificate written into the kubeconfig, and the
+//! member certificate for the QUIC links between control-plane members.
 //!
 //! Everything lives under `<data-dir>/tls`; the CA is created once, at first start, and
 //! reused after. Private keys are written with mode 0600.
@@ -47,6 +48,26 @@ pub struct ClusterPki {
     pub ca: CertPair,
     pub server: CertPair,
     pub admin: CertPair,
+    /// This member's certificate for the links between members (both ends authenticate).
+    pub member: CertPair,
+}
+
+/// The name every member certificate carries, and the one members dial each other by:
+/// a member's identity is being signed by the cluster CA, not its address, which may change.
+pub const MEMBER_NAME: &str = "wkube-member";
+
+/// A certificate for the QUIC links between members: server and client at once.
+pub fn member_certificate(ca: &CertPair) -> Result<CertPair, PkiError> {
+    issue(
+        ca,
+        MEMBER_NAME,
+        None,
+        &[SanType::DnsName(MEMBER_NAME.try_into()?)],
+        &[
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    )
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
@@ -107,7 +128,7 @@ pub fn issue(
     common_name: &str,
     organization: Option<&str>,
     sans: &[SanType],
-    usage: ExtendedKeyUsagePurpose,
+    usages: &[ExtendedKeyUsagePurpose],
 ) -> Result<CertPair, PkiError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
@@ -123,7 +144,7 @@ pub fn issue(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = usages.to_vec();
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok(CertPair {
@@ -161,7 +182,7 @@ impl ClusterPki {
                     "wkube-apiserver",
                     None,
                     &sans,
-                    ExtendedKeyUsagePurpose::ServerAuth,
+                    &[ExtendedKeyUsagePurpose::ServerAuth],
                 )?;
                 write_pair(&dir, "server", &s)?;
                 s
@@ -176,10 +197,18 @@ impl ClusterPki {
                     "wkube-admin",
                     Some("system:masters"),
                     &[],
-                    ExtendedKeyUsagePurpose::ClientAuth,
+                    &[ExtendedKeyUsagePurpose::ClientAuth],
                 )?;
                 write_pair(&dir, "admin", &a)?;
                 a
+            }
+        };
+        let member = match read_pair(&dir, "member")? {
+            Some(m) => m,
+            None => {
+                let m = member_certificate(&ca)?;
+                write_pair(&dir, "member", &m)?;
+                m
             }
         };
         Ok(ClusterPki {
@@ -187,6 +216,7 @@ impl ClusterPki {
             ca,
             server,
             admin,
+            member,
         })
     }
 
