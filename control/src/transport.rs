@@ -55,13 +55,20 @@ pub enum TransportError {
     Frame(String),
 }
 
-/// Where raft messages from other members go (the raft thread's queue).
-pub type Inbound = Arc<dyn Fn(Message) + Send + Sync>;
+/// Where what arrives from other members goes (the raft thread's queue).
+pub trait Inbound: Send + Sync + 'static {
+    fn message(&self, message: Message);
+    /// Whether a snapshot sent to `to` arrived whole: raft must be told either way.
+    fn snapshot_sent(&self, to: u64, delivered: bool);
+}
 
 pub struct Transport {
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
+    inbound: Arc<dyn Inbound>,
     peers: Mutex<HashMap<u64, Peer>>,
+    /// Links are tokio tasks, but peers are set from the raft thread.
+    runtime: tokio::runtime::Handle,
 }
 
 struct Peer {
@@ -70,12 +77,13 @@ struct Peer {
 }
 
 impl Transport {
-    /// Listens on `addr` for other members and delivers what they send to `inbound`.
+    /// Listens on `addr` for other members and delivers what they send to `inbound`. Must be
+    /// called within a tokio runtime, which then runs the links.
     pub fn bind(
         addr: SocketAddr,
         ca: &CertPair,
         member: &CertPair,
-        inbound: Inbound,
+        inbound: Arc<dyn Inbound>,
     ) -> Result<Arc<Self>, TransportError> {
         let (server, client) = tls(ca, member)?;
         let mut endpoint = quinn::Endpoint::server(server, addr)
@@ -84,7 +92,9 @@ impl Transport {
         let transport = Arc::new(Transport {
             endpoint: endpoint.clone(),
             client,
+            inbound: inbound.clone(),
             peers: Mutex::default(),
+            runtime: tokio::runtime::Handle::current(),
         });
         tokio::spawn(accept_loop(endpoint, inbound));
         Ok(transport)
@@ -108,19 +118,19 @@ impl Transport {
             addr,
             endpoint: self.endpoint.clone(),
             client: self.client.clone(),
+            inbound: self.inbound.clone(),
             connection: None,
             stream: None,
         };
-        tokio::spawn(link.run(rx));
+        self.runtime.spawn(link.run(rx));
         // Replacing the entry drops the old queue, which ends the old link's task.
         peers.insert(id, Peer { addr, queue });
     }
 
-    pub fn remove_peer(&self, id: u64) {
-        self.peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+    /// Drops the links to peers `keep` says no to (members that left).
+    pub fn retain_peers(&self, keep: impl Fn(u64) -> bool) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.retain(|id, _| keep(*id));
     }
 
     /// Queues messages for their peers; never blocks. Messages to unknown peers are dropped.
@@ -211,6 +221,7 @@ struct Link {
     addr: SocketAddr,
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
+    inbound: Arc<dyn Inbound>,
     connection: Option<quinn::Connection>,
     /// The ordered stream for everything but snapshots.
     stream: Option<quinn::SendStream>,
@@ -256,11 +267,13 @@ impl Link {
         for snapshot in snapshots {
             // Its own stream: a large snapshot does not delay the next heartbeats.
             let connection = connection.clone();
-            let id = self.id;
+            let (id, inbound) = (self.id, self.inbound.clone());
             tokio::spawn(async move {
-                if let Err(e) = send_alone(&connection, &snapshot).await {
+                let result = send_alone(&connection, &snapshot).await;
+                if let Err(e) = &result {
                     tracing::warn!(peer = id, error = %e, "snapshot not delivered");
                 }
+                inbound.snapshot_sent(id, result.is_ok());
             });
         }
         Ok(())
@@ -317,7 +330,7 @@ async fn send_alone(
     Ok(())
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, inbound: Inbound) {
+async fn accept_loop(endpoint: quinn::Endpoint, inbound: Arc<dyn Inbound>) {
     while let Some(incoming) = endpoint.accept().await {
         let inbound = inbound.clone();
         tokio::spawn(async move {
@@ -330,7 +343,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, inbound: Inbound) {
     }
 }
 
-async fn receive(connection: quinn::Connection, inbound: Inbound) {
+async fn receive(connection: quinn::Connection, inbound: Arc<dyn Inbound>) {
     while let Ok(stream) = connection.accept_uni().await {
         let inbound = inbound.clone();
         tokio::spawn(async move {
@@ -344,7 +357,7 @@ async fn receive(connection: quinn::Connection, inbound: Inbound) {
 /// Delivers each frame of `stream` as it arrives, until the stream ends.
 async fn read_frames(
     mut stream: quinn::RecvStream,
-    inbound: &(dyn Fn(Message) + Send + Sync),
+    inbound: &dyn Inbound,
 ) -> Result<(), TransportError> {
     let link = |e: &dyn std::fmt::Display| TransportError::Link(e.to_string());
     loop {
@@ -363,7 +376,7 @@ async fn read_frames(
         }
         let mut frame = vec![0u8; len];
         stream.read_exact(&mut frame).await.map_err(|e| link(&e))?;
-        inbound(
+        inbound.message(
             Message::parse_from_bytes(&frame).map_err(|e| TransportError::Frame(e.to_string()))?,
         );
     }
@@ -382,10 +395,24 @@ mod tests {
             .ca
     }
 
-    fn collector() -> (Inbound, Arc<Mutex<Vec<Message>>>) {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let sink = got.clone();
-        (Arc::new(move |m| sink.lock().unwrap().push(m)), got)
+    #[derive(Default)]
+    struct Collector {
+        messages: Mutex<Vec<Message>>,
+        snapshots: Mutex<Vec<(u64, bool)>>,
+    }
+
+    impl Inbound for Collector {
+        fn message(&self, message: Message) {
+            self.messages.lock().unwrap().push(message);
+        }
+        fn snapshot_sent(&self, to: u64, delivered: bool) {
+            self.snapshots.lock().unwrap().push((to, delivered));
+        }
+    }
+
+    fn collector() -> (Arc<dyn Inbound>, Arc<Collector>) {
+        let c = Arc::new(Collector::default());
+        (c.clone(), c)
     }
 
     fn message(from: u64, to: u64, msg_type: MessageType, index: u64) -> Message {
@@ -443,7 +470,7 @@ mod tests {
         a.send(vec![snapshot]);
         b.send(vec![message(2, 1, MessageType::MsgAppendResponse, 100)]);
 
-        let at_b = wait_for(&got_b, 101).await;
+        let at_b = wait_for(&got_b.messages, 101).await;
         let appends: Vec<u64> = at_b
             .iter()
             .filter(|m| m.get_msg_type() == MessageType::MsgAppend)
@@ -459,7 +486,12 @@ mod tests {
             .find(|m| m.get_msg_type() == MessageType::MsgSnapshot)
             .expect("snapshot delivered");
         assert_eq!(snapshot.get_snapshot().get_data().len(), 4 << 20);
-        assert_eq!(wait_for(&got_a, 1).await[0].index, 100);
+        assert_eq!(
+            *got_a.snapshots.lock().unwrap(),
+            [(2, true)],
+            "the sender learns it arrived"
+        );
+        assert_eq!(wait_for(&got_a.messages, 1).await[0].index, 100);
     }
 
     #[tokio::test]
@@ -479,7 +511,7 @@ mod tests {
             loopback(),
             &ca,
             &pki::member_certificate(&self::ca()).unwrap(),
-            Arc::new(|_| {}),
+            Arc::new(Collector::default()),
         )
         .unwrap();
         let attempt = stranger
@@ -509,12 +541,12 @@ mod tests {
             loopback(),
             &ca,
             &pki::member_certificate(&ca).unwrap(),
-            Arc::new(|_| {}),
+            Arc::new(Collector::default()),
         )
         .unwrap();
         friend.set_peer(1, addr);
         friend.send(vec![message(2, 1, MessageType::MsgHeartbeat, 0)]);
-        let got = wait_for(&got, 1).await;
+        let got = wait_for(&got.messages, 1).await;
         assert_eq!(got.iter().map(|m| m.from).collect::<Vec<_>>(), [2]);
     }
 }

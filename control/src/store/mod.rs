@@ -1,29 +1,44 @@
 //! The object store: Kubernetes objects as JSON in sled, changed only through a raft-rs log
 //! (even with one member), so the resourceVersion of every object is the raft index of the
 //! entry that last wrote it. Reads are served from the applied state; writes are proposed,
-//! committed, applied, and only then acknowledged.
+//! committed, applied, and only then acknowledged. Members reach each other over the QUIC
+//! links of [`crate::transport`].
 
+#[cfg(test)]
+mod cluster_tests;
+mod members;
 mod raft_node;
 mod raft_storage;
 mod state;
 mod watch;
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
-use raft::eraftpb::ConfState;
+use raft::eraftpb::{ConfState, Message, SnapshotMetadata};
 use raft::{Config, RawNode};
+use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+pub use members::{new_member_id, Member};
 pub use state::{revision_of, Op};
 pub use watch::{Event, EventKind, Subscription, WatchError};
 
+use crate::pki::CertPair;
+use crate::transport::{Inbound, Transport, TransportError};
 use raft_node::{RaftDriver, Request};
 use raft_storage::{RaftStorageError, SledStorage};
 use state::StateMachine;
 use watch::WatchHub;
+
+/// How long a write may wait to be committed and applied: a member cut off from the
+/// majority answers with a timeout, never a success.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -33,10 +48,10 @@ pub enum StoreError {
     AlreadyExists,
     #[error("the object has been modified; please apply your changes to the latest version and try again")]
     Conflict,
-    #[error("this member is not the raft leader")]
-    NotLeader,
-    #[error("the store is unavailable")]
+    #[error("the store is unavailable: no raft leader is reachable")]
     Unavailable,
+    #[error("the write was not committed within {0:?}; it may still be")]
+    Timeout(Duration),
     #[error("raft: {0}")]
     Raft(String),
     #[error("storage: {0}")]
@@ -45,6 +60,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     RaftStorage(#[from] RaftStorageError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     #[error("stored object is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -73,8 +90,67 @@ impl Default for LogRetention {
     }
 }
 
-/// The id of the only member of a one-member cluster.
-const FIRST_MEMBER: u64 = 1;
+/// How a member with an empty data directory starts; one that has state continues as it was.
+#[derive(Debug, Clone)]
+pub enum FreshStart {
+    /// As the first member of a new cluster, serving the API at `api_url`.
+    Bootstrap { api_url: String },
+    /// As member `id`, to be brought in by an existing cluster (see [`Store::add_member`])
+    /// whose `members` it links to until the cluster's state tells it who is there.
+    Join { id: u64, members: Vec<Member> },
+}
+
+/// The QUIC listener for the other members, and the certificates both ends check.
+pub struct PeerLinks {
+    pub listen: SocketAddr,
+    pub ca: CertPair,
+    pub certificate: CertPair,
+}
+
+pub struct StoreConfig {
+    pub fresh: FreshStart,
+    pub retention: LogRetention,
+    /// None for a member that will never have company (tests, embedded use).
+    pub peers: Option<PeerLinks>,
+}
+
+impl StoreConfig {
+    /// A one-member cluster without member links.
+    pub fn single() -> Self {
+        StoreConfig {
+            fresh: FreshStart::Bootstrap {
+                api_url: String::new(),
+            },
+            retention: LogRetention::default(),
+            peers: None,
+        }
+    }
+}
+
+/// One member's view of the cluster (`wkube cluster status`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    pub id: u64,
+    /// 0 while no leader is known.
+    pub leader: u64,
+    pub role: String,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub first_index: u64,
+    pub members: Vec<MemberStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    #[serde(flatten)]
+    pub member: Member,
+    pub voter: bool,
+    /// How far its log matches the leader's (known on the leader only).
+    pub matched: Option<u64>,
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -82,37 +158,85 @@ pub struct Store {
 }
 
 struct Inner {
+    id: u64,
     tree: sled::Tree,
     hub: Arc<WatchHub>,
     requests: Mutex<mpsc::Sender<Request>>,
     applied: Arc<AtomicU64>,
+    peer_addr: Option<SocketAddr>,
     /// Distinguishes this process's proposals from those of earlier runs in the log.
     nonce: u64,
     counter: AtomicU64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The member links hold a sender too, so the driver is told explicitly.
+        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = requests.send(Request::Shutdown);
+    }
+}
+
+/// Hands what other members send to the raft thread.
+struct ToRaft(Mutex<mpsc::Sender<Request>>);
+
+impl Inbound for ToRaft {
+    fn message(&self, message: Message) {
+        let _ = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Request::Step(message));
+    }
+
+    fn snapshot_sent(&self, to: u64, delivered: bool) {
+        let request = Request::SnapshotSent { to, delivered };
+        let _ = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(request);
+    }
 }
 
 /// The driver thread's outcome; resolves when the member stops (an error is fatal).
 pub type DriverHandle = std::thread::JoinHandle<Result<(), StoreError>>;
 
 impl Store {
-    /// Opens (or creates) the store in `dir` and starts its raft driver. A fresh directory
-    /// becomes a one-member cluster that elects itself at once.
+    /// Opens (or creates) a one-member store in `dir`: a fresh directory becomes a cluster
+    /// of one that elects itself at once.
     pub fn open(dir: &Path) -> Result<(Store, DriverHandle), StoreError> {
-        Self::open_with(dir, LogRetention::default())
+        Self::open_with(dir, StoreConfig::single())
     }
 
-    pub fn open_with(
-        dir: &Path,
-        retention: LogRetention,
-    ) -> Result<(Store, DriverHandle), StoreError> {
+    /// Opens (or creates) the store in `dir` and starts its raft driver. Must run within a
+    /// tokio runtime when `config.peers` is set (the member links are tokio tasks).
+    pub fn open_with(dir: &Path, config: StoreConfig) -> Result<(Store, DriverHandle), StoreError> {
         let db = sled::Config::new().path(dir).open()?;
         let storage = SledStorage::open(&db)?;
-        if !storage.is_initialized()? {
-            storage.set_conf_state(&ConfState::from((vec![FIRST_MEMBER], vec![])))?;
-            db.flush()?;
-        }
         let state_tree = db.open_tree(state::TREE)?;
-        let applied = state::applied(&state_tree)?;
+        let (tx, rx) = mpsc::channel();
+        let transport = match &config.peers {
+            Some(p) => Some(Transport::bind(
+                p.listen,
+                &p.ca,
+                &p.certificate,
+                Arc::new(ToRaft(Mutex::new(tx.clone()))),
+            )?),
+            None => None,
+        };
+        let peer_addr = transport.as_ref().map(|t| t.local_addr()).transpose()?;
+        let hub = Arc::new(WatchHub::new(state::applied(&state_tree)?));
+        let state = StateMachine::open(&db, hub.clone())?;
+
+        let id = match storage.member_id()? {
+            Some(id) => id,
+            None => {
+                let id = start_fresh(&storage, &state, &config.fresh, peer_addr)?;
+                db.flush()?;
+                id
+            }
+        };
         // A crash between installing a snapshot into the state and recording it in the raft
         // storage: finish the second half now.
         if let Some(restored) = state::restored_snapshot(&state_tree)? {
@@ -121,6 +245,7 @@ impl Store {
                 db.flush()?;
             }
         }
+        let applied = state::applied(&state_tree)?;
         let hs = storage.hard_state()?;
         if applied > hs.commit {
             return Err(StoreError::Corrupt(format!(
@@ -128,10 +253,8 @@ impl Store {
                 hs.commit
             )));
         }
-        let hub = Arc::new(WatchHub::new(applied));
-        let state = StateMachine::open(&db, hub.clone())?;
-        let config = Config {
-            id: FIRST_MEMBER,
+        let raft_config = Config {
+            id,
             election_tick: 10,
             heartbeat_tick: 3,
             applied,
@@ -139,14 +262,13 @@ impl Store {
             check_quorum: true,
             ..Default::default()
         };
-        config.validate()?;
+        raft_config.validate()?;
         // raft-rs logs through slog; our driver reports what matters through tracing.
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let mut node = RawNode::new(&config, storage.clone(), &logger)?;
-        if storage.conf_state()?.voters == [FIRST_MEMBER] {
+        let mut node = RawNode::new(&raft_config, storage.clone(), &logger)?;
+        if storage.conf_state()?.voters == [id] {
             node.campaign()?;
         }
-        let (tx, rx) = mpsc::channel();
         let applied_counter = Arc::new(AtomicU64::new(applied));
         let driver = RaftDriver {
             node,
@@ -154,26 +276,45 @@ impl Store {
             db,
             state,
             requests: rx,
-            pending: Default::default(),
             applied: applied_counter.clone(),
-            retention,
+            retention: config.retention,
+            transport,
+            seed_members: match config.fresh {
+                FreshStart::Join { members, .. } => members,
+                FreshStart::Bootstrap { .. } => Vec::new(),
+            },
+            pending: HashMap::new(),
+            reads_asked: HashMap::new(),
+            reads_ready: Vec::new(),
         };
+        driver.connect_members()?;
         let handle = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || driver.run())
             .map_err(|e| StoreError::Raft(format!("cannot start the raft thread: {e}")))?;
-        let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
         let store = Store {
             inner: Arc::new(Inner {
+                id,
                 tree: state_tree,
                 hub,
                 requests: Mutex::new(tx),
                 applied: applied_counter,
-                nonce,
+                peer_addr,
+                nonce: uuid::Uuid::new_v4().as_u64_pair().0,
                 counter: AtomicU64::new(0),
             }),
         };
         Ok((store, handle))
+    }
+
+    /// This member's raft id.
+    pub fn member_id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Where this member listens for the others, if it does.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner.peer_addr
     }
 
     /// The revision of the latest applied change: what a list returns as its resourceVersion.
@@ -199,24 +340,99 @@ impl Store {
         Ok((out, revision))
     }
 
-    /// Proposes `op`, waits until it is committed and applied, and returns the stored object
-    /// (for a deletion, the deleted object).
-    pub async fn write(&self, op: Op) -> Result<Value, StoreError> {
-        let id = ((self.inner.nonce as u128) << 64)
-            | self.inner.counter.fetch_add(1, Ordering::Relaxed) as u128;
+    fn next_id(&self) -> u128 {
+        ((self.inner.nonce as u128) << 64)
+            | self.inner.counter.fetch_add(1, Ordering::Relaxed) as u128
+    }
+
+    /// Sends a request to the raft thread and waits for its answer, at most `WRITE_TIMEOUT`.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(Request::Propose { id, op, reply })
+            .send(request(reply))
             .map_err(|_| StoreError::Unavailable)?;
-        rx.await.map_err(|_| StoreError::Unavailable)?
+        match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+            Ok(answer) => answer.map_err(|_| StoreError::Unavailable)?,
+            Err(_) => Err(StoreError::Timeout(WRITE_TIMEOUT)),
+        }
+    }
+
+    /// Proposes `op`, waits until it is committed and applied here, and returns the stored
+    /// object (for a deletion, the deleted object).
+    pub async fn write(&self, op: Op) -> Result<Value, StoreError> {
+        let id = self.next_id();
+        self.ask(|reply| Request::Propose { id, op, reply }).await
+    }
+
+    /// Waits until this member has applied everything the cluster had committed when it was
+    /// called: a read after it is linearizable (raft's ReadIndex).
+    pub async fn read_barrier(&self) -> Result<(), StoreError> {
+        let id = self.next_id();
+        self.ask(|reply| Request::ReadIndex { id, reply }).await
+    }
+
+    /// Adds `member` as a learner (the leader promotes it to voter once it has caught up);
+    /// returns once the change is applied here.
+    pub async fn add_member(&self, member: Member) -> Result<(), StoreError> {
+        let id = self.next_id();
+        self.ask(|reply| Request::AddMember { id, member, reply })
+            .await
+    }
+
+    pub async fn status(&self) -> Result<ClusterStatus, StoreError> {
+        self.ask(|reply| Request::Status { reply }).await
     }
 
     /// Changes after `revision`, then live changes.
     pub fn watch(&self, revision: u64) -> Result<Subscription, WatchError> {
         self.inner.hub.subscribe(revision)
+    }
+}
+
+/// Sets up an empty data directory; returns the member's id.
+fn start_fresh(
+    storage: &SledStorage,
+    state: &StateMachine,
+    fresh: &FreshStart,
+    peer_addr: Option<SocketAddr>,
+) -> Result<u64, StoreError> {
+    if storage.is_initialized()? {
+        return Err(StoreError::Corrupt(
+            "raft state without a member id (a data directory from an older wkube?)".into(),
+        ));
+    }
+    match fresh {
+        FreshStart::Bootstrap { api_url } => {
+            // Bootstrapping installs a snapshot at index 1 of a cluster that is just this
+            // member. Members that join later then always start from a snapshot, never
+            // from an empty log that lacks this first configuration.
+            let id = new_member_id();
+            let member = Member {
+                id,
+                peer_addr: peer_addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+                api_url: api_url.clone(),
+            };
+            let meta = SnapshotMetadata {
+                index: 1,
+                term: 1,
+                conf_state: Some(ConfState::from((vec![id], vec![]))).into(),
+                ..Default::default()
+            };
+            state.restore(&meta, &state::initial_state(&member)?)?;
+            storage.apply_snapshot_meta(&meta)?;
+            storage.set_member_id(id)?;
+            Ok(id)
+        }
+        FreshStart::Join { id, .. } => {
+            storage.set_member_id(*id)?;
+            Ok(*id)
+        }
     }
 }
 
@@ -296,13 +512,20 @@ mod tests {
         compact_every: 10,
     };
 
+    fn small_log() -> StoreConfig {
+        StoreConfig {
+            retention: SMALL_LOG,
+            ..StoreConfig::single()
+        }
+    }
+
     #[tokio::test]
     async fn the_log_is_compacted_and_the_state_survives_reopen() {
         use raft::Storage as _;
         let dir = tempfile::tempdir().unwrap();
         let mut revisions = Vec::new();
         {
-            let (store, driver) = Store::open_with(dir.path(), SMALL_LOG).unwrap();
+            let (store, driver) = Store::open_with(dir.path(), small_log()).unwrap();
             for i in 0..40 {
                 revisions.push(create(&store, &format!("cm-{i:02}")).await);
             }
@@ -319,7 +542,7 @@ mod tests {
                 "at most keep + compact_every entries: {first}..={last}"
             );
         }
-        let (store, _driver) = Store::open_with(dir.path(), SMALL_LOG).unwrap();
+        let (store, _driver) = Store::open_with(dir.path(), small_log()).unwrap();
         let (objects, _) = store.list("configmaps/default/").unwrap();
         assert_eq!(
             objects.iter().map(revision_of).collect::<Vec<_>>(),
@@ -333,8 +556,10 @@ mod tests {
         use raft::Storage as _;
         let source = tempfile::tempdir().unwrap();
         let mut revisions = Vec::new();
+        let member;
         {
-            let (store, driver) = Store::open_with(source.path(), SMALL_LOG).unwrap();
+            let (store, driver) = Store::open_with(source.path(), small_log()).unwrap();
+            member = store.member_id();
             for i in 0..25 {
                 revisions.push(create(&store, &format!("cm-{i:02}")).await);
             }
@@ -347,18 +572,24 @@ mod tests {
         };
         assert!(snapshot.get_metadata().index >= *revisions.last().unwrap());
 
-        // Install it into an empty member's state only, as if it crashed right after: on
-        // open, the raft storage catches up with the snapshot the state records.
+        // The same member on another disk: it has its id (as a joining member does before
+        // any snapshot) and the snapshot installed into its state only, as if it crashed
+        // right after. On open, the raft storage catches up with the snapshot the state
+        // records.
         let target = tempfile::tempdir().unwrap();
         {
             let db = sled::open(target.path()).unwrap();
+            SledStorage::open(&db)
+                .unwrap()
+                .set_member_id(member)
+                .unwrap();
             let state = StateMachine::open(&db, Arc::new(WatchHub::new(0))).unwrap();
             state
                 .restore(snapshot.get_metadata(), snapshot.get_data())
                 .unwrap();
             db.flush().unwrap();
         }
-        let (store, _driver) = Store::open_with(target.path(), SMALL_LOG).unwrap();
+        let (store, _driver) = Store::open_with(target.path(), small_log()).unwrap();
         let (objects, revision) = store.list("configmaps/default/").unwrap();
         assert_eq!(
             objects.iter().map(revision_of).collect::<Vec<_>>(),

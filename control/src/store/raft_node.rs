@@ -2,6 +2,11 @@
 //! raft-rs documents (its `five_mem_node` example); everything else reaches it through a
 //! channel. Proposals that arrive together are handled in one Ready, so they share one
 //! sled flush (group commit).
+//!
+//! Every member applies every committed entry, and each resolves the proposals it made
+//! itself when it applies them: a follower's proposal is forwarded to the leader by raft,
+//! and its caller is answered once the follower has applied it too (read-your-writes on
+//! every member).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,23 +15,77 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, EntryType, Message, Snapshot};
-use raft::{RawNode, StateRole, Storage as _};
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, Snapshot,
+};
+use raft::{RawNode, SnapshotStatus, StateRole, Storage as _};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::members::Member;
 use super::raft_storage::SledStorage;
 use super::state::{Op, StateMachine};
-use super::{LogRetention, StoreError};
+use super::{ClusterStatus, LogRetention, MemberStatus, StoreError};
+use crate::transport::Transport;
 
 const TICK: Duration = Duration::from_millis(100);
 /// Proposals taken from the channel per Ready, bounding one batch's latency.
 const MAX_BATCH: usize = 1024;
+/// A learner this close to the leader's commit index is promoted to voter.
+const PROMOTE_LAG: u64 = 50;
 
 pub type Reply = oneshot::Sender<Result<Value, StoreError>>;
+pub type Done = oneshot::Sender<Result<(), StoreError>>;
 
 pub enum Request {
-    Propose { id: u128, op: Op, reply: Reply },
+    Propose {
+        id: u128,
+        op: Op,
+        reply: Reply,
+    },
+    /// Answers once this member has applied everything committed when it was asked.
+    ReadIndex {
+        id: u128,
+        reply: Done,
+    },
+    AddMember {
+        id: u128,
+        member: Member,
+        reply: Done,
+    },
+    Status {
+        reply: oneshot::Sender<Result<ClusterStatus, StoreError>>,
+    },
+    /// A message from another member.
+    Step(Message),
+    SnapshotSent {
+        to: u64,
+        delivered: bool,
+    },
+    /// Every `Store` handle is gone.
+    Shutdown,
+}
+
+/// A caller waiting for its entry to be applied.
+pub enum Waiter {
+    Write(Reply),
+    Done(Done),
+}
+
+impl Waiter {
+    fn is_closed(&self) -> bool {
+        match self {
+            Waiter::Write(r) => r.is_closed(),
+            Waiter::Done(r) => r.is_closed(),
+        }
+    }
+
+    fn fail(self, e: StoreError) {
+        match self {
+            Waiter::Write(r) => drop(r.send(Err(e))),
+            Waiter::Done(r) => drop(r.send(Err(e))),
+        }
+    }
 }
 
 pub struct RaftDriver {
@@ -35,9 +94,16 @@ pub struct RaftDriver {
     pub db: sled::Db,
     pub state: StateMachine,
     pub requests: Receiver<Request>,
-    pub pending: HashMap<u128, Reply>,
     pub applied: Arc<AtomicU64>,
     pub retention: LogRetention,
+    pub transport: Option<Arc<Transport>>,
+    /// Members to reach while joining, before the first snapshot tells who is there.
+    pub seed_members: Vec<Member>,
+    pub pending: HashMap<u128, Waiter>,
+    /// Read requests sent to the leader, by id.
+    pub reads_asked: HashMap<u128, Done>,
+    /// Reads whose index is known, waiting for this member to apply up to it.
+    pub reads_ready: Vec<(u64, Done)>,
 }
 
 impl RaftDriver {
@@ -45,8 +111,11 @@ impl RaftDriver {
     /// unsafe to continue (then the error is returned and all waiters are failed).
     pub fn run(mut self) -> Result<(), StoreError> {
         let result = self.run_loop();
-        for (_, reply) in self.pending.drain() {
-            let _ = reply.send(Err(StoreError::Unavailable));
+        for (_, waiter) in self.pending.drain() {
+            waiter.fail(StoreError::Unavailable);
+        }
+        if let Some(t) = &self.transport {
+            t.close();
         }
         result
     }
@@ -57,10 +126,16 @@ impl RaftDriver {
             let wait = TICK.saturating_sub(last_tick.elapsed());
             match self.requests.recv_timeout(wait) {
                 Ok(req) => {
-                    self.handle(req)?;
+                    if !self.handle(req)? {
+                        return Ok(());
+                    }
                     for _ in 0..MAX_BATCH {
                         match self.requests.try_recv() {
-                            Ok(req) => self.handle(req)?,
+                            Ok(req) => {
+                                if !self.handle(req)? {
+                                    return Ok(());
+                                }
+                            }
                             Err(_) => break,
                         }
                     }
@@ -70,31 +145,103 @@ impl RaftDriver {
             }
             if last_tick.elapsed() >= TICK {
                 self.node.tick();
+                self.on_tick()?;
                 last_tick = Instant::now();
             }
             self.on_ready()?;
         }
     }
 
-    fn handle(&mut self, req: Request) -> Result<(), StoreError> {
+    /// Handles one request; `false` means stop.
+    fn handle(&mut self, req: Request) -> Result<bool, StoreError> {
         match req {
             Request::Propose { id, op, reply } => {
-                if self.node.raft.state != StateRole::Leader {
-                    let _ = reply.send(Err(StoreError::NotLeader));
-                    return Ok(());
-                }
                 let data = serde_json::to_vec(&op)?;
                 match self.node.propose(id.to_be_bytes().to_vec(), data) {
                     Ok(()) => {
-                        self.pending.insert(id, reply);
+                        self.pending.insert(id, Waiter::Write(reply));
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(StoreError::Raft(e.to_string())));
-                    }
+                    Err(e) => drop(reply.send(Err(proposal_error(e)))),
                 }
             }
+            Request::ReadIndex { id, reply } => {
+                if self.node.raft.leader_id == raft::INVALID_ID {
+                    let _ = reply.send(Err(StoreError::Unavailable));
+                } else {
+                    self.node.read_index(id.to_be_bytes().to_vec());
+                    self.reads_asked.insert(id, reply);
+                }
+            }
+            Request::AddMember { id, member, reply } => {
+                let change = conf_change(
+                    ConfChangeType::AddLearnerNode,
+                    member.id,
+                    serde_json::to_vec(&member)?,
+                );
+                match self
+                    .node
+                    .propose_conf_change(id.to_be_bytes().to_vec(), change)
+                {
+                    Ok(()) => {
+                        self.pending.insert(id, Waiter::Done(reply));
+                    }
+                    Err(e) => drop(reply.send(Err(proposal_error(e)))),
+                }
+            }
+            Request::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Request::Step(message) => {
+                if let Err(e) = self.node.step(message) {
+                    tracing::debug!(error = %e, "raft message ignored");
+                }
+            }
+            Request::SnapshotSent { to, delivered } => {
+                let status = if delivered {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.node.report_snapshot(to, status);
+                if !delivered {
+                    self.node.report_unreachable(to);
+                }
+            }
+            Request::Shutdown => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn on_tick(&mut self) -> Result<(), StoreError> {
+        // Callers that gave up (timed out) no longer need an answer.
+        self.pending.retain(|_, w| !w.is_closed());
+        self.reads_asked.retain(|_, r| !r.is_closed());
+        if self.node.raft.state == StateRole::Leader {
+            self.promote_learners();
         }
         Ok(())
+    }
+
+    /// The leader turns a learner that has caught up into a voter, one at a time (raft
+    /// allows one pending configuration change).
+    fn promote_learners(&mut self) {
+        let raft = &self.node.raft;
+        if raft.has_pending_conf() {
+            return;
+        }
+        let committed = raft.raft_log.committed;
+        let ready = raft.prs().conf().learners().iter().copied().find(|id| {
+            raft.prs()
+                .get(*id)
+                // matched > 0: it has answered at all (its first catch-up is a snapshot).
+                .is_some_and(|p| p.matched > 0 && p.matched + PROMOTE_LAG >= committed)
+        });
+        if let Some(learner) = ready {
+            let change = conf_change(ConfChangeType::AddNode, learner, Vec::new());
+            if let Err(e) = self.node.propose_conf_change(Vec::new(), change) {
+                tracing::debug!(learner, error = %e, "promotion not proposed");
+            }
+        }
     }
 
     fn on_ready(&mut self) -> Result<(), StoreError> {
@@ -108,6 +255,7 @@ impl RaftDriver {
 
         // 2. Install the snapshot, if any, before any committed entries that follow it:
         //    the state first (it records the snapshot too, see `StateMachine::restore`).
+        let mut persist = false;
         if *ready.snapshot() != Snapshot::default() {
             let snapshot = ready.snapshot();
             self.state
@@ -115,6 +263,17 @@ impl RaftDriver {
             self.storage.apply_snapshot_meta(snapshot.get_metadata())?;
             self.applied
                 .store(snapshot.get_metadata().index, Ordering::Release);
+            self.connect_members()?;
+            persist = true;
+        }
+
+        // Reads whose index the leader confirmed.
+        for read in ready.take_read_states() {
+            if let Some(reply) =
+                proposal_id(&read.request_ctx).and_then(|id| self.reads_asked.remove(&id))
+            {
+                self.reads_ready.push((read.index, reply));
+            }
         }
 
         // 3. Apply committed entries.
@@ -122,11 +281,17 @@ impl RaftDriver {
 
         // 4. Append new entries to the log, and 5. persist the hard state; both are made
         //    durable with one flush before any message that depends on them leaves.
-        self.storage.append(ready.entries())?;
+        if !ready.entries().is_empty() {
+            self.storage.append(ready.entries())?;
+            persist = true;
+        }
         if let Some(hs) = ready.hs() {
             self.storage.set_hard_state(hs)?;
+            persist = true;
         }
-        self.db.flush()?;
+        if persist {
+            self.db.flush()?;
+        }
 
         // 6. Send the messages that may only leave once the log is durable (votes, acks).
         self.send(ready.take_persisted_messages());
@@ -139,7 +304,30 @@ impl RaftDriver {
         self.send(light.take_messages());
         self.apply_committed(light.take_committed_entries())?;
         self.node.advance_apply();
+        self.answer_reads();
         self.compact_log()
+    }
+
+    fn send(&self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        match &self.transport {
+            Some(t) => t.send(messages),
+            None => tracing::warn!("raft messages for other members, but no member links"),
+        }
+    }
+
+    fn answer_reads(&mut self) {
+        let applied = self.applied.load(Ordering::Acquire);
+        let (done, waiting): (Vec<_>, Vec<_>) = self
+            .reads_ready
+            .drain(..)
+            .partition(|(index, _)| *index <= applied);
+        self.reads_ready = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(Ok(()));
+        }
     }
 
     /// Cuts the log per the retention policy; the cut is made durable by the next flush
@@ -157,13 +345,7 @@ impl RaftDriver {
         Ok(())
     }
 
-    fn send(&self, messages: Vec<Message>) {
-        // A one-member group has no peers to talk to; replication arrives with the QUIC
-        // transport. Anything addressed elsewhere here would be a bug.
-        debug_assert!(messages.is_empty(), "raft messages without a transport");
-    }
-
-    fn apply_committed(&mut self, entries: Vec<raft::eraftpb::Entry>) -> Result<(), StoreError> {
+    fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
         for entry in entries {
             let index = entry.index;
             match entry.get_entry_type() {
@@ -173,30 +355,119 @@ impl RaftDriver {
                 EntryType::EntryNormal => {
                     let op: Op = serde_json::from_slice(&entry.data)?;
                     let outcome = self.state.apply(index, op)?;
-                    if let Some(reply) =
-                        proposal_id(&entry.context).and_then(|id| self.pending.remove(&id))
-                    {
-                        let _ = reply.send(outcome);
+                    match self.waiter(&entry) {
+                        Some(Waiter::Write(reply)) => drop(reply.send(outcome)),
+                        Some(other) => other.fail(StoreError::Raft("proposal id reused".into())),
+                        None => {}
                     }
                 }
+                // wkube proposes only V2 changes, and raft-rs' own are V2 as well.
                 EntryType::EntryConfChange => {
-                    let cc = ConfChange::parse_from_bytes(&entry.data)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    let cs = self.node.apply_conf_change(&cc)?;
-                    self.storage.set_conf_state(&cs)?;
-                    self.state.apply_noop(index)?;
+                    return Err(StoreError::Corrupt(format!(
+                        "entry {index} is a v1 configuration change"
+                    )));
                 }
                 EntryType::EntryConfChangeV2 => {
                     let cc = ConfChangeV2::parse_from_bytes(&entry.data)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    let cs = self.node.apply_conf_change(&cc)?;
-                    self.storage.set_conf_state(&cs)?;
-                    self.state.apply_noop(index)?;
+                    self.apply_conf_change(index, cc)?;
+                    self.resolve_done(&entry);
                 }
             }
             self.applied.store(index, Ordering::Release);
         }
         Ok(())
+    }
+
+    fn waiter(&mut self, entry: &Entry) -> Option<Waiter> {
+        proposal_id(&entry.context).and_then(|id| self.pending.remove(&id))
+    }
+
+    fn resolve_done(&mut self, entry: &Entry) {
+        if let Some(Waiter::Done(reply)) = self.waiter(entry) {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    fn apply_conf_change(&mut self, index: u64, cc: ConfChangeV2) -> Result<(), StoreError> {
+        let cs = self.node.apply_conf_change(&cc)?;
+        self.storage.set_conf_state(&cs)?;
+        let joined: Option<Member> = if cc.context.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_slice(&cc.context)?)
+        };
+        let left = cc
+            .get_changes()
+            .iter()
+            .find(|c| c.get_change_type() == ConfChangeType::RemoveNode)
+            .map(|c| c.node_id);
+        self.state.apply_membership(index, joined.as_ref(), left)?;
+        self.connect_members()
+    }
+
+    /// Points the member links at every member the state knows of; a member whose state
+    /// knows none yet (it is joining) links to the members it was told of.
+    pub fn connect_members(&self) -> Result<(), StoreError> {
+        let Some(transport) = &self.transport else {
+            return Ok(());
+        };
+        let me = self.node.raft.id;
+        let mut members = self.state.members()?;
+        if members.is_empty() {
+            members = self.seed_members.clone();
+        }
+        for m in members.iter().filter(|m| m.id != me) {
+            transport.set_peer(m.id, m.peer_addr);
+        }
+        transport.retain_peers(|id| members.iter().any(|m| m.id == id));
+        Ok(())
+    }
+
+    fn status(&self) -> Result<ClusterStatus, StoreError> {
+        let raft = &self.node.raft;
+        let conf = raft.prs().conf();
+        let members = self
+            .state
+            .members()?
+            .into_iter()
+            .map(|m| MemberStatus {
+                voter: conf.voters().contains(m.id),
+                // Only the leader tracks how far each member's log matches its own.
+                matched: (raft.state == StateRole::Leader)
+                    .then(|| raft.prs().get(m.id).map(|p| p.matched))
+                    .flatten(),
+                member: m,
+            })
+            .collect();
+        Ok(ClusterStatus {
+            id: raft.id,
+            leader: raft.leader_id,
+            role: format!("{:?}", raft.state),
+            term: raft.term,
+            commit: raft.raft_log.committed,
+            applied: self.applied.load(Ordering::Acquire),
+            first_index: self.storage.first_index()?,
+            members,
+        })
+    }
+}
+
+fn conf_change(change_type: ConfChangeType, node_id: u64, context: Vec<u8>) -> ConfChangeV2 {
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(change_type);
+    single.node_id = node_id;
+    let mut cc = ConfChangeV2::default();
+    cc.set_changes(vec![single].into());
+    cc.context = context.into();
+    cc
+}
+
+fn proposal_error(e: raft::Error) -> StoreError {
+    match e {
+        // No leader known (an election is under way, or this member is cut off).
+        raft::Error::ProposalDropped => StoreError::Unavailable,
+        other => StoreError::Raft(other.to_string()),
     }
 }
 

@@ -15,6 +15,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 const HARD_STATE: &[u8] = b"hs";
 const CONF_STATE: &[u8] = b"cs";
 const SNAPSHOT_META: &[u8] = b"snap";
+const MEMBER_ID: &[u8] = b"id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaftStorageError {
@@ -58,6 +59,20 @@ impl SledStorage {
             log: db.open_tree("raft_log")?,
             state: db.open_tree(super::state::TREE)?,
         })
+    }
+
+    /// This member's raft id, once it has one.
+    pub fn member_id(&self) -> Result<Option<u64>, RaftStorageError> {
+        Ok(self
+            .meta
+            .get(MEMBER_ID)?
+            .and_then(|b| b.as_ref().try_into().ok())
+            .map(u64::from_be_bytes))
+    }
+
+    pub fn set_member_id(&self, id: u64) -> Result<(), RaftStorageError> {
+        self.meta.insert(MEMBER_ID, &id.to_be_bytes())?;
+        Ok(())
     }
 
     /// True once a conf state was written: the member has been bootstrapped or has joined.

@@ -9,6 +9,7 @@ use raft::eraftpb::SnapshotMetadata;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::members::Member;
 use super::watch::{Event, EventKind, WatchHub};
 use super::StoreError;
 
@@ -16,6 +17,9 @@ use super::StoreError;
 const APPLIED: &[u8] = b"\0applied";
 /// The metadata of the raft snapshot the state was last restored from (see [`StateMachine::restore`]).
 const RESTORED_FROM: &[u8] = b"\0snapshot";
+/// Member records: replicated state (unlike the NUL records, part of every snapshot), but
+/// never an object, so listed apart.
+const MEMBER_PREFIX: &[u8] = b"\x01member/";
 
 /// A change proposed through raft. Everything nondeterministic (uids, timestamps) is decided
 /// before proposing, so every member applies an entry to the same result.
@@ -68,6 +72,30 @@ impl StateMachine {
             tree: db.open_tree(TREE)?,
             hub,
         })
+    }
+
+    /// Applies a membership change: `joined` is recorded, `left` forgotten.
+    pub fn apply_membership(
+        &self,
+        index: u64,
+        joined: Option<&Member>,
+        left: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(APPLIED, &index.to_be_bytes());
+        if let Some(member) = joined {
+            batch.insert(member_key(member.id), serde_json::to_vec(member)?);
+        }
+        if let Some(id) = left {
+            batch.remove(member_key(id));
+        }
+        self.tree.apply_batch(batch)?;
+        self.hub.advance_floor_if_empty(index);
+        Ok(())
+    }
+
+    pub fn members(&self) -> Result<Vec<Member>, StoreError> {
+        members(&self.tree)
     }
 
     /// Records an entry that changes no object (leader no-ops, configuration changes).
@@ -174,6 +202,28 @@ impl StateMachine {
     }
 }
 
+fn member_key(id: u64) -> Vec<u8> {
+    [MEMBER_PREFIX, &id.to_be_bytes()].concat()
+}
+
+/// Every member the state knows of.
+pub fn members(tree: &sled::Tree) -> Result<Vec<Member>, StoreError> {
+    tree.scan_prefix(MEMBER_PREFIX)
+        .map(|item| Ok(serde_json::from_slice(&item?.1)?))
+        .collect()
+}
+
+/// The state of a cluster that has just this one member: what bootstrapping installs.
+pub fn initial_state(member: &Member) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    record(
+        &mut out,
+        &member_key(member.id),
+        &serde_json::to_vec(member)?,
+    )?;
+    Ok(out)
+}
+
 /// The index of the last entry applied to the state in `tree`.
 pub fn applied(tree: &sled::Tree) -> Result<u64, StoreError> {
     Ok(match tree.get(APPLIED)? {
@@ -192,17 +242,21 @@ pub fn export(tree: &sled::Tree) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
     for item in tree.iter() {
         let (key, value) = item?;
-        if key.first() == Some(&0) {
-            continue;
-        }
-        for part in [&key[..], &value[..]] {
-            let len = u32::try_from(part.len())
-                .map_err(|_| StoreError::Corrupt("record over 4 GiB".into()))?;
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(part);
+        if key.first() != Some(&0) {
+            record(&mut out, &key, &value)?;
         }
     }
     Ok(out)
+}
+
+fn record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    for part in [key, value] {
+        let len = u32::try_from(part.len())
+            .map_err(|_| StoreError::Corrupt("record over 4 GiB".into()))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    Ok(())
 }
 
 /// The snapshot the state was restored from, if any.

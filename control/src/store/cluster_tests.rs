@@ -1,0 +1,171 @@
+//! Several members in one process, linked over QUIC on loopback: membership, replication,
+//! forwarding, reads on followers and failover.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::*;
+use crate::pki::{self, ClusterPki};
+
+struct Member {
+    store: Store,
+    driver: DriverHandle,
+    _dir: tempfile::TempDir,
+}
+
+fn start(fresh: FreshStart, ca: &CertPair) -> Member {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        fresh,
+        retention: LogRetention::default(),
+        peers: Some(PeerLinks {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ca: ca.clone(),
+            certificate: pki::member_certificate(ca).unwrap(),
+        }),
+    };
+    let (store, driver) = Store::open_with(dir.path(), config).unwrap();
+    Member {
+        store,
+        driver,
+        _dir: dir,
+    }
+}
+
+fn info(m: &Member) -> super::Member {
+    super::Member {
+        id: m.store.member_id(),
+        peer_addr: m.store.peer_addr().unwrap(),
+        api_url: String::new(),
+    }
+}
+
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn cm(name: &str) -> Op {
+    Op::Create {
+        key: format!("configmaps/default/{name}"),
+        object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}}),
+    }
+}
+
+async fn three_members() -> Vec<Member> {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ClusterPki::load_or_create(dir.path(), &[]).unwrap().ca;
+    let first = start(
+        FreshStart::Bootstrap {
+            api_url: String::new(),
+        },
+        &ca,
+    );
+    let mut members = vec![first];
+    for _ in 0..2 {
+        let seeds = vec![info(&members[0])];
+        let joiner = start(
+            FreshStart::Join {
+                id: new_member_id(),
+                members: seeds,
+            },
+            &ca,
+        );
+        members[0].store.add_member(info(&joiner)).await.unwrap();
+        members.push(joiner);
+    }
+    let leader = &members[0].store;
+    eventually("both joiners to become voters", async || {
+        let status = leader.status().await.ok()?;
+        (status.members.len() == 3 && status.members.iter().all(|m| m.voter)).then_some(())
+    })
+    .await;
+    members
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn joiners_catch_up_and_every_member_reads_and_writes() {
+    let members = three_members().await;
+    // Written before and after the joins: the joiners got the first from a snapshot.
+    let a = members[0].store.write(cm("a")).await.unwrap();
+    for m in &members[1..] {
+        m.store.read_barrier().await.unwrap();
+        assert_eq!(
+            m.store.get("configmaps/default/a").unwrap().as_ref(),
+            Some(&a),
+            "linearizable read on a follower"
+        );
+    }
+    // A follower's write is forwarded to the leader and acknowledged once applied here.
+    let b = members[2].store.write(cm("b")).await.unwrap();
+    assert_eq!(
+        members[2]
+            .store
+            .get("configmaps/default/b")
+            .unwrap()
+            .as_ref(),
+        Some(&b)
+    );
+    members[0].store.read_barrier().await.unwrap();
+    assert_eq!(
+        members[0].store.get("configmaps/default/b").unwrap(),
+        Some(b.clone())
+    );
+    // Every member has the same objects at the same revisions.
+    let lists: Vec<_> = members
+        .iter()
+        .map(|m| m.store.list("configmaps/").unwrap().0)
+        .collect();
+    assert!(lists.windows(2).all(|w| w[0] == w[1]), "{lists:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_majority_goes_on_when_the_leader_stops() {
+    let mut members = three_members().await;
+    members[0].store.write(cm("before")).await.unwrap();
+    let old = members.remove(0);
+    let old_id = old.store.member_id();
+    drop(old.store);
+    old.driver.join().unwrap().unwrap();
+
+    let stopped = Instant::now();
+    let written = eventually("a write to succeed without the old leader", async || {
+        members[0].store.write(cm("after")).await.ok()
+    })
+    .await;
+    let failover = stopped.elapsed();
+    assert!(failover < Duration::from_secs(10), "took {failover:?}");
+    let status = members[1].store.status().await.unwrap();
+    assert_ne!(status.leader, old_id);
+    members[1].store.read_barrier().await.unwrap();
+    assert_eq!(
+        members[1].store.get("configmaps/default/after").unwrap(),
+        Some(written)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_alone_cannot_commit() {
+    let mut members = three_members().await;
+    let lonely = members.remove(0);
+    for m in members {
+        drop(m.store);
+        m.driver.join().unwrap().unwrap();
+    }
+    // With two of three gone, the write is never acknowledged: an error, not a success.
+    let outcome = lonely.store.write(cm("lost")).await;
+    assert!(
+        matches!(
+            outcome,
+            Err(StoreError::Timeout(_)) | Err(StoreError::Unavailable)
+        ),
+        "{outcome:?}"
+    );
+}
