@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 use super::client::{ClientError, Cluster};
 use super::discovery::ApiResource;
 use super::manifest::{self, Document};
+use super::printer;
 use super::{Connection, Reported};
 
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -197,19 +198,17 @@ fn last_applied(live: &Value) -> Option<Value> {
 
 /// Decides what applying `manifest` does given the `live` object (if it exists).
 pub fn plan(manifest: &Value, live: Option<&Value>) -> Action {
+    // What kubectl records: the manifest with its annotations minus this one, kept as an
+    // empty map when that leaves none, keys sorted (Go marshals maps sorted). Recording
+    // the same bytes lets kubectl and wkube each see the other's apply as unchanged.
     let mut applied = manifest.clone();
-    // A manifest that carries the annotation itself must not nest it.
-    if let Some(annotations) = applied
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        annotations.remove(LAST_APPLIED);
-        if annotations.is_empty() {
-            applied["metadata"]
-                .as_object_mut()
-                .map(|m| m.remove("annotations"));
+    if let Some(meta) = applied["metadata"].as_object_mut() {
+        let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(a) = annotations.as_object_mut() {
+            a.remove(LAST_APPLIED);
         }
     }
+    let applied = printer::sort_keys(&applied);
     let previous = live.map(|l| last_applied(l).unwrap_or_else(|| json!({})));
     if previous.as_ref() == Some(&applied) {
         return Action::Unchanged;
@@ -308,7 +307,12 @@ mod tests {
             .as_str()
             .unwrap();
         assert!(recorded.ends_with('\n'));
-        assert_eq!(serde_json::from_str::<Value>(recorded).unwrap(), m);
+        let mut want = m.clone();
+        want["metadata"]["annotations"] = json!({});
+        assert_eq!(serde_json::from_str::<Value>(recorded).unwrap(), want);
+        assert!(recorded.starts_with(
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"annotations":{},"labels""#
+        ));
         assert_eq!(body["spec"], m["spec"]);
     }
 

@@ -168,7 +168,7 @@ pub fn to_yaml(v: &Value) -> String {
     serde_yaml::to_string(&sort_keys(v)).expect("a Value always serializes")
 }
 
-fn sort_keys(v: &Value) -> Value {
+pub fn sort_keys(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
