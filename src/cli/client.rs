@@ -26,8 +26,9 @@ pub enum ClientError {
     NoKubeconfig(PathBuf),
     #[error("cannot load the kubeconfig: {0}")]
     Kubeconfig(#[from] KubeconfigError),
+    /// Boxed: a `Status` is large, and every result of the client carries this error type.
     #[error(transparent)]
-    Server(#[from] ServerError),
+    Server(Box<ServerError>),
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
     #[error("{0}")]
@@ -37,10 +38,10 @@ pub enum ClientError {
 impl From<kube::Error> for ClientError {
     fn from(e: kube::Error) -> Self {
         match e {
-            kube::Error::Api(status) => ClientError::Server(ServerError {
+            kube::Error::Api(status) => ClientError::Server(Box::new(ServerError {
                 status: *status,
                 context: None,
-            }),
+            })),
             other => ClientError::Transport(other),
         }
     }
@@ -55,10 +56,10 @@ impl ClientError {
     /// "FILE": ...`); other errors stay as they are.
     pub fn when(self, context: impl Into<String>) -> Self {
         match self {
-            ClientError::Server(e) => ClientError::Server(ServerError {
-                context: Some(context.into()),
-                ..e
-            }),
+            ClientError::Server(mut e) => {
+                e.context = Some(context.into());
+                ClientError::Server(e)
+            }
             other => other,
         }
     }
