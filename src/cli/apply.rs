@@ -10,7 +10,6 @@
 
 use std::collections::HashSet;
 
-use anyhow::Context as _;
 use clap::Args;
 use control::patch::{self as smp, ListStrategy};
 use serde_json::{json, Map, Value};
@@ -100,24 +99,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
 
     let mut resolved = Vec::new();
     for doc in &docs {
-        let res = cluster
-            .discovery
-            .for_kind(doc.api_version(), doc.kind())
-            .with_context(|| {
-                format!(
-                    "resource mapping not found for name: \"{}\" namespace: \"{}\" from \"{}\" \
-                     (document at line {}): no matches for kind \"{}\" in version \"{}\"",
-                    doc.name(),
-                    doc.namespace().unwrap_or_default(),
-                    doc.file,
-                    doc.line,
-                    doc.kind(),
-                    doc.api_version()
-                )
-            })?;
-        let namespace = res
-            .namespaced
-            .then(|| doc.namespace().unwrap_or(&default_ns).to_string());
+        let (res, namespace) = manifest::resolve(doc, &cluster.discovery, &default_ns)?;
         resolved.push((doc, res, namespace));
     }
 

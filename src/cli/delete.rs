@@ -86,23 +86,10 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<()> {
         }
     }
     for doc in &docs {
-        let res = cluster
-            .discovery
-            .for_kind(doc.api_version(), doc.kind())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no matches for kind \"{}\" in version \"{}\" in \"{}\" (document at line {})",
-                    doc.kind(),
-                    doc.api_version(),
-                    doc.file,
-                    doc.line
-                )
-            })?;
+        let (res, ns) = manifest::resolve(doc, &cluster.discovery, &ns)?;
         targets.push(Target {
             res,
-            ns: res
-                .namespaced
-                .then(|| doc.namespace().unwrap_or(&ns).to_string()),
+            ns,
             name: doc.name().to_string(),
             source: Some(doc.file.clone()),
         });

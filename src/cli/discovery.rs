@@ -119,7 +119,7 @@ impl Discovery {
         Ok(Self::from_lists(lists))
     }
 
-    fn from_lists(lists: Vec<APIResourceList>) -> Self {
+    pub(super) fn from_lists(lists: Vec<APIResourceList>) -> Self {
         let mut resources = Vec::new();
         for list in lists {
             let (group, version) = match list.group_version.split_once('/') {

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize as _;
+
+use super::discovery::{ApiResource, Discovery};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -36,6 +38,17 @@ pub enum ManifestError {
     },
     #[error("no objects passed to {0}")]
     Empty(&'static str),
+    /// Boxed: a document is large, and every result of this module carries the error.
+    #[error(
+        "resource mapping not found for name: \"{}\" namespace: \"{}\" from \"{}\" \
+         (document at line {}): no matches for kind \"{}\" in version \"{}\"",
+        .0.name(), .0.namespace().unwrap_or_default(), .0.file, .0.line, .0.kind(), .0.api_version()
+    )]
+    UnknownKind(Box<Document>),
+    #[error(
+        "error validating \"{file}\" (document at line {line}): resource name may not be empty"
+    )]
+    MissingName { file: String, line: usize },
 }
 
 /// One object read from a manifest.
@@ -70,6 +83,28 @@ impl Document {
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
     }
+}
+
+/// Where `doc` is written: its resource, and its namespace (the document's, else
+/// `default_ns`; `None` for cluster-scoped kinds).
+pub fn resolve<'d>(
+    doc: &Document,
+    discovery: &'d Discovery,
+    default_ns: &str,
+) -> Result<(&'d ApiResource, Option<String>), ManifestError> {
+    let res = discovery
+        .for_kind(doc.api_version(), doc.kind())
+        .ok_or_else(|| ManifestError::UnknownKind(Box::new(doc.clone())))?;
+    if doc.name().is_empty() {
+        return Err(ManifestError::MissingName {
+            file: doc.file.clone(),
+            line: doc.line,
+        });
+    }
+    let namespace = res
+        .namespaced
+        .then(|| doc.namespace().unwrap_or(default_ns).to_string());
+    Ok((res, namespace))
 }
 
 /// Reads every document of every `-f` argument, in order. `verb` names the command in the
@@ -263,5 +298,35 @@ mod tests {
             parse("x.yaml", "- a\n"),
             Err(ManifestError::NotAnObject { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn documents_resolve_to_resources_and_namespaces() {
+        let discovery = Discovery::from_lists(vec![serde_json::from_value(json!({
+            "groupVersion": "v1", "resources": [
+                {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod", "verbs": []},
+                {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node", "verbs": []},
+            ]}))
+        .unwrap()]);
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\n\
+            apiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: x}\n---\n\
+            apiVersion: v1\nkind: Node\nmetadata: {name: n, namespace: ignored}\n---\n\
+            apiVersion: v2\nkind: Pod\nmetadata: {name: c}\n---\n\
+            apiVersion: v1\nkind: Pod\nmetadata: {}\n";
+        let docs = parse("f.yaml", text).unwrap();
+        let ns =
+            |i: usize| resolve(&docs[i], &discovery, "dflt").map(|(r, ns)| (r.plural.clone(), ns));
+        assert_eq!(ns(0).unwrap(), ("pods".into(), Some("dflt".into())));
+        assert_eq!(ns(1).unwrap(), ("pods".into(), Some("x".into())));
+        assert_eq!(ns(2).unwrap(), ("nodes".into(), None));
+        assert_eq!(
+            ns(3).unwrap_err().to_string(),
+            "resource mapping not found for name: \"c\" namespace: \"\" from \"f.yaml\" \
+             (document at line 13): no matches for kind \"Pod\" in version \"v2\""
+        );
+        assert_eq!(
+            ns(4).unwrap_err().to_string(),
+            "error validating \"f.yaml\" (document at line 17): resource name may not be empty"
+        );
     }
 }
