@@ -135,7 +135,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         .filter(|p| p.res.kind == "Namespace" && matches!(p.action, Action::Create(_)))
         .map(|p| p.doc.name())
         .collect();
-    let mut failed = 0;
+    let mut failed = false;
     for p in &plans {
         match p.write(&cluster, true).await {
             Err(ClientError::Server(e))
@@ -145,12 +145,12 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<()> {
                     }) => {}
             Err(e) => {
                 eprintln!("{}", super::render(&e.into()));
-                failed += 1;
+                failed = true;
             }
             Ok(()) => {}
         }
     }
-    if failed > 0 {
+    if failed {
         return Err(Reported.into());
     }
     for p in &plans {
