@@ -1,5 +1,6 @@
 //! `wkube`: one binary that is the server (control plane + node agent) and the CLI.
 
+mod cli;
 mod image;
 mod server;
 
@@ -25,6 +26,8 @@ enum Command {
     /// Manage the node's local image store.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    #[command(flatten)]
+    Kube(cli::KubeCommand),
 }
 
 /// Where a server keeps its state unless told otherwise: `/var/lib/wkube` for root (like
@@ -50,6 +53,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Image(cmd) => image::run(cmd),
+        // The kubectl-like verbs print errors the way kubectl does, so they own their output.
+        Command::Kube(cmd) => return cli::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
