@@ -2,6 +2,7 @@
 
 mod cli;
 mod image;
+mod join;
 mod server;
 
 use std::path::PathBuf;

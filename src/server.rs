@@ -4,17 +4,21 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
 use tokio::sync::watch;
 
+use control::api::cluster::ClusterAccess;
 use control::api::routes::Router;
 use control::api::{server as https, Api};
 use control::namespaces::NamespaceController;
-use control::pki::ClusterPki;
+use control::pki::{ClusterPki, JoinToken};
 use control::scheduler::Scheduler;
-use control::store::Store;
+use control::store::{
+    new_member_id, FreshStart, LogRetention, Member, PeerLinks, Store, StoreConfig,
+};
 use node::agent::NodeAgent;
 use node::client::InProcess;
 use node::images::ImageStore;
@@ -33,7 +37,43 @@ pub struct ServerArgs {
     /// Name of this machine's Node object.
     #[arg(long)]
     node_name: Option<String>,
+    /// Where to listen (QUIC) for the other control-plane members; default: the API's
+    /// address, port + 1.
+    #[arg(long)]
+    peer_listen: Option<SocketAddr>,
+    /// Join the cluster of the member serving the API at this address (host:port), instead
+    /// of starting a new cluster. Only used when the data directory is empty.
+    #[arg(long, requires = "token")]
+    join: Option<String>,
+    /// The cluster's join token (printed by its first member).
+    #[arg(long, env = "WKUBE_TOKEN")]
+    token: Option<JoinToken>,
 }
+
+impl ServerArgs {
+    fn peer_listen(&self) -> SocketAddr {
+        self.peer_listen.unwrap_or_else(|| {
+            let port = match self.listen.port() {
+                0 => 0,
+                p => p.wrapping_add(1),
+            };
+            SocketAddr::new(self.listen.ip(), port)
+        })
+    }
+
+    fn join_url(&self) -> Option<String> {
+        self.join.as_ref().map(|j| {
+            if j.starts_with("https://") {
+                j.clone()
+            } else {
+                format!("https://{j}")
+            }
+        })
+    }
+}
+
+/// How long a joining member waits to catch up with the cluster before it gives up.
+const CATCH_UP: Duration = Duration::from_secs(60);
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -67,6 +107,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     if !args.listen.ip().is_loopback() {
         names.push("127.0.0.1".into());
     }
+    let store_dir = data.join("store");
+    let fresh = !store_dir.exists();
+    let join = args.join_url();
+    if let (Some(url), Some(token), true) = (&join, &args.token, fresh) {
+        let ca = crate::join::fetch_ca(url, token).await?;
+        ClusterPki::adopt(data, &ca, token)?;
+    }
     let pki = ClusterPki::load_or_create(data, &names)?;
     // Bound before the kubeconfig is written, so `--listen 127.0.0.1:0` works: the
     // kubeconfig names the port actually taken.
@@ -74,9 +121,30 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let url = format!("https://{}", listener.local_addr()?);
     let kubeconfig = data.join("kubeconfig");
 
-    let (store, driver) = Store::open(&data.join("store"))
-        .with_context(|| format!("cannot open the store in {}", data.join("store").display()))?;
-    let api = Api::new(store);
+    let start = match &join {
+        Some(_) => FreshStart::Join {
+            id: new_member_id(),
+        },
+        None => FreshStart::Bootstrap {
+            api_url: url.clone(),
+        },
+    };
+    let config = StoreConfig {
+        fresh: start,
+        retention: LogRetention::default(),
+        peers: Some(PeerLinks {
+            listen: args.peer_listen(),
+            ca: pki.ca.clone(),
+            certificate: pki.member.clone(),
+        }),
+    };
+    let (store, driver) = Store::open_with(&store_dir, config)
+        .with_context(|| format!("cannot open the store in {}", store_dir.display()))?;
+    if let Some(join_url) = &join {
+        join_cluster(&store, join_url, &pki, &url).await?;
+    }
+    catch_up(&store).await?;
+    let api = Api::new(store.clone());
     control::bootstrap::ensure(&api).await?;
 
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -96,18 +164,25 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     });
     let agent = tokio::spawn(NodeAgent::new(ctx, &node_name).run(shutdown.clone()));
 
-    let router = Arc::new(Router::new(
-        api,
-        Some(Arc::new(NodeLogs {
-            root: log_root,
-            active: active_logs,
-        })),
-    ));
+    let logs = NodeLogs {
+        root: log_root,
+        active: active_logs,
+    };
+    let access = ClusterAccess {
+        token: pki.join_token()?,
+        ca: pki.ca.clone(),
+    };
+    let router = Arc::new(Router::new(api, Some(Arc::new(logs))).with_cluster(access));
     let tls = https::tls_config(&pki)?;
     let server = tokio::spawn(https::serve(listener, tls, router, shutdown.clone()));
     pki.write_admin_kubeconfig(&kubeconfig, &url)?;
     eprintln!("wkube is serving the Kubernetes API at {url}");
     eprintln!("export KUBECONFIG={}", kubeconfig.display());
+    eprintln!(
+        "more members: wkube server --join {} --token {}",
+        listener_addr(&url),
+        pki.join_token()?
+    );
 
     let driver = tokio::task::spawn_blocking(move || driver.join());
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -122,4 +197,55 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     outcome
+}
+
+fn listener_addr(url: &str) -> &str {
+    url.trim_start_matches("https://")
+}
+
+/// Has this (new) member added to the cluster at `join_url`. A member that already knows
+/// its cluster (a restart) skips the request.
+async fn join_cluster(
+    store: &Store,
+    join_url: &str,
+    pki: &ClusterPki,
+    api_url: &str,
+) -> anyhow::Result<()> {
+    if !store.status().await?.members.is_empty() {
+        return Ok(());
+    }
+    let peer_addr = store
+        .peer_addr()
+        .context("a joining member needs member links")?;
+    let me = Member {
+        id: store.member_id(),
+        peer_addr,
+        api_url: api_url.to_string(),
+    };
+    let deadline = Instant::now() + CATCH_UP;
+    // Members joining at the same time take turns: raft has one membership change in
+    // flight at a time.
+    while let Err(e) = crate::join::add_member(join_url, pki, &me).await {
+        if Instant::now() > deadline {
+            return Err(e);
+        }
+        tracing::info!(error = %e, "not added yet; trying again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+/// Waits until this member knows its cluster and has applied what the cluster committed:
+/// after a restart or a join, nothing is served from stale state.
+async fn catch_up(store: &Store) -> anyhow::Result<()> {
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        match store.read_barrier().await {
+            Ok(()) if !store.status().await?.members.is_empty() => return Ok(()),
+            Ok(()) | Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => return other.context("catching up with the cluster").map(drop),
+        }
+    }
 }

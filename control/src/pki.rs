@@ -25,6 +25,8 @@ pub enum PkiError {
     },
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
+    #[error("join token: {0}")]
+    Token(String),
     #[error("{path}: not a usable certificate or key: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -234,6 +236,72 @@ impl ClusterPki {
     pub fn write_admin_kubeconfig(&self, path: &Path, server_url: &str) -> Result<(), PkiError> {
         write_file(path, &self.admin_kubeconfig(server_url), 0o600)
     }
+
+    /// The token new members join with, created at first need and kept in `tls/token`.
+    pub fn join_token(&self) -> Result<JoinToken, PkiError> {
+        let path = self.dir.join("token");
+        let secret = match fs::read_to_string(&path) {
+            Ok(s) => s.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let secret = format!("{}", uuid::Uuid::new_v4().simple());
+                write_file(&path, &secret, 0o600)?;
+                secret
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        Ok(JoinToken {
+            ca_hash: ca_hash(&self.ca.cert_pem),
+            secret,
+        })
+    }
+
+    /// Writes a cluster's CA and join token into `<data_dir>/tls` before
+    /// [`ClusterPki::load_or_create`], so a joining member's certificates are issued by the
+    /// cluster it joins, and it admits new members with the same token as the others.
+    pub fn adopt(data_dir: &Path, ca: &CertPair, token: &JoinToken) -> Result<(), PkiError> {
+        let dir = data_dir.join("tls");
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        write_file(&dir.join("token"), &token.secret, 0o600)?;
+        write_pair(&dir, "ca", ca)
+    }
+}
+
+/// The SHA-256 of the CA certificate's PEM, hex: what a join token pins.
+pub fn ca_hash(ca_pem: &str) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(ca_pem.as_bytes()))
+}
+
+/// What a member needs to join: the CA it must find (by hash, like k3s' `K10` tokens) and
+/// the secret that admits it. Printed as `K10<ca hash>::server:<secret>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    pub ca_hash: String,
+    pub secret: String,
+}
+
+impl std::fmt::Display for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "K10{}::server:{}", self.ca_hash, self.secret)
+    }
+}
+
+impl std::str::FromStr for JoinToken {
+    type Err = PkiError;
+
+    fn from_str(s: &str) -> Result<Self, PkiError> {
+        let invalid = || PkiError::Token("expected K10<sha256 of the CA>::server:<secret>".into());
+        let rest = s.trim().strip_prefix("K10").ok_or_else(invalid)?;
+        let (ca_hash, secret) = rest.split_once("::server:").ok_or_else(invalid)?;
+        let hex = |c: char| c.is_ascii_hexdigit();
+        if ca_hash.len() != 64 || !ca_hash.chars().all(hex) || secret.is_empty() {
+            return Err(invalid());
+        }
+        Ok(JoinToken {
+            ca_hash: ca_hash.to_lowercase(),
+            secret: secret.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -250,5 +318,44 @@ mod tests {
         assert_eq!(first.admin.cert_pem, second.admin.cert_pem);
         let kc = first.admin_kubeconfig("https://127.0.0.1:6443");
         assert!(kc.contains("client-certificate-data:"));
+    }
+
+    #[test]
+    fn join_token_round_trips_and_pins_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ClusterPki::load_or_create(dir.path(), &[]).unwrap();
+        let token = pki.join_token().unwrap();
+        assert_eq!(pki.join_token().unwrap(), token, "kept across calls");
+        let parsed: JoinToken = token.to_string().parse().unwrap();
+        assert_eq!(parsed, token);
+        assert_eq!(parsed.ca_hash, ca_hash(&pki.ca.cert_pem));
+        for bad in [
+            "",
+            "K10abc::server:x",
+            "nope",
+            &format!("K10{}::server:", token.ca_hash),
+        ] {
+            assert!(bad.parse::<JoinToken>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_joiner_adopts_the_ca_and_token_and_issues_its_own_certificates() {
+        let first = tempfile::tempdir().unwrap();
+        let cluster = ClusterPki::load_or_create(first.path(), &[]).unwrap();
+        let joiner = tempfile::tempdir().unwrap();
+        let token = cluster.join_token().unwrap();
+        ClusterPki::adopt(joiner.path(), &cluster.ca, &token).unwrap();
+        let pki = ClusterPki::load_or_create(joiner.path(), &[]).unwrap();
+        assert_eq!(pki.ca.cert_pem, cluster.ca.cert_pem);
+        assert_eq!(
+            pki.join_token().unwrap(),
+            token,
+            "one token for the whole cluster"
+        );
+        assert_ne!(
+            pki.member.cert_pem, cluster.member.cert_pem,
+            "its own member certificate"
+        );
     }
 }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use protobuf::Message as _;
@@ -96,7 +96,7 @@ impl Transport {
             peers: Mutex::default(),
             runtime: tokio::runtime::Handle::current(),
         });
-        tokio::spawn(accept_loop(endpoint, inbound));
+        tokio::spawn(accept_loop(endpoint, Arc::downgrade(&transport), inbound));
         Ok(transport)
     }
 
@@ -125,6 +125,19 @@ impl Transport {
         self.runtime.spawn(link.run(rx));
         // Replacing the entry drops the old queue, which ends the old link's task.
         peers.insert(id, Peer { addr, queue });
+    }
+
+    /// Links to a member that reached us first: a joining member learns where the leader is
+    /// this way. Known peers keep the address the cluster's state gave them.
+    fn learn_peer(&self, id: u64, addr: SocketAddr) {
+        let known = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id);
+        if !known {
+            self.set_peer(id, addr);
+        }
     }
 
     /// Drops the links to peers `keep` says no to (members that left).
@@ -330,12 +343,16 @@ async fn send_alone(
     Ok(())
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, inbound: Arc<dyn Inbound>) {
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    transport: Weak<Transport>,
+    inbound: Arc<dyn Inbound>,
+) {
     while let Some(incoming) = endpoint.accept().await {
-        let inbound = inbound.clone();
+        let (inbound, transport) = (inbound.clone(), transport.clone());
         tokio::spawn(async move {
             match incoming.await {
-                Ok(connection) => receive(connection, inbound).await,
+                Ok(connection) => receive(connection, transport, inbound).await,
                 // A peer without a valid certificate ends here, in the handshake.
                 Err(e) => tracing::warn!(error = %e, "member link refused"),
             }
@@ -343,11 +360,22 @@ async fn accept_loop(endpoint: quinn::Endpoint, inbound: Arc<dyn Inbound>) {
     }
 }
 
-async fn receive(connection: quinn::Connection, inbound: Arc<dyn Inbound>) {
+async fn receive(
+    connection: quinn::Connection,
+    transport: Weak<Transport>,
+    inbound: Arc<dyn Inbound>,
+) {
+    // Members dial from the endpoint they listen on, so this is where to reach the sender.
+    let remote = connection.remote_address();
     while let Ok(stream) = connection.accept_uni().await {
-        let inbound = inbound.clone();
+        let (inbound, transport) = (inbound.clone(), transport.clone());
         tokio::spawn(async move {
-            if let Err(e) = read_frames(stream, &*inbound).await {
+            let learn = |from: u64| {
+                if let Some(t) = transport.upgrade() {
+                    t.learn_peer(from, remote);
+                }
+            };
+            if let Err(e) = read_frames(stream, &*inbound, &learn).await {
                 tracing::debug!(error = %e, "a member link's stream ended");
             }
         });
@@ -358,6 +386,7 @@ async fn receive(connection: quinn::Connection, inbound: Arc<dyn Inbound>) {
 async fn read_frames(
     mut stream: quinn::RecvStream,
     inbound: &dyn Inbound,
+    learn: &(dyn Fn(u64) + Sync),
 ) -> Result<(), TransportError> {
     let link = |e: &dyn std::fmt::Display| TransportError::Link(e.to_string());
     loop {
@@ -376,12 +405,12 @@ async fn read_frames(
         }
         let mut frame = vec![0u8; len];
         stream.read_exact(&mut frame).await.map_err(|e| link(&e))?;
-        inbound.message(
-            Message::parse_from_bytes(&frame).map_err(|e| TransportError::Frame(e.to_string()))?,
-        );
+        let message =
+            Message::parse_from_bytes(&frame).map_err(|e| TransportError::Frame(e.to_string()))?;
+        learn(message.from);
+        inbound.message(message);
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

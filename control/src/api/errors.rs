@@ -104,7 +104,7 @@ impl ApiError {
             StoreError::NotFound => ApiError::not_found(qualified, name),
             StoreError::AlreadyExists => ApiError::already_exists(qualified, name),
             StoreError::Conflict => ApiError::conflict(qualified, name),
-            StoreError::Unavailable => ApiError::Unavailable(e.to_string()),
+            StoreError::Unavailable | StoreError::Busy => ApiError::Unavailable(e.to_string()),
             StoreError::Timeout(_) => ApiError::Timeout(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }

@@ -328,6 +328,10 @@ impl Api {
             let current = self.get(res, ns, name)?;
             let patched = patch::apply(res.kind, &current, patch_body, ty)
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            // A resourceVersion in the patch is a precondition. One that names the current
+            // version leaves the patched object's as it was; after a conflict, the retry
+            // sees a newer current version and so fails here. Without one, conflicts with
+            // concurrent writers (a node's status updates) are retried.
             let pinned = revision_of(&patched);
             if pinned != 0 && pinned != revision_of(&current) {
                 return Err(ApiError::conflict(&res.qualified(), name));
@@ -336,9 +340,7 @@ impl Api {
                 .commit_update(res, ns, name, current, patched, part, dry_run)
                 .await
             {
-                Err(ApiError::Conflict { .. }) if pinned == 0 && attempt < UPDATE_RETRIES => {
-                    attempt += 1
-                }
+                Err(ApiError::Conflict { .. }) if attempt < UPDATE_RETRIES => attempt += 1,
                 other => return other,
             }
         }

@@ -12,6 +12,7 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _, Full, Limited, St
 use hyper::body::{Frame, Incoming};
 use serde_json::{json, Value};
 
+use super::cluster::{self, ClusterAccess};
 use super::errors::ApiError;
 use super::logs::{LogRequest, PodLogs};
 use super::objects::{Api, DeleteOptions, ListOptions, Part, WatchEvent};
@@ -29,6 +30,7 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct Router {
     api: Api,
     logs: Option<Arc<dyn PodLogs>>,
+    cluster: Option<ClusterAccess>,
 }
 
 /// What a resource path names.
@@ -204,13 +206,25 @@ fn include_object(q: &Query) -> IncludeObject {
 
 impl Router {
     pub fn new(api: Api, logs: Option<Arc<dyn PodLogs>>) -> Self {
-        Router { api, logs }
+        Router {
+            api,
+            logs,
+            cluster: None,
+        }
+    }
+
+    /// Serves the endpoints members join through (see [`super::cluster`]).
+    pub fn with_cluster(mut self, access: ClusterAccess) -> Self {
+        self.cluster = Some(access);
+        self
     }
 
     pub async fn handle(&self, req: Request<Incoming>, authenticated: bool) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let response = if !authenticated {
+        let response = if let Some(r) = self.public(&req) {
+            r.unwrap_or_else(|e| error_response(&e))
+        } else if !authenticated {
             error_response(&ApiError::Unauthorized)
         } else {
             match self.route(req).await {
@@ -222,10 +236,36 @@ impl Router {
         response
     }
 
+    /// The endpoints that need no client certificate, if `req` is for one.
+    fn public(&self, req: &Request<Incoming>) -> Option<Result<Response<Body>, ApiError>> {
+        let access = self.cluster.as_ref()?;
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, cluster::CACERTS) => {
+                let mut r = Response::new(full(access.ca.cert_pem.clone()));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, "text/plain".parse().expect("static"));
+                Some(Ok(r))
+            }
+            (&Method::GET, cluster::BOOTSTRAP) => Some(access.bootstrap(req.headers()).map(|b| {
+                json_response(StatusCode::OK, &serde_json::to_value(b).unwrap_or_default())
+            })),
+            _ => None,
+        }
+    }
+
     async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().trim_end_matches('/').to_string();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, cluster::STATUS) => return ok(cluster::status(self.api.store()).await?),
+            (&Method::POST, cluster::MEMBERS) => {
+                let store = self.api.store().clone();
+                let (code, v) = cluster::add_member(&store, read_json(req).await?).await?;
+                return Ok(json_response(code, &v));
+            }
+            _ => {}
+        }
         if req.method() == Method::GET {
             match segments.as_slice() {
                 ["version"] => return ok(discovery::version()),
@@ -276,6 +316,16 @@ impl Router {
         self.resource(req, target, query).await
     }
 
+    /// Kubernetes reads are consistent (quorum) unless the client asks for
+    /// `resourceVersion=0`, which any member may answer from what it has applied.
+    async fn consistent_read(&self, q: &Query) -> Result<(), ApiError> {
+        if q.get("resourceVersion").is_some_and(|rv| rv == "0") {
+            return Ok(());
+        }
+        let barrier = self.api.store().read_barrier().await;
+        barrier.map_err(|e| ApiError::from_store(e, "", ""))
+    }
+
     async fn resource(
         &self,
         req: Request<Incoming>,
@@ -289,6 +339,7 @@ impl Router {
         match (&method, t.name.as_deref(), t.subresource.as_deref()) {
             (&Method::GET, None, None) if flag(&q, "watch") => self.watch(res, ns, &q, table),
             (&Method::GET, None, None) => {
+                self.consistent_read(&q).await?;
                 let (items, revision) = self.api.list(res, ns, &list_options(&q)?)?;
                 let list_meta = json!({"resourceVersion": revision.to_string()});
                 if table {
@@ -345,6 +396,7 @@ impl Router {
                 ))
             }
             (&Method::GET, Some(name), None | Some("status")) => {
+                self.consistent_read(&q).await?;
                 let obj = self.api.get(res, ns, name)?;
                 if table {
                     let rv = obj

@@ -70,11 +70,9 @@ async fn three_members() -> Vec<Member> {
     );
     let mut members = vec![first];
     for _ in 0..2 {
-        let seeds = vec![info(&members[0])];
         let joiner = start(
             FreshStart::Join {
                 id: new_member_id(),
-                members: seeds,
             },
             &ca,
         );
@@ -118,7 +116,10 @@ async fn joiners_catch_up_and_every_member_reads_and_writes() {
         members[0].store.get("configmaps/default/b").unwrap(),
         Some(b.clone())
     );
-    // Every member has the same objects at the same revisions.
+    // Every member has the same objects at the same revisions, once it has read up to now.
+    for m in &members {
+        m.store.read_barrier().await.unwrap();
+    }
     let lists: Vec<_> = members
         .iter()
         .map(|m| m.store.list("configmaps/").unwrap().0)

@@ -52,6 +52,8 @@ pub enum StoreError {
     Unavailable,
     #[error("the write was not committed within {0:?}; it may still be")]
     Timeout(Duration),
+    #[error("another membership change is in progress; try again")]
+    Busy,
     #[error("raft: {0}")]
     Raft(String),
     #[error("storage: {0}")]
@@ -95,9 +97,9 @@ impl Default for LogRetention {
 pub enum FreshStart {
     /// As the first member of a new cluster, serving the API at `api_url`.
     Bootstrap { api_url: String },
-    /// As member `id`, to be brought in by an existing cluster (see [`Store::add_member`])
-    /// whose `members` it links to until the cluster's state tells it who is there.
-    Join { id: u64, members: Vec<Member> },
+    /// As member `id`, to be brought in by an existing cluster (see [`Store::add_member`]);
+    /// it learns where the others are when the leader first contacts it.
+    Join { id: u64 },
 }
 
 /// The QUIC listener for the other members, and the certificates both ends check.
@@ -279,10 +281,6 @@ impl Store {
             applied: applied_counter.clone(),
             retention: config.retention,
             transport,
-            seed_members: match config.fresh {
-                FreshStart::Join { members, .. } => members,
-                FreshStart::Bootstrap { .. } => Vec::new(),
-            },
             pending: HashMap::new(),
             reads_asked: HashMap::new(),
             reads_ready: Vec::new(),
@@ -429,7 +427,7 @@ fn start_fresh(
             storage.set_member_id(id)?;
             Ok(id)
         }
-        FreshStart::Join { id, .. } => {
+        FreshStart::Join { id } => {
             storage.set_member_id(*id)?;
             Ok(*id)
         }

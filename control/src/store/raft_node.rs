@@ -31,6 +31,8 @@ use crate::transport::Transport;
 const TICK: Duration = Duration::from_millis(100);
 /// Proposals taken from the channel per Ready, bounding one batch's latency.
 const MAX_BATCH: usize = 1024;
+/// How long a read request may go unanswered before it is asked again.
+const READ_RETRY: Duration = Duration::from_millis(200);
 /// A learner this close to the leader's commit index is promoted to voter.
 const PROMOTE_LAG: u64 = 50;
 
@@ -97,11 +99,9 @@ pub struct RaftDriver {
     pub applied: Arc<AtomicU64>,
     pub retention: LogRetention,
     pub transport: Option<Arc<Transport>>,
-    /// Members to reach while joining, before the first snapshot tells who is there.
-    pub seed_members: Vec<Member>,
     pub pending: HashMap<u128, Waiter>,
     /// Read requests sent to the leader, by id.
-    pub reads_asked: HashMap<u128, Done>,
+    pub reads_asked: HashMap<u128, (Done, Instant)>,
     /// Reads whose index is known, waiting for this member to apply up to it.
     pub reads_ready: Vec<(u64, Done)>,
 }
@@ -165,12 +165,12 @@ impl RaftDriver {
                 }
             }
             Request::ReadIndex { id, reply } => {
-                if self.node.raft.leader_id == raft::INVALID_ID {
-                    let _ = reply.send(Err(StoreError::Unavailable));
-                } else {
-                    self.node.read_index(id.to_be_bytes().to_vec());
-                    self.reads_asked.insert(id, reply);
-                }
+                self.node.read_index(id.to_be_bytes().to_vec());
+                self.reads_asked.insert(id, (reply, Instant::now()));
+            }
+            Request::AddMember { reply, .. } if self.node.raft.has_pending_conf() => {
+                // raft-rs would turn a second pending change into an empty entry, silently.
+                let _ = reply.send(Err(StoreError::Busy));
             }
             Request::AddMember { id, member, reply } => {
                 let change = conf_change(
@@ -215,11 +215,25 @@ impl RaftDriver {
     fn on_tick(&mut self) -> Result<(), StoreError> {
         // Callers that gave up (timed out) no longer need an answer.
         self.pending.retain(|_, w| !w.is_closed());
-        self.reads_asked.retain(|_, r| !r.is_closed());
+        self.reads_asked.retain(|_, (r, _)| !r.is_closed());
+        self.ask_reads_again();
         if self.node.raft.state == StateRole::Leader {
             self.promote_learners();
         }
         Ok(())
+    }
+
+    /// raft-rs drops a read request when no leader is known, or when the leader has not yet
+    /// committed an entry of its term (just after an election); such reads are asked again
+    /// until they are answered or their caller gives up.
+    fn ask_reads_again(&mut self) {
+        let now = Instant::now();
+        for (id, (_, asked)) in self.reads_asked.iter_mut() {
+            if now.duration_since(*asked) >= READ_RETRY {
+                self.node.read_index(id.to_be_bytes().to_vec());
+                *asked = now;
+            }
+        }
     }
 
     /// The leader turns a learner that has caught up into a voter, one at a time (raft
@@ -269,7 +283,7 @@ impl RaftDriver {
 
         // Reads whose index the leader confirmed.
         for read in ready.take_read_states() {
-            if let Some(reply) =
+            if let Some((reply, _)) =
                 proposal_id(&read.request_ctx).and_then(|id| self.reads_asked.remove(&id))
             {
                 self.reads_ready.push((read.index, reply));
@@ -406,16 +420,16 @@ impl RaftDriver {
         self.connect_members()
     }
 
-    /// Points the member links at every member the state knows of; a member whose state
-    /// knows none yet (it is joining) links to the members it was told of.
+    /// Points the member links at every member the state knows of. A member whose state
+    /// knows none yet (it is joining) keeps the links it learned from who contacted it.
     pub fn connect_members(&self) -> Result<(), StoreError> {
         let Some(transport) = &self.transport else {
             return Ok(());
         };
         let me = self.node.raft.id;
-        let mut members = self.state.members()?;
+        let members = self.state.members()?;
         if members.is_empty() {
-            members = self.seed_members.clone();
+            return Ok(());
         }
         for m in members.iter().filter(|m| m.id != me) {
             transport.set_peer(m.id, m.peer_addr);
