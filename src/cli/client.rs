@@ -123,6 +123,9 @@ fn load_kubeconfig(explicit: Option<&Path>) -> Result<Kubeconfig, ClientError> {
     }
 }
 
+/// How long `cluster status` waits for each member.
+const MEMBER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub struct Cluster {
     client: kube::Client,
     /// The kubeconfig context's namespace, `default` when it names none.
@@ -143,6 +146,29 @@ impl Cluster {
             default_namespace,
             discovery,
         })
+    }
+
+    /// wkube's view of its control plane from the member at `server` (default: the
+    /// kubeconfig's), with the kubeconfig's credentials; bounded in time, so a member that is
+    /// down shows as an error rather than a hang.
+    pub async fn member_status(
+        kubeconfig: Option<&Path>,
+        server: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let kubeconfig = load_kubeconfig(kubeconfig)?;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        if let Some(url) = server {
+            config.cluster_url = url.parse().map_err(|e| {
+                ClientError::Transport(kube::Error::HttpError(http::Error::from(e)))
+            })?;
+        }
+        config.connect_timeout = Some(MEMBER_TIMEOUT);
+        config.read_timeout = Some(MEMBER_TIMEOUT);
+        let client = kube::Client::try_from(config)?;
+        let request = http::Request::get(control::api::cluster::STATUS).body(Vec::new());
+        let request = request.map_err(|e| ClientError::Transport(kube::Error::HttpError(e)))?;
+        Ok(client.request::<Value>(request).await?)
     }
 
     /// `/version`, as raw JSON.

@@ -5,6 +5,7 @@
 
 mod apply;
 mod client;
+mod cluster;
 mod create;
 mod delete;
 mod describe;
@@ -40,6 +41,9 @@ pub enum KubeCommand {
     Create(create::CreateCommand),
     /// Print the client's and the server's versions.
     Version(version::VersionArgs),
+    /// The control plane's members.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 /// How a verb reaches the cluster.
@@ -51,7 +55,7 @@ pub struct Connection {
     /// The kubeconfig; default: $KUBECONFIG, else ~/.kube/config, else the one a local
     /// `wkube server` wrote into its data directory.
     #[arg(long)]
-    kubeconfig: Option<PathBuf>,
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Connection {
@@ -93,6 +97,7 @@ pub fn run(command: KubeCommand) -> ExitCode {
             KubeCommand::Logs(args) => logs::run(args).await,
             KubeCommand::Create(cmd) => create::run(cmd).await,
             KubeCommand::Version(args) => version::run(args).await,
+            KubeCommand::Cluster(cmd) => cluster::run(cmd).await,
         }
     });
     match result {
