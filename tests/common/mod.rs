@@ -52,17 +52,82 @@ pub struct Server {
     pub data_dir: tempfile::TempDir,
     child: Option<Child>,
     kubectl_cache: tempfile::TempDir,
+    /// `wkube server` arguments besides `--data-dir`, the same at every (re)start.
+    args: Vec<String>,
+}
+
+/// A port nothing listens on right now (the OS picks it), for members that must keep their
+/// addresses across restarts.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
 }
 
 impl Server {
+    /// A one-member cluster on ports the OS picks.
     pub fn start() -> Server {
+        Server::start_with(&["--listen", "127.0.0.1:0", "--node-name", "node-1"])
+    }
+
+    pub fn start_with(args: &[&str]) -> Server {
         let mut s = Server {
             data_dir: tempfile::tempdir().expect("tempdir"),
             child: None,
             kubectl_cache: tempfile::tempdir().expect("tempdir"),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         s.spawn();
         s
+    }
+
+    /// A control-plane member named `name` on fixed loopback ports; the first one starts a
+    /// cluster, the others join `join`'s.
+    pub fn start_member(name: &str, join: Option<&Server>) -> Server {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let peers = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--listen",
+            &listen,
+            "--peer-listen",
+            &peers,
+            "--node-name",
+            name,
+        ];
+        let (join_addr, token);
+        if let Some(first) = join {
+            join_addr = first.api_addr();
+            token = first.join_token();
+            args.extend(["--join", &join_addr, "--token", &token]);
+        }
+        Server::start_with(&args)
+    }
+
+    /// Where this server serves the API (`host:port`), from its kubeconfig.
+    pub fn api_addr(&self) -> String {
+        let kubeconfig = std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig");
+        let server = kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "));
+        server
+            .expect("a server line")
+            .trim_start_matches("https://")
+            .to_string()
+    }
+
+    /// The join token the server printed at start.
+    pub fn join_token(&self) -> String {
+        let log = self.server_log();
+        let token = log.split_whitespace().find(|w| w.starts_with("K10"));
+        token.expect("a join token in the server log").to_string()
+    }
+
+    fn node_name(&self) -> &str {
+        let at = self
+            .args
+            .iter()
+            .position(|a| a == "--node-name")
+            .expect("--node-name");
+        &self.args[at + 1]
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -85,14 +150,9 @@ impl Server {
             .open(self.data_dir.path().join("server.log"))
             .expect("server log");
         let child = Command::new(env!("CARGO_BIN_EXE_wkube"))
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--node-name",
-                "node-1",
-                "--data-dir",
-            ])
+            .arg("server")
+            .args(&self.args)
+            .arg("--data-dir")
             .arg(self.data_dir.path())
             .env("WKUBE_LOG", "info,control=debug")
             .stdout(Stdio::null())
@@ -105,15 +165,8 @@ impl Server {
             self.kubeconfig().exists().then_some(())
         });
         wait_for("the node to be Ready", Duration::from_secs(30), || {
-            let out = self.kubectl(
-                "1.33",
-                &[
-                    "get",
-                    "nodes",
-                    "-o",
-                    "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}",
-                ],
-            );
+            let ready = "jsonpath={.status.conditions[?(@.type=='Ready')].status}";
+            let out = self.kubectl("1.33", &["get", "node", self.node_name(), "-o", ready]);
             (out.status.success() && String::from_utf8_lossy(&out.stdout).contains("True"))
                 .then_some(())
         });

@@ -160,12 +160,13 @@ async fn a_member_alone_cannot_commit() {
         drop(m.store);
         m.driver.join().unwrap().unwrap();
     }
-    // With two of three gone, the write is never acknowledged: an error, not a success.
+    // With two of three gone, the write is never acknowledged: an error, not a success (the
+    // leader steps down when it stops hearing from a quorum, failing what it had pending).
     let outcome = lonely.store.write(cm("lost")).await;
     assert!(
         matches!(
             outcome,
-            Err(StoreError::Timeout(_)) | Err(StoreError::Unavailable)
+            Err(StoreError::Timeout(_) | StoreError::Unavailable | StoreError::LeaderChanged)
         ),
         "{outcome:?}"
     );

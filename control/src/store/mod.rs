@@ -54,6 +54,8 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("another membership change is in progress; try again")]
     Busy,
+    #[error("the raft leader changed before the write was confirmed; it may or may not have been applied")]
+    LeaderChanged,
     #[error("raft: {0}")]
     Raft(String),
     #[error("storage: {0}")]
@@ -272,6 +274,8 @@ impl Store {
             node.campaign()?;
         }
         let applied_counter = Arc::new(AtomicU64::new(applied));
+        // A one-member cluster is its own leader from `campaign` on.
+        let leader = node.raft.leader_id;
         let driver = RaftDriver {
             node,
             storage,
@@ -282,6 +286,7 @@ impl Store {
             retention: config.retention,
             transport,
             pending: HashMap::new(),
+            leader,
             reads_asked: HashMap::new(),
             reads_ready: Vec::new(),
         };

@@ -28,7 +28,9 @@ use super::state::{Op, StateMachine};
 use super::{ClusterStatus, LogRetention, MemberStatus, StoreError};
 use crate::transport::Transport;
 
-const TICK: Duration = Duration::from_millis(100);
+/// With `election_tick` 10 and `heartbeat_tick` 3 (see `Store::open_with`): heartbeats every
+/// 150 ms, an election after 0.5 to 1 s without a leader.
+const TICK: Duration = Duration::from_millis(50);
 /// Proposals taken from the channel per Ready, bounding one batch's latency.
 const MAX_BATCH: usize = 1024;
 /// How long a read request may go unanswered before it is asked again.
@@ -100,6 +102,8 @@ pub struct RaftDriver {
     pub retention: LogRetention,
     pub transport: Option<Arc<Transport>>,
     pub pending: HashMap<u128, Waiter>,
+    /// The leader as of the last Ready (0: none known).
+    pub leader: u64,
     /// Read requests sent to the leader, by id.
     pub reads_asked: HashMap<u128, (Done, Instant)>,
     /// Reads whose index is known, waiting for this member to apply up to it.
@@ -263,6 +267,9 @@ impl RaftDriver {
             return Ok(());
         }
         let mut ready = self.node.ready();
+        if let Some(soft) = ready.ss() {
+            self.on_leader(soft.leader_id);
+        }
 
         // 1. Send out the messages that do not depend on persistence (leader appends).
         self.send(ready.take_messages());
@@ -320,6 +327,20 @@ impl RaftDriver {
         self.node.advance_apply();
         self.answer_reads();
         self.compact_log()
+    }
+
+    /// A proposal forwarded to a leader that is gone is lost, or commits under the next one;
+    /// which, nobody can tell yet. Its caller gets an error now (a write that turns out to
+    /// have been applied then shows up as AlreadyExists or a newer version when retried) rather
+    /// than waiting for the timeout, so clients move on at the speed of the election.
+    fn on_leader(&mut self, leader: u64) {
+        if leader == self.leader {
+            return;
+        }
+        self.leader = leader;
+        for (_, waiter) in self.pending.drain() {
+            waiter.fail(StoreError::LeaderChanged);
+        }
     }
 
     fn send(&self, messages: Vec<Message>) {
