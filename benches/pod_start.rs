@@ -15,7 +15,9 @@
 //! and how long deleting each phase's pods takes. The anchor is Kubernetes' pod startup
 //! SLO: p99 <= 5 s from creation to Running, for pods with pre-pulled images.
 //!
-//! Usage: `cargo bench --bench pod_start [-- PODS]` (default 200).
+//! Usage: `cargo bench --bench pod_start [-- PODS]` (default 200). The server logs at
+//! `WKUBE_LOG` (default `warn`) into `WKUBE_BENCH_SERVER_LOG` (default: the data dir);
+//! `WKUBE_BENCH_BIN` runs another build of `wkube` (before/after comparisons).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -371,6 +373,12 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+/// The `wkube` binary built with this bench, or `WKUBE_BENCH_BIN` to compare builds.
+fn wkube_bin() -> PathBuf {
+    std::env::var_os("WKUBE_BENCH_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_wkube").into(), PathBuf::from)
+}
+
 /// A `wkube server` process with its data in a temporary directory.
 struct Server {
     data: tempfile::TempDir,
@@ -380,8 +388,11 @@ struct Server {
 impl Server {
     fn start() -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
-        let log = std::fs::File::create(data.path().join("server.log"))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_wkube"))
+        // Kept where asked, for profiling with `WKUBE_LOG` (see BENCHMARKS.md).
+        let log_path = std::env::var_os("WKUBE_BENCH_SERVER_LOG")
+            .map_or_else(|| data.path().join("server.log"), PathBuf::from);
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new(wkube_bin())
             .args(["server", "--listen", "127.0.0.1:0", "--node-name", "bench"])
             .arg("--data-dir")
             .arg(data.path())
@@ -398,10 +409,7 @@ impl Server {
             anyhow::ensure!(Instant::now() < deadline, "the server wrote no kubeconfig");
             std::thread::sleep(Duration::from_millis(20));
         }
-        println!(
-            "server log: {}",
-            server.data.path().join("server.log").display()
-        );
+        println!("server log: {}", log_path.display());
         Ok(server)
     }
 
@@ -411,7 +419,7 @@ impl Server {
 
     fn import_ticker(&self) -> anyhow::Result<()> {
         let guest = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/out/ticker.wasm");
-        let status = Command::new(env!("CARGO_BIN_EXE_wkube"))
+        let status = Command::new(wkube_bin())
             .args(["image", "import"])
             .arg(&guest)
             .arg("ticker:bench")
