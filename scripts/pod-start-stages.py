@@ -6,7 +6,8 @@ Stages per pod (server clock, log timestamps): create committed (the POST's requ
 logged after the response is built) -> bound by the scheduler -> pod worker spawned by the
 node agent -> container started -> Running status written. Only the serial phase is
 measured: its creates are one at a time, so the n-th pod POST is serial-<n-1> (the first
-POST is the warm-up pod).
+POST is the warm-up pod). The scheduler logs "bound" after its bind returns, racing the
+node agent's watch of the same commit, so the gap after it can be negative.
 
 Usage: scripts/pod-start-stages.py SERVER_LOG
 """
