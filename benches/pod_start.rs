@@ -36,6 +36,8 @@ const CONCURRENCY: usize = 10;
 const KUBECTL_PODS: usize = 20;
 /// Bound on any single wait (a pod to run, pods to go, the server to start or stop).
 const PATIENCE: Duration = Duration::from_secs(120);
+/// Bound on the whole run; the server is stopped either way.
+const RUN_LIMIT: Duration = Duration::from_secs(900);
 
 /// What the watch saw of a pod, with the instant it arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,9 +54,9 @@ async fn main() -> anyhow::Result<()> {
         .find_map(|a| a.parse().ok())
         .unwrap_or(200);
     let server = Server::start()?;
-    let result = run(&server, pods_per_phase).await;
+    let result = tokio::time::timeout(RUN_LIMIT, run(&server, pods_per_phase)).await;
     server.stop();
-    result
+    result.map_err(|_| anyhow::anyhow!("the bench took more than {RUN_LIMIT:?}"))?
 }
 
 async fn run(server: &Server, n: usize) -> anyhow::Result<()> {
