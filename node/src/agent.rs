@@ -91,6 +91,7 @@ impl<C: ControlPlane> NodeAgent<C> {
                     w.updates.send_replace(pod);
                 }
                 _ => {
+                    tracing::debug!(pod = pod.metadata.name.as_deref(), "starting pod worker");
                     workers.insert(uid, pod_worker::spawn(self.ctx.clone(), pod));
                 }
             },

@@ -239,8 +239,11 @@ impl<C: ControlPlane> Worker<C> {
         };
         let log_path = config.log.path().to_path_buf();
         let name = self.slots[i].spec.name.clone();
+        let starting = std::time::Instant::now();
         match self.ctx.runtime.start(&image, config).await {
             Ok(run) => {
+                let took = starting.elapsed();
+                tracing::debug!(pod = pod_name(&pod), container = %name, ?took, "container started");
                 let slot = &mut self.slots[i];
                 if slot.ran_before {
                     slot.record.restart_count = restart;
@@ -532,7 +535,14 @@ impl<C: ControlPlane> Worker<C> {
             .update_pod_status(&self.pod, status.clone())
             .await
         {
-            Ok(()) => self.published = Some(status),
+            Ok(()) => {
+                tracing::debug!(
+                    pod = pod_name(&self.pod),
+                    phase = status.phase.as_deref(),
+                    "status written"
+                );
+                self.published = Some(status)
+            }
             Err(e) => {
                 tracing::warn!(pod = pod_name(&self.pod), error = %e, "cannot write pod status")
             }

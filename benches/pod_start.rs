@@ -1,0 +1,452 @@
+//! Pod start latency, end to end: a real `wkube server` (the bench profile's build of this
+//! package's binary) on loopback with a temporary data dir, the `ticker` guest imported,
+//! and pods created through the Kubernetes REST API with the `kube` client from the
+//! kubeconfig the server writes.
+//!
+//! For every pod the client records when the create request was sent, when the create
+//! returned, and when a watch opened beforehand delivered the pod bound to a node and then
+//! with `status.phase: Running`. Two phases of `PODS` pods each:
+//! - **serial**: one pod at a time, the next created once the previous is Running: the
+//!   latency of one start on an otherwise idle node;
+//! - **burst**: `CONCURRENCY` creates in flight at once: latency under queueing, and
+//!   throughput.
+//!
+//! Context: `kubectl apply -f -` of single pods (process wall time, and apply -> Running),
+//! and how long deleting each phase's pods takes. The anchor is Kubernetes' pod startup
+//! SLO: p99 <= 5 s from creation to Running, for pods with pre-pulled images.
+//!
+//! Usage: `cargo bench --bench pod_start [-- PODS]` (default 200). The server logs at
+//! `WKUBE_LOG` (default `warn`) into `WKUBE_BENCH_SERVER_LOG` (default: the data dir);
+//! `WKUBE_BENCH_BIN` runs another build of `wkube` (before/after comparisons).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tokio::sync::mpsc;
+
+const LABEL: &str = "bench=pod-start";
+const CONCURRENCY: usize = 10;
+const KUBECTL_PODS: usize = 20;
+/// Bound on any single wait (a pod to run, pods to go, the server to start or stop).
+const PATIENCE: Duration = Duration::from_secs(120);
+/// Bound on the whole run; the server is stopped either way.
+const RUN_LIMIT: Duration = Duration::from_secs(900);
+
+/// What the watch saw of a pod, with the instant it arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Seen {
+    Bound,
+    Running,
+    Deleted,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let pods_per_phase: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(200);
+    let server = Server::start()?;
+    let result = tokio::time::timeout(RUN_LIMIT, run(&server, pods_per_phase)).await;
+    server.stop();
+    result.map_err(|_| anyhow::anyhow!("the bench took more than {RUN_LIMIT:?}"))?
+}
+
+async fn run(server: &Server, n: usize) -> anyhow::Result<()> {
+    server.import_ticker()?;
+    let kubeconfig = Kubeconfig::read_from(server.kubeconfig())?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let client = Client::try_from(config)?;
+    wait_node_ready(&client).await?;
+
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut watch = PodWatch::open(&pods).await?;
+
+    // The first start compiles the component (then cached on disk): reported apart.
+    let sent = Instant::now();
+    pods.create(&PostParams::default(), &ticker_pod("warmup"))
+        .await?;
+    let warmup = watch.wait_for("warmup", Seen::Running).await? - sent;
+    println!("first pod (compiles the component): {}", ms(warmup));
+
+    let serial = serial_phase(&pods, &mut watch, n).await?;
+    serial.print(&format!("serial: {n} pods, one at a time"));
+    let deleted = delete_all(&pods, &mut watch).await?;
+    println!("deleting {} pods until gone: {}", n + 1, ms(deleted));
+
+    let burst = burst_phase(&pods, &mut watch, n).await?;
+    burst.print(&format!("burst: {n} pods, {CONCURRENCY} creates in flight"));
+    let deleted = delete_all(&pods, &mut watch).await?;
+    println!("deleting {n} pods until gone: {}", ms(deleted));
+
+    kubectl_phase(server, &mut watch).await?;
+    delete_all(&pods, &mut watch).await?;
+    Ok(())
+}
+
+/// Per-pod client-side timings of one phase.
+#[derive(Default)]
+struct Phase {
+    create: Vec<Duration>,
+    bound: Vec<Duration>,
+    running: Vec<Duration>,
+    total: Duration,
+}
+
+impl Phase {
+    fn print(&self, title: &str) {
+        println!("{title}; wall time {}", ms(self.total));
+        println!(
+            "  throughput: {:.0} pods/s",
+            self.running.len() as f64 / self.total.as_secs_f64()
+        );
+        println!("  | from create sent to | p50 | p99 | max |");
+        println!("  |---|---|---|---|");
+        for (what, v) in [
+            ("create response", &self.create),
+            ("watch: bound to node", &self.bound),
+            ("watch: phase Running", &self.running),
+        ] {
+            let s = Stats::of(v);
+            println!(
+                "  | {what} | {} | {} | {} |",
+                ms(s.p50),
+                ms(s.p99),
+                ms(s.max)
+            );
+        }
+    }
+}
+
+async fn serial_phase(pods: &Api<Pod>, watch: &mut PodWatch, n: usize) -> anyhow::Result<Phase> {
+    let mut phase = Phase::default();
+    let start = Instant::now();
+    for i in 0..n {
+        let name = format!("serial-{i}");
+        let sent = Instant::now();
+        pods.create(&PostParams::default(), &ticker_pod(&name))
+            .await?;
+        phase.create.push(sent.elapsed());
+        phase
+            .running
+            .push(watch.wait_for(&name, Seen::Running).await? - sent);
+        phase.bound.push(watch.seen(&name, Seen::Bound)? - sent);
+    }
+    phase.total = start.elapsed();
+    Ok(phase)
+}
+
+async fn burst_phase(pods: &Api<Pod>, watch: &mut PodWatch, n: usize) -> anyhow::Result<Phase> {
+    let start = Instant::now();
+    let created: Vec<(String, Instant, Duration)> = futures::stream::iter(0..n)
+        .map(|i| async move {
+            let name = format!("burst-{i}");
+            let sent = Instant::now();
+            pods.create(&PostParams::default(), &ticker_pod(&name))
+                .await?;
+            anyhow::Ok((name, sent, sent.elapsed()))
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut phase = Phase::default();
+    for (name, sent, create) in created {
+        phase.create.push(create);
+        phase
+            .running
+            .push(watch.wait_for(&name, Seen::Running).await? - sent);
+        phase.bound.push(watch.seen(&name, Seen::Bound)? - sent);
+    }
+    phase.total = start.elapsed();
+    Ok(phase)
+}
+
+/// `kubectl apply` of single pods, one at a time: what a user at a terminal sees.
+async fn kubectl_phase(server: &Server, watch: &mut PodWatch) -> anyhow::Result<()> {
+    let cache = tempfile::tempdir()?;
+    let mut process = Vec::new();
+    let mut running = Vec::new();
+    for i in 0..KUBECTL_PODS {
+        let name = format!("kubectl-{i}");
+        let manifest = serde_json::to_string(&ticker_pod(&name))?;
+        let sent = Instant::now();
+        let mut child = Command::new("kubectl")
+            .env("KUBECONFIG", server.kubeconfig())
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), manifest.as_bytes())?;
+        let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+        anyhow::ensure!(status.success(), "kubectl apply failed: {status}");
+        process.push(sent.elapsed());
+        running.push(watch.wait_for(&name, Seen::Running).await? - sent);
+    }
+    let (p, r) = (Stats::of(&process), Stats::of(&running));
+    println!("kubectl apply -f - ({KUBECTL_PODS} pods, one at a time, discovery cached after the first):");
+    println!(
+        "  kubectl process: p50 {} max {}; apply -> Running: p50 {} max {}",
+        ms(p.p50),
+        ms(p.max),
+        ms(r.p50),
+        ms(r.max)
+    );
+    Ok(())
+}
+
+/// Deletes every bench pod and waits until the watch has seen each one go.
+async fn delete_all(pods: &Api<Pod>, watch: &mut PodWatch) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let names: Vec<String> = pods
+        .list(&ListParams::default().labels(LABEL))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels(LABEL),
+    )
+    .await?;
+    for name in &names {
+        watch.wait_for(name, Seen::Deleted).await?;
+    }
+    Ok(start.elapsed())
+}
+
+fn ticker_pod(name: &str) -> Pod {
+    let (key, value) = LABEL.split_once('=').expect("label");
+    let mut pod = Pod {
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "ticker".into(),
+                image: Some("ticker:bench".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    pod.metadata.name = Some(name.into());
+    pod.metadata.labels = Some([(key.to_string(), value.to_string())].into());
+    pod
+}
+
+/// The bench pods' changes as seen by one watch opened before any pod was created.
+struct PodWatch {
+    events: mpsc::UnboundedReceiver<anyhow::Result<(String, Seen, Instant)>>,
+    seen: HashMap<(String, Seen), Instant>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl PodWatch {
+    async fn open(pods: &Api<Pod>) -> anyhow::Result<Self> {
+        let params = WatchParams::default().labels(LABEL).timeout(3600);
+        let stream = pods.watch(&params, "0").await?;
+        let (tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                let event = match stream.try_next().await {
+                    Ok(Some(e)) => e,
+                    Ok(None) => {
+                        let _ = tx.send(Err(anyhow::anyhow!("the pod watch ended")));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                // Stamped on arrival, before anything else is done with the event.
+                let at = Instant::now();
+                let (pod, deleted) = match event {
+                    WatchEvent::Added(p) | WatchEvent::Modified(p) => (p, false),
+                    WatchEvent::Deleted(p) => (p, true),
+                    WatchEvent::Bookmark(_) => continue,
+                    WatchEvent::Error(e) => {
+                        let _ = tx.send(Err(anyhow::anyhow!("watch error: {e}")));
+                        return;
+                    }
+                };
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let bound = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+                let running =
+                    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                let seen = [
+                    (bound, Seen::Bound),
+                    (running, Seen::Running),
+                    (deleted, Seen::Deleted),
+                ];
+                for (_, what) in seen.into_iter().filter(|(yes, _)| *yes) {
+                    if tx.send(Ok((name.clone(), what, at))).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(PodWatch {
+            events,
+            seen: HashMap::new(),
+            _task: task,
+        })
+    }
+
+    /// When `name` was first seen in state `what`, waiting for it if need be.
+    async fn wait_for(&mut self, name: &str, what: Seen) -> anyhow::Result<Instant> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(at) = self.seen.get(&(name.to_string(), what)) {
+                return Ok(*at);
+            }
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .map_err(|_| anyhow::anyhow!("{name} not {what:?} within {PATIENCE:?}"))?
+                .ok_or_else(|| anyhow::anyhow!("the pod watch task ended"))??;
+            let (name, seen, at) = event;
+            self.seen.entry((name, seen)).or_insert(at);
+        }
+    }
+
+    /// When `name` was first seen in state `what`; it must have been already.
+    fn seen(&self, name: &str, what: Seen) -> anyhow::Result<Instant> {
+        self.seen
+            .get(&(name.to_string(), what))
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("{name} was never seen {what:?}"))
+    }
+}
+
+async fn wait_node_ready(client: &Client) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let ready = nodes
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|n| {
+                let conditions = n.status.as_ref().and_then(|s| s.conditions.as_ref());
+                conditions
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+        if ready {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no Ready node");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+impl Stats {
+    /// Nearest-rank percentiles.
+    fn of(samples: &[Duration]) -> Stats {
+        let mut v = samples.to_vec();
+        v.sort();
+        let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Stats {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: *v.last().expect("samples"),
+        }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The `wkube` binary built with this bench, or `WKUBE_BENCH_BIN` to compare builds.
+fn wkube_bin() -> PathBuf {
+    std::env::var_os("WKUBE_BENCH_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_wkube").into(), PathBuf::from)
+}
+
+/// A `wkube server` process with its data in a temporary directory.
+struct Server {
+    data: tempfile::TempDir,
+    child: Child,
+}
+
+impl Server {
+    fn start() -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        // Kept where asked, for profiling with `WKUBE_LOG` (see BENCHMARKS.md).
+        let log_path = std::env::var_os("WKUBE_BENCH_SERVER_LOG")
+            .map_or_else(|| data.path().join("server.log"), PathBuf::from);
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new(wkube_bin())
+            .args(["server", "--listen", "127.0.0.1:0", "--node-name", "bench"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env(
+                "WKUBE_LOG",
+                std::env::var("WKUBE_LOG").unwrap_or("warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let server = Server { data, child };
+        let deadline = Instant::now() + PATIENCE;
+        while !server.kubeconfig().exists() {
+            anyhow::ensure!(Instant::now() < deadline, "the server wrote no kubeconfig");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        println!("server log: {}", log_path.display());
+        Ok(server)
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.data.path().join("kubeconfig")
+    }
+
+    fn import_ticker(&self) -> anyhow::Result<()> {
+        let guest = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/out/ticker.wasm");
+        let status = Command::new(wkube_bin())
+            .args(["image", "import"])
+            .arg(&guest)
+            .arg("ticker:bench")
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .stdout(Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "importing {}: {status}", guest.display());
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL if the server is not gone within the bound.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("the server ignored SIGTERM for 10 s; killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
