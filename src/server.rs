@@ -48,6 +48,13 @@ pub struct ServerArgs {
     /// The cluster's join token (printed by its first member).
     #[arg(long, env = "WKUBE_TOKEN")]
     token: Option<JoinToken>,
+    /// Raft log entries kept behind the applied index when the log is compacted; a member
+    /// further behind than this catches up from a snapshot.
+    #[arg(long, default_value_t = LogRetention::default().keep)]
+    raft_log_keep: u64,
+    /// How many applied entries beyond `--raft-log-keep` trigger a compaction.
+    #[arg(long, default_value_t = LogRetention::default().compact_every)]
+    raft_compact_every: u64,
 }
 
 impl ServerArgs {
@@ -127,11 +134,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         },
         None => FreshStart::Bootstrap {
             api_url: url.clone(),
+            node_name: node_name.clone(),
         },
     };
     let config = StoreConfig {
         fresh: start,
-        retention: LogRetention::default(),
+        retention: LogRetention {
+            keep: args.raft_log_keep,
+            compact_every: args.raft_compact_every,
+        },
         peers: Some(PeerLinks {
             listen: args.peer_listen(),
             ca: pki.ca.clone(),
@@ -141,7 +152,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let (store, driver) = Store::open_with(&store_dir, config)
         .with_context(|| format!("cannot open the store in {}", store_dir.display()))?;
     if let Some(join_url) = &join {
-        join_cluster(&store, join_url, &pki, &url).await?;
+        join_cluster(&store, join_url, &pki, &url, &node_name).await?;
     }
     catch_up(&store).await?;
     let api = Api::new(store.clone());
@@ -189,7 +200,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let outcome = tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = sigterm.recv() => Ok(()),
-        r = driver => Err(anyhow::anyhow!("the store stopped: {r:?}")),
+        r = driver => Err(match r {
+            Ok(Ok(Err(e))) => anyhow::Error::new(e).context("the store stopped"),
+            other => anyhow::anyhow!("the store stopped: {other:?}"),
+        }),
         r = scheduler => Err(anyhow::anyhow!("the scheduler stopped: {r:?}")),
         r = namespaces => Err(anyhow::anyhow!("the namespace controller stopped: {r:?}")),
         r = agent => Err(anyhow::anyhow!("the node agent stopped: {r:?}")),
@@ -210,6 +224,7 @@ async fn join_cluster(
     join_url: &str,
     pki: &ClusterPki,
     api_url: &str,
+    node_name: &str,
 ) -> anyhow::Result<()> {
     if !store.status().await?.members.is_empty() {
         return Ok(());
@@ -221,6 +236,7 @@ async fn join_cluster(
         id: store.member_id(),
         peer_addr,
         api_url: api_url.to_string(),
+        node_name: node_name.to_string(),
     };
     let deadline = Instant::now() + CATCH_UP;
     // Members joining at the same time take turns: raft has one membership change in

@@ -60,7 +60,12 @@ pub trait Inbound: Send + Sync + 'static {
     fn message(&self, message: Message);
     /// Whether a snapshot sent to `to` arrived whole: raft must be told either way.
     fn snapshot_sent(&self, to: u64, delivered: bool);
+    /// A member told this one that it has been removed from the cluster.
+    fn removed(&self);
 }
+
+/// A frame length no message has: the stream carries the "you were removed" notice instead.
+const REMOVED_NOTICE: u32 = u32::MAX;
 
 pub struct Transport {
     endpoint: quinn::Endpoint,
@@ -138,6 +143,40 @@ impl Transport {
         if !known {
             self.set_peer(id, addr);
         }
+    }
+
+    /// Tells a member that was removed (and has not noticed: raft stops talking to a removed
+    /// member, so it may never see its removal committed) to stop.
+    pub fn tell_removed(&self, id: u64) {
+        let Some(addr) = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .map(|p| p.addr)
+        else {
+            return;
+        };
+        let (endpoint, client) = (self.endpoint.clone(), self.client.clone());
+        self.runtime.spawn(async move {
+            let notice = async {
+                let connection = endpoint
+                    .connect_with(client, addr, MEMBER_NAME)
+                    .map_err(|e| e.to_string())?
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
+                stream
+                    .write_all(&REMOVED_NOTICE.to_be_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                stream.finish().map_err(|e| e.to_string())?;
+                stream.stopped().await.map_err(|e| e.to_string()).map(drop)
+            };
+            if let Err(e) = notice.await {
+                tracing::debug!(member = id, error = %e, "removal notice not delivered");
+            }
+        });
     }
 
     /// Drops the links to peers `keep` says no to (members that left).
@@ -397,7 +436,12 @@ async fn read_frames(
             Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(()),
             Err(e) => return Err(link(&e)),
         }
-        let len = u32::from_be_bytes(len) as usize;
+        let len = u32::from_be_bytes(len);
+        if len == REMOVED_NOTICE {
+            inbound.removed();
+            return Ok(());
+        }
+        let len = len as usize;
         if len > MAX_FRAME {
             return Err(TransportError::Frame(format!(
                 "frame of {len} bytes is over the limit"
@@ -428,6 +472,7 @@ mod tests {
     struct Collector {
         messages: Mutex<Vec<Message>>,
         snapshots: Mutex<Vec<(u64, bool)>>,
+        removed: Mutex<bool>,
     }
 
     impl Inbound for Collector {
@@ -436,6 +481,9 @@ mod tests {
         }
         fn snapshot_sent(&self, to: u64, delivered: bool) {
             self.snapshots.lock().unwrap().push((to, delivered));
+        }
+        fn removed(&self) {
+            *self.removed.lock().unwrap() = true;
         }
     }
 

@@ -148,27 +148,32 @@ impl Cluster {
         })
     }
 
-    /// wkube's view of its control plane from the member at `server` (default: the
-    /// kubeconfig's), with the kubeconfig's credentials; bounded in time, so a member that is
-    /// down shows as an error rather than a hang.
-    pub async fn member_status(
+    /// A request to the member at `server` (default: the kubeconfig's) with the kubeconfig's
+    /// credentials, bounded in time so that a member that is down shows as an error rather
+    /// than a hang. For wkube's member endpoints (see `control::api::cluster`).
+    pub async fn member_request(
         kubeconfig: Option<&Path>,
         server: Option<&str>,
+        method: http::Method,
+        path: &str,
     ) -> Result<Value, ClientError> {
+        let http_error = |e: http::Error| ClientError::Transport(kube::Error::HttpError(e));
         let kubeconfig = load_kubeconfig(kubeconfig)?;
         let mut config =
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
         if let Some(url) = server {
-            config.cluster_url = url.parse().map_err(|e| {
-                ClientError::Transport(kube::Error::HttpError(http::Error::from(e)))
-            })?;
+            config.cluster_url = url.parse().map_err(|e| http_error(http::Error::from(e)))?;
         }
         config.connect_timeout = Some(MEMBER_TIMEOUT);
         config.read_timeout = Some(MEMBER_TIMEOUT);
         let client = kube::Client::try_from(config)?;
-        let request = http::Request::get(control::api::cluster::STATUS).body(Vec::new());
-        let request = request.map_err(|e| ClientError::Transport(kube::Error::HttpError(e)))?;
-        Ok(client.request::<Value>(request).await?)
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Vec::new());
+        Ok(client
+            .request::<Value>(request.map_err(http_error)?)
+            .await?)
     }
 
     /// `/version`, as raw JSON.

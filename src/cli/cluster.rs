@@ -1,11 +1,16 @@
 //! `wkube cluster status`: the control-plane members, each as it sees itself (role, term,
-//! applied index), and how far each one's log lags the leader's.
+//! applied index), and how far each one's log lags the leader's. `wkube cluster remove`:
+//! takes a member out of the raft group and deletes its Node.
+
+use std::path::Path;
 
 use clap::{Args, Subcommand};
+use control::api::cluster::{MEMBERS, STATUS};
 use futures::future::join_all;
+use http::Method;
 use serde_json::Value;
 
-use super::client::Cluster;
+use super::client::{ClientError, Cluster};
 use super::printer::TabWriter;
 use super::Connection;
 
@@ -13,6 +18,8 @@ use super::Connection;
 pub enum ClusterCommand {
     /// Members, leader, term, applied index and lag of each member.
     Status(StatusArgs),
+    /// Remove a member (by id, API URL or node name) and delete its Node.
+    Remove(RemoveArgs),
 }
 
 #[derive(Args)]
@@ -21,16 +28,72 @@ pub struct StatusArgs {
     conn: Connection,
 }
 
+#[derive(Args)]
+pub struct RemoveArgs {
+    /// The member: its id, its API URL, or the name of its Node.
+    member: String,
+    #[command(flatten)]
+    conn: Connection,
+}
+
 pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
-    let ClusterCommand::Status(args) = command;
+    match command {
+        ClusterCommand::Status(args) => status(args).await,
+        ClusterCommand::Remove(args) => remove(args).await,
+    }
+}
+
+async fn member_status(
+    kubeconfig: Option<&Path>,
+    server: Option<&str>,
+) -> Result<Value, ClientError> {
+    Cluster::member_request(kubeconfig, server, Method::GET, STATUS).await
+}
+
+async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
     let kubeconfig = args.conn.kubeconfig.as_deref();
-    let first = Cluster::member_status(kubeconfig, None).await?;
+    let view = member_status(kubeconfig, None).await?;
+    let members = view["members"].as_array().cloned().unwrap_or_default();
+    let named = |m: &&Value| {
+        let id = m["id"].to_string();
+        let names = [
+            id.as_str(),
+            m["apiUrl"].as_str().unwrap_or_default(),
+            m["nodeName"].as_str().unwrap_or_default(),
+        ];
+        names.contains(&args.member.as_str())
+    };
+    let Some(gone) = members.iter().find(named) else {
+        anyhow::bail!(
+            "no member {:?}: members are named by id, API URL or node name",
+            args.member
+        );
+    };
+    // Asked of another member: the removed one stops as soon as it applies its removal.
+    let other = members
+        .iter()
+        .find(|m| m["id"] != gone["id"])
+        .and_then(|m| m["apiUrl"].as_str());
+    let path = format!("{MEMBERS}/{}", gone["id"]);
+    Cluster::member_request(kubeconfig, other, Method::DELETE, &path).await?;
+    println!("member {} removed", gone["id"]);
+    if let Some(node) = gone["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        let path = format!("/api/v1/nodes/{node}");
+        Cluster::member_request(kubeconfig, other, Method::DELETE, &path).await?;
+        println!("node \"{node}\" deleted");
+    }
+    Ok(())
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let kubeconfig = args.conn.kubeconfig.as_deref();
+    let first = member_status(kubeconfig, None).await?;
     let members = first["members"].as_array().cloned().unwrap_or_default();
     // Each member answers for itself: its own role, term and applied index.
     let views = join_all(
         members
             .iter()
-            .map(|m| Cluster::member_status(kubeconfig, m["apiUrl"].as_str())),
+            .map(|m| member_status(kubeconfig, m["apiUrl"].as_str())),
     )
     .await;
     let leader_id = first["leader"].as_u64().unwrap_or(0);

@@ -56,11 +56,16 @@ pub struct Server {
     args: Vec<String>,
 }
 
-/// A port nothing listens on right now (the OS picks it), for members that must keep their
-/// addresses across restarts.
+/// A port nothing listens on right now, over TCP (the API) or UDP (QUIC between members),
+/// for members that must keep their addresses across restarts.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Server {
@@ -83,6 +88,11 @@ impl Server {
     /// A control-plane member named `name` on fixed loopback ports; the first one starts a
     /// cluster, the others join `join`'s.
     pub fn start_member(name: &str, join: Option<&Server>) -> Server {
+        Server::start_member_with(name, join, &[])
+    }
+
+    /// [`Server::start_member`] with more `wkube server` arguments.
+    pub fn start_member_with(name: &str, join: Option<&Server>, extra: &[&str]) -> Server {
         let listen = format!("127.0.0.1:{}", free_port());
         let peers = format!("127.0.0.1:{}", free_port());
         let mut args = vec![
@@ -93,6 +103,7 @@ impl Server {
             "--node-name",
             name,
         ];
+        args.extend_from_slice(extra);
         let (join_addr, token);
         if let Some(first) = join {
             join_addr = first.api_addr();
@@ -143,6 +154,13 @@ impl Server {
 
     /// Starts the server process; returns once its API answers.
     pub fn spawn(&mut self) {
+        self.spawn_in_background();
+        self.wait_until_serving();
+    }
+
+    /// Starts the server process without waiting for it (a member that cannot serve until
+    /// others are back).
+    pub fn spawn_in_background(&mut self) {
         let _ = std::fs::remove_file(self.kubeconfig());
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -160,6 +178,10 @@ impl Server {
             .spawn()
             .expect("spawn wkube server");
         self.child = Some(child);
+    }
+
+    /// Waits until the server's API answers and its node is Ready.
+    pub fn wait_until_serving(&mut self) {
         wait_for("the server's kubeconfig", Duration::from_secs(60), || {
             self.assert_alive();
             self.kubeconfig().exists().then_some(())
@@ -185,6 +207,15 @@ impl Server {
 
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Waits for the server to exit on its own; returns its status and log.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().expect("a running server");
+        let status = wait_for("the server to exit", timeout, || {
+            child.try_wait().expect("try_wait")
+        });
+        (status, self.server_log())
     }
 
     /// `kill -9`: no chance to flush or clean up.

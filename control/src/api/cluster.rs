@@ -5,6 +5,7 @@
 //! - `GET /wkube/v1/bootstrap`: the CA's key, for a bearer of the join token's secret, so the
 //!   joining member can issue its own certificates.
 //! - `POST /wkube/v1/members`: adds a member (client certificate required).
+//! - `DELETE /wkube/v1/members/<id>`: removes one (client certificate required).
 //! - `GET /wkube/v1/cluster`: this member's view of the cluster (client certificate required).
 
 use http::{header, HeaderMap, StatusCode};
@@ -58,6 +59,17 @@ pub async fn add_member(store: &Store, body: Value) -> Result<(StatusCode, Value
         .await
         .map_err(|e| ApiError::from_store(e, "members", ""))?;
     status(store).await.map(|s| (StatusCode::CREATED, s))
+}
+
+pub async fn remove_member(store: &Store, id: &str) -> Result<Value, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a member id")))?;
+    store
+        .remove_member(id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "members", ""))?;
+    status(store).await
 }
 
 pub async fn status(store: &Store) -> Result<Value, ApiError> {

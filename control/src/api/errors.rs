@@ -105,6 +105,7 @@ impl ApiError {
             StoreError::AlreadyExists => ApiError::already_exists(qualified, name),
             StoreError::Conflict => ApiError::conflict(qualified, name),
             StoreError::Unavailable | StoreError::Busy => ApiError::Unavailable(e.to_string()),
+            StoreError::Membership(m) => ApiError::BadRequest(m),
             StoreError::Timeout(_) | StoreError::LeaderChanged => ApiError::Timeout(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }

@@ -264,6 +264,12 @@ impl Router {
                 let (code, v) = cluster::add_member(&store, read_json(req).await?).await?;
                 return Ok(json_response(code, &v));
             }
+            (&Method::DELETE, path) if path.starts_with(cluster::MEMBERS) => {
+                let id = path
+                    .trim_start_matches(cluster::MEMBERS)
+                    .trim_start_matches('/');
+                return ok(cluster::remove_member(self.api.store(), id).await?);
+            }
             _ => {}
         }
         if req.method() == Method::GET {

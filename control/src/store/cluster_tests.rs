@@ -38,6 +38,7 @@ fn info(m: &Member) -> super::Member {
         id: m.store.member_id(),
         peer_addr: m.store.peer_addr().unwrap(),
         api_url: String::new(),
+        node_name: String::new(),
     }
 }
 
@@ -65,6 +66,7 @@ async fn three_members() -> Vec<Member> {
     let first = start(
         FreshStart::Bootstrap {
             api_url: String::new(),
+            node_name: String::new(),
         },
         &ca,
     );

@@ -14,6 +14,9 @@ pub struct Member {
     pub peer_addr: SocketAddr,
     /// Where it serves the Kubernetes API.
     pub api_url: String,
+    /// The Node its agent registers, if it runs one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_name: String,
 }
 
 /// A new member id: random, so members that join at the same time cannot collide.

@@ -31,7 +31,7 @@ pub use watch::{Event, EventKind, Subscription, WatchError};
 
 use crate::pki::CertPair;
 use crate::transport::{Inbound, Transport, TransportError};
-use raft_node::{RaftDriver, Request};
+use raft_node::{MembershipChange, RaftDriver, Request};
 use raft_storage::{RaftStorageError, SledStorage};
 use state::StateMachine;
 use watch::WatchHub;
@@ -56,6 +56,10 @@ pub enum StoreError {
     Busy,
     #[error("the raft leader changed before the write was confirmed; it may or may not have been applied")]
     LeaderChanged,
+    #[error("{0}")]
+    Membership(String),
+    #[error("this member has been removed from the cluster")]
+    Removed,
     #[error("raft: {0}")]
     Raft(String),
     #[error("storage: {0}")]
@@ -98,7 +102,7 @@ impl Default for LogRetention {
 #[derive(Debug, Clone)]
 pub enum FreshStart {
     /// As the first member of a new cluster, serving the API at `api_url`.
-    Bootstrap { api_url: String },
+    Bootstrap { api_url: String, node_name: String },
     /// As member `id`, to be brought in by an existing cluster (see [`Store::add_member`]);
     /// it learns where the others are when the leader first contacts it.
     Join { id: u64 },
@@ -124,6 +128,7 @@ impl StoreConfig {
         StoreConfig {
             fresh: FreshStart::Bootstrap {
                 api_url: String::new(),
+                node_name: String::new(),
             },
             retention: LogRetention::default(),
             peers: None,
@@ -200,6 +205,14 @@ impl Inbound for ToRaft {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .send(request);
+    }
+
+    fn removed(&self) {
+        let _ = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Request::Removed);
     }
 }
 
@@ -384,7 +397,17 @@ impl Store {
     /// returns once the change is applied here.
     pub async fn add_member(&self, member: Member) -> Result<(), StoreError> {
         let id = self.next_id();
-        self.ask(|reply| Request::AddMember { id, member, reply })
+        let change = MembershipChange::Add(member);
+        self.ask(|reply| Request::ChangeMembers { id, change, reply })
+            .await
+    }
+
+    /// Removes member `member` (raft id); refused if it would leave no voter. A removed
+    /// member's store stops with [`StoreError::Removed`].
+    pub async fn remove_member(&self, member: u64) -> Result<(), StoreError> {
+        let id = self.next_id();
+        let change = MembershipChange::Remove(member);
+        self.ask(|reply| Request::ChangeMembers { id, change, reply })
             .await
     }
 
@@ -411,7 +434,7 @@ fn start_fresh(
         ));
     }
     match fresh {
-        FreshStart::Bootstrap { api_url } => {
+        FreshStart::Bootstrap { api_url, node_name } => {
             // Bootstrapping installs a snapshot at index 1 of a cluster that is just this
             // member. Members that join later then always start from a snapshot, never
             // from an empty log that lacks this first configuration.
@@ -420,6 +443,7 @@ fn start_fresh(
                 id,
                 peer_addr: peer_addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
                 api_url: api_url.clone(),
+                node_name: node_name.clone(),
             };
             let meta = SnapshotMetadata {
                 index: 1,

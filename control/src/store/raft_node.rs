@@ -52,9 +52,9 @@ pub enum Request {
         id: u128,
         reply: Done,
     },
-    AddMember {
+    ChangeMembers {
         id: u128,
-        member: Member,
+        change: MembershipChange,
         reply: Done,
     },
     Status {
@@ -68,6 +68,13 @@ pub enum Request {
     },
     /// Every `Store` handle is gone.
     Shutdown,
+    /// Another member says this one was removed from the cluster.
+    Removed,
+}
+
+pub enum MembershipChange {
+    Add(Member),
+    Remove(u64),
 }
 
 /// A caller waiting for its entry to be applied.
@@ -172,16 +179,18 @@ impl RaftDriver {
                 self.node.read_index(id.to_be_bytes().to_vec());
                 self.reads_asked.insert(id, (reply, Instant::now()));
             }
-            Request::AddMember { reply, .. } if self.node.raft.has_pending_conf() => {
+            Request::ChangeMembers { reply, .. } if self.node.raft.has_pending_conf() => {
                 // raft-rs would turn a second pending change into an empty entry, silently.
                 let _ = reply.send(Err(StoreError::Busy));
             }
-            Request::AddMember { id, member, reply } => {
-                let change = conf_change(
-                    ConfChangeType::AddLearnerNode,
-                    member.id,
-                    serde_json::to_vec(&member)?,
-                );
+            Request::ChangeMembers { id, change, reply } => {
+                let change = match self.conf_change_for(change) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return Ok(true);
+                    }
+                };
                 match self
                     .node
                     .propose_conf_change(id.to_be_bytes().to_vec(), change)
@@ -194,6 +203,12 @@ impl RaftDriver {
             }
             Request::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Request::Step(message) if self.state.was_removed(message.from)? => {
+                // A removed member that never saw its removal committed still campaigns.
+                if let Some(t) = &self.transport {
+                    t.tell_removed(message.from);
+                }
             }
             Request::Step(message) => {
                 if let Err(e) = self.node.step(message) {
@@ -212,6 +227,7 @@ impl RaftDriver {
                 }
             }
             Request::Shutdown => return Ok(false),
+            Request::Removed => return Err(StoreError::Removed),
         }
         Ok(true)
     }
@@ -281,6 +297,11 @@ impl RaftDriver {
             let snapshot = ready.snapshot();
             self.state
                 .restore(snapshot.get_metadata(), snapshot.get_data())?;
+            tracing::info!(
+                index = snapshot.get_metadata().index,
+                bytes = snapshot.get_data().len(),
+                "installed a snapshot from the leader"
+            );
             self.storage.apply_snapshot_meta(snapshot.get_metadata())?;
             self.applied
                 .store(snapshot.get_metadata().index, Ordering::Release);
@@ -424,6 +445,28 @@ impl RaftDriver {
         }
     }
 
+    /// The raft change for a membership change, refusing one that would leave no voter.
+    fn conf_change_for(&self, change: MembershipChange) -> Result<ConfChangeV2, StoreError> {
+        match change {
+            MembershipChange::Add(member) => Ok(conf_change(
+                ConfChangeType::AddLearnerNode,
+                member.id,
+                serde_json::to_vec(&member)?,
+            )),
+            MembershipChange::Remove(id) => {
+                let conf = self.node.raft.prs().conf();
+                let voters: Vec<u64> = conf.voters().ids().iter().collect();
+                if !voters.contains(&id) && !conf.learners().contains(&id) {
+                    return Err(StoreError::Membership(format!("{id} is not a member")));
+                }
+                if voters == [id] {
+                    return Err(StoreError::Membership(format!("{id} is the last voter")));
+                }
+                Ok(conf_change(ConfChangeType::RemoveNode, id, Vec::new()))
+            }
+        }
+    }
+
     fn apply_conf_change(&mut self, index: u64, cc: ConfChangeV2) -> Result<(), StoreError> {
         let cs = self.node.apply_conf_change(&cc)?;
         self.storage.set_conf_state(&cs)?;
@@ -438,6 +481,10 @@ impl RaftDriver {
             .find(|c| c.get_change_type() == ConfChangeType::RemoveNode)
             .map(|c| c.node_id);
         self.state.apply_membership(index, joined.as_ref(), left)?;
+        if left == Some(self.node.raft.id) {
+            // The rest of the cluster has committed this member's removal; it stops here.
+            return Err(StoreError::Removed);
+        }
         self.connect_members()
     }
 

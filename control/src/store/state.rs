@@ -20,6 +20,9 @@ const RESTORED_FROM: &[u8] = b"\0snapshot";
 /// Member records: replicated state (unlike the NUL records, part of every snapshot), but
 /// never an object, so listed apart.
 const MEMBER_PREFIX: &[u8] = b"\x01member/";
+/// Ids of removed members: they never come back (ids are random), and a removed member that
+/// still talks is told so.
+const REMOVED_PREFIX: &[u8] = b"\x01removed/";
 
 /// A change proposed through raft. Everything nondeterministic (uids, timestamps) is decided
 /// before proposing, so every member applies an entry to the same result.
@@ -88,6 +91,7 @@ impl StateMachine {
         }
         if let Some(id) = left {
             batch.remove(member_key(id));
+            batch.insert([REMOVED_PREFIX, &id.to_be_bytes()].concat(), &[]);
         }
         self.tree.apply_batch(batch)?;
         self.hub.advance_floor_if_empty(index);
@@ -96,6 +100,12 @@ impl StateMachine {
 
     pub fn members(&self) -> Result<Vec<Member>, StoreError> {
         members(&self.tree)
+    }
+
+    pub fn was_removed(&self, id: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .tree
+            .contains_key([REMOVED_PREFIX, &id.to_be_bytes()].concat())?)
     }
 
     /// Records an entry that changes no object (leader no-ops, configuration changes).

@@ -1,0 +1,158 @@
+//! Control-plane membership with real processes: five members, removing one, a member that
+//! was down while the log was compacted catching up from a snapshot, and a full restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+
+const KUBECTL: &str = "1.33";
+
+/// `wkube cluster status` rows: ID, API, ROLE, VOTER, TERM, APPLIED, LAG.
+fn status(server: &Server) -> Vec<Vec<String>> {
+    let out = server
+        .wkube()
+        .args(["cluster", "status"])
+        .output()
+        .expect("wkube cluster status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+fn voters_caught_up(server: &Server, n: usize) -> bool {
+    let rows = status(server);
+    rows.len() == n && rows.iter().all(|r| r[3] == "true" && r[6] == "0")
+}
+
+/// Every ConfigMap in `default` as `name=resourceVersion`, read through `server`.
+fn config_maps(server: &Server) -> String {
+    let path = "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}";
+    server.kubectl_ok(KUBECTL, &["get", "configmaps", "-o", path])
+}
+
+fn create_config_maps(server: &Server, prefix: &str, n: usize) {
+    let manifests: Vec<String> = (0..n)
+        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {prefix}-{i}\n"))
+        .collect();
+    let out = server.kubectl_with_stdin(
+        KUBECTL,
+        &["apply", "-f", "-"],
+        Some(&manifests.join("---\n")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn five_members_form_and_a_removed_member_leaves() {
+    let first = Server::start_member("a", None);
+    let mut members = vec![first];
+    for name in ["b", "c", "d", "e"] {
+        let joiner = Server::start_member(name, Some(&members[0]));
+        members.push(joiner);
+    }
+    common::wait_for("five voters", Duration::from_secs(30), || {
+        voters_caught_up(&members[0], 5).then_some(())
+    });
+
+    let out = members[0]
+        .wkube()
+        .args(["cluster", "remove", "d"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("node \"d\" deleted"));
+    // The removed member applies its own removal and stops, saying why.
+    let (exit, log) = members[3].wait_exit(Duration::from_secs(30));
+    assert!(!exit.success());
+    assert!(
+        log.contains("this member has been removed from the cluster"),
+        "{log}"
+    );
+
+    common::wait_for("four voters", Duration::from_secs(30), || {
+        voters_caught_up(&members[0], 4).then_some(())
+    });
+    let nodes = members[4].kubectl_ok(KUBECTL, &["get", "nodes", "-o", "name"]);
+    assert!(!nodes.contains("node/d"), "{nodes}");
+    // The four go on writing.
+    members[1].kubectl_ok(KUBECTL, &["create", "configmap", "after-removal"]);
+    assert!(config_maps(&members[4]).contains("after-removal="));
+}
+
+#[test]
+fn a_member_down_during_compaction_catches_up_from_a_snapshot() {
+    // A tiny log: ten applied entries past the last compaction trigger the next one.
+    let small_log = ["--raft-log-keep", "2", "--raft-compact-every", "10"];
+    let first = Server::start_member_with("a", None, &small_log);
+    let b = Server::start_member_with("b", Some(&first), &small_log);
+    let mut c = Server::start_member_with("c", Some(&first), &small_log);
+    common::wait_for("three voters", Duration::from_secs(30), || {
+        voters_caught_up(&first, 3).then_some(())
+    });
+
+    c.kill9();
+    create_config_maps(&first, "while-down", 60);
+    // The log c would need to replay is gone from the others.
+    let applied_before: u64 = status(&b)
+        .iter()
+        .map(|r| r[5].parse::<u64>().unwrap_or(0))
+        .max()
+        .unwrap();
+    assert!(applied_before > 60);
+
+    c.spawn();
+    common::wait_for("c to catch up", Duration::from_secs(30), || {
+        voters_caught_up(&first, 3).then_some(())
+    });
+    assert_eq!(config_maps(&c), config_maps(&first));
+    assert!(config_maps(&c).contains("while-down-59="));
+    let log = c.server_log();
+    assert!(
+        log.contains("installed a snapshot"),
+        "c caught up from a snapshot: {log}"
+    );
+}
+
+#[test]
+fn a_full_restart_keeps_the_state() {
+    let first = Server::start_member("a", None);
+    let mut members = vec![first];
+    for name in ["b", "c"] {
+        let joiner = Server::start_member(name, Some(&members[0]));
+        members.push(joiner);
+    }
+    common::wait_for("three voters", Duration::from_secs(30), || {
+        voters_caught_up(&members[0], 3).then_some(())
+    });
+    create_config_maps(&members[1], "kept", 20);
+    let before = config_maps(&members[2]);
+
+    for m in &mut members {
+        m.kill9();
+    }
+    // All at once, in reverse: none of them can serve until a majority is back.
+    for m in members.iter_mut().rev() {
+        m.spawn_in_background();
+    }
+    for m in &mut members {
+        m.wait_until_serving();
+    }
+    common::wait_for("three voters again", Duration::from_secs(30), || {
+        voters_caught_up(&members[0], 3).then_some(())
+    });
+    for m in &members {
+        assert_eq!(config_maps(m), before);
+    }
+}
