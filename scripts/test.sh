@@ -9,6 +9,11 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
+# The partition tests cut member links with iptables on loopback.
+if ! command -v iptables >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq iptables
+fi
+
 bash guests/build.sh
 
 # cargo-nextest runs test binaries in parallel with per-test processes; plain cargo test

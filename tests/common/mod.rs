@@ -132,13 +132,18 @@ impl Server {
         token.expect("a join token in the server log").to_string()
     }
 
-    fn node_name(&self) -> &str {
+    /// The value of a `wkube server` argument this server was started with.
+    pub fn arg(&self, name: &str) -> &str {
         let at = self
             .args
             .iter()
-            .position(|a| a == "--node-name")
-            .expect("--node-name");
+            .position(|a| a == name)
+            .unwrap_or_else(|| panic!("no {name}"));
         &self.args[at + 1]
+    }
+
+    fn node_name(&self) -> &str {
+        self.arg("--node-name")
     }
 
     pub fn kubeconfig(&self) -> PathBuf {

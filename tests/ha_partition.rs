@@ -1,0 +1,166 @@
+//! A real network partition (iptables drops a member's QUIC traffic on loopback): the
+//! isolated side cannot commit, the majority goes on, and after healing every member holds
+//! the same objects at the same resourceVersions.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::Server;
+
+const KUBECTL: &str = "1.33";
+
+/// `wkube cluster status` rows: ID, API, ROLE, VOTER, TERM, APPLIED, LAG.
+fn status(server: &Server) -> Vec<Vec<String>> {
+    let out = server
+        .wkube()
+        .args(["cluster", "status"])
+        .output()
+        .expect("wkube cluster status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+fn iptables(args: &[&str]) {
+    let out = Command::new("iptables")
+        .args(args)
+        .output()
+        .expect("iptables (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "iptables {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Drops every UDP packet to or from one loopback port while it lives, in a chain of its own
+/// so that removing it cannot touch anything else.
+struct Partition {
+    chain: String,
+}
+
+impl Partition {
+    fn isolate(port: u16) -> Partition {
+        let chain = format!("WKUBE-{}-{port}", std::process::id());
+        iptables(&["-N", &chain]);
+        let port = port.to_string();
+        iptables(&["-A", &chain, "-p", "udp", "--dport", &port, "-j", "DROP"]);
+        iptables(&["-A", &chain, "-p", "udp", "--sport", &port, "-j", "DROP"]);
+        iptables(&["-I", "INPUT", "-i", "lo", "-j", &chain]);
+        Partition { chain }
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        let _ = Command::new("iptables")
+            .args(["-D", "INPUT", "-i", "lo", "-j", &self.chain])
+            .status();
+        let _ = Command::new("iptables").args(["-F", &self.chain]).status();
+        let _ = Command::new("iptables").args(["-X", &self.chain]).status();
+    }
+}
+
+/// Every ConfigMap in `default` as `name=resourceVersion`, read through `server`.
+fn config_maps(server: &Server) -> String {
+    let path = "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}";
+    server.kubectl_ok(KUBECTL, &["get", "configmaps", "-o", path])
+}
+
+fn peer_port(server: &Server) -> u16 {
+    server
+        .arg("--peer-listen")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_minority_cannot_commit_and_everything_converges_after_healing() {
+    let first = Server::start_member("a", None);
+    let b = Server::start_member("b", Some(&first));
+    let c = Server::start_member("c", Some(&first));
+    let members = [first, b, c];
+    let caught_up = |rows: &[Vec<String>]| {
+        rows.len() == 3 && rows.iter().all(|r| r[3] == "true" && r[6] == "0")
+    };
+    common::wait_for("three voters", Duration::from_secs(30), || {
+        caught_up(&status(&members[0])).then_some(())
+    });
+    members[0].kubectl_ok(KUBECTL, &["create", "configmap", "before"]);
+
+    let leader = common::wait_for("a leader", Duration::from_secs(30), || {
+        let rows = status(&members[0]);
+        let api = rows.iter().find(|r| r[2] == "Leader")?[1]
+            .trim_start_matches("https://")
+            .to_string();
+        members.iter().position(|m| m.api_addr() == api)
+    });
+    let majority: Vec<&Server> = members
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, m)| m)
+        .collect();
+    let partition = Partition::isolate(peer_port(&members[leader]));
+
+    // The isolated old leader cannot get a write committed: its client gets an error.
+    let out = members[leader].kubectl(
+        KUBECTL,
+        &["create", "configmap", "minority", "--request-timeout=20s"],
+    );
+    assert!(
+        !out.status.success(),
+        "a write on the minority side succeeded"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Timeout")
+            || err.contains("ServiceUnavailable")
+            || err.contains("may or may not"),
+        "{err}"
+    );
+
+    // The majority elects a leader of its own and goes on.
+    common::wait_for(
+        "a write on the majority side",
+        Duration::from_secs(30),
+        || {
+            majority[0]
+                .kubectl(
+                    KUBECTL,
+                    &["create", "configmap", "majority", "--request-timeout=5s"],
+                )
+                .status
+                .success()
+                .then_some(())
+        },
+    );
+    majority[1].kubectl_ok(KUBECTL, &["create", "configmap", "majority-2"]);
+
+    drop(partition);
+    common::wait_for("all three caught up again", Duration::from_secs(30), || {
+        let rows = status(&majority[0]);
+        (caught_up(&rows) && rows.iter().filter(|r| r[2] == "Leader").count() == 1).then_some(())
+    });
+    let views: Vec<String> = members.iter().map(config_maps).collect();
+    assert!(
+        views.iter().all(|v| *v == views[0]),
+        "members disagree after healing: {views:?}"
+    );
+    for name in ["before=", "majority=", "majority-2="] {
+        assert!(views[0].contains(name), "{name} missing: {}", views[0]);
+    }
+    assert!(
+        !views[0].contains("minority="),
+        "the unacknowledged minority write was applied: {}",
+        views[0]
+    );
+}
