@@ -147,7 +147,7 @@ fn the_minority_cannot_commit_and_everything_converges_after_healing() {
 
     drop(partition);
     common::wait_for("all three caught up again", Duration::from_secs(30), || {
-        let rows = status(&majority[0]);
+        let rows = status(majority[0]);
         (caught_up(&rows) && rows.iter().filter(|r| r[2] == "Leader").count() == 1).then_some(())
     });
     let views: Vec<String> = members.iter().map(config_maps).collect();

@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 mod cluster_tests;
+mod commit_record;
 mod members;
 mod raft_node;
 mod raft_storage;
@@ -264,6 +265,7 @@ impl Store {
         }
         let applied = state::applied(&state_tree)?;
         let hs = storage.hard_state()?;
+        commit_record::check(dir, hs.commit)?;
         if applied > hs.commit {
             return Err(StoreError::Corrupt(format!(
                 "applied index {applied} is beyond the committed index {}",
@@ -300,6 +302,8 @@ impl Store {
             transport,
             pending: HashMap::new(),
             leader,
+            durable_commit: hs.commit,
+            commit_record: commit_record::CommitRecord::new(dir),
             reads_asked: HashMap::new(),
             reads_ready: Vec::new(),
         };

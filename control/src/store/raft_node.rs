@@ -22,6 +22,7 @@ use raft::{RawNode, SnapshotStatus, StateRole, Storage as _};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::commit_record::CommitRecord;
 use super::members::Member;
 use super::raft_storage::SledStorage;
 use super::state::{Op, StateMachine};
@@ -111,6 +112,9 @@ pub struct RaftDriver {
     pub pending: HashMap<u128, Waiter>,
     /// The leader as of the last Ready (0: none known).
     pub leader: u64,
+    /// The commit index sled has made durable, and the record of it beside sled.
+    pub durable_commit: u64,
+    pub commit_record: CommitRecord,
     /// Read requests sent to the leader, by id.
     pub reads_asked: HashMap<u128, (Done, Instant)>,
     /// Reads whose index is known, waiting for this member to apply up to it.
@@ -233,6 +237,7 @@ impl RaftDriver {
     }
 
     fn on_tick(&mut self) -> Result<(), StoreError> {
+        self.commit_record.maybe_write(self.durable_commit)?;
         // Callers that gave up (timed out) no longer need an answer.
         self.pending.retain(|_, w| !w.is_closed());
         self.reads_asked.retain(|_, (r, _)| !r.is_closed());
@@ -332,7 +337,10 @@ impl RaftDriver {
             persist = true;
         }
         if persist {
+            // Everything written before the flush is durable after it, this commit index too.
+            let commit = self.storage.hard_state()?.commit;
             self.db.flush()?;
+            self.durable_commit = commit;
         }
 
         // 6. Send the messages that may only leave once the log is durable (votes, acks).
