@@ -9,6 +9,8 @@ if ! rustup target list --installed | grep -qx "$target"; then
     rustup target add "$target"
 fi
 
+# The guests' own target dir, whatever the caller's CARGO_TARGET_DIR says: copied from below.
+export CARGO_TARGET_DIR="$PWD/target"
 cargo build --release --target "$target"
 
 mkdir -p out
