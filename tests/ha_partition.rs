@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::Server;
+use common::{Partition, Server};
 
 const KUBECTL: &str = "1.33";
 
@@ -25,61 +24,10 @@ fn status(server: &Server) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn iptables(args: &[&str]) {
-    let out = Command::new("iptables")
-        .args(args)
-        .output()
-        .expect("iptables (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "iptables {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Drops every UDP packet to or from one loopback port while it lives, in a chain of its own
-/// so that removing it cannot touch anything else.
-struct Partition {
-    chain: String,
-}
-
-impl Partition {
-    fn isolate(port: u16) -> Partition {
-        let chain = format!("WKUBE-{}-{port}", std::process::id());
-        iptables(&["-N", &chain]);
-        let port = port.to_string();
-        iptables(&["-A", &chain, "-p", "udp", "--dport", &port, "-j", "DROP"]);
-        iptables(&["-A", &chain, "-p", "udp", "--sport", &port, "-j", "DROP"]);
-        iptables(&["-I", "INPUT", "-i", "lo", "-j", &chain]);
-        Partition { chain }
-    }
-}
-
-impl Drop for Partition {
-    fn drop(&mut self) {
-        let _ = Command::new("iptables")
-            .args(["-D", "INPUT", "-i", "lo", "-j", &self.chain])
-            .status();
-        let _ = Command::new("iptables").args(["-F", &self.chain]).status();
-        let _ = Command::new("iptables").args(["-X", &self.chain]).status();
-    }
-}
-
 /// Every ConfigMap in `default` as `name=resourceVersion`, read through `server`.
 fn config_maps(server: &Server) -> String {
     let path = "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}";
     server.kubectl_ok(KUBECTL, &["get", "configmaps", "-o", path])
-}
-
-fn peer_port(server: &Server) -> u16 {
-    server
-        .arg("--peer-listen")
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[test]
@@ -109,7 +57,7 @@ fn the_minority_cannot_commit_and_everything_converges_after_healing() {
         .filter(|(i, _)| *i != leader)
         .map(|(_, m)| m)
         .collect();
-    let partition = Partition::isolate(peer_port(&members[leader]));
+    let partition = Partition::isolate(members[leader].peer_port());
 
     // The isolated old leader cannot get a write committed: its client gets an error.
     let out = members[leader].kubectl(

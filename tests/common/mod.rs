@@ -142,6 +142,15 @@ impl Server {
         &self.args[at + 1]
     }
 
+    /// The port of this member's QUIC listener for the others.
+    pub fn peer_port(&self) -> u16 {
+        let addr = self.arg("--peer-listen");
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    }
+
     fn node_name(&self) -> &str {
         self.arg("--node-name")
     }
@@ -309,5 +318,47 @@ impl Drop for Server {
         if std::thread::panicking() {
             eprintln!("--- server log ---\n{}", self.server_log());
         }
+    }
+}
+
+fn iptables(args: &[&str]) {
+    let out = Command::new("iptables")
+        .args(args)
+        .output()
+        .expect("iptables (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "iptables {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network partition on loopback: drops every UDP packet to or from one port (a member's
+/// QUIC links) while it lives, in an iptables chain of its own so that removing it cannot
+/// touch anything else.
+pub struct Partition {
+    chain: String,
+}
+
+impl Partition {
+    pub fn isolate(port: u16) -> Partition {
+        let chain = format!("WKUBE-{}-{port}", std::process::id());
+        iptables(&["-N", &chain]);
+        let port = port.to_string();
+        iptables(&["-A", &chain, "-p", "udp", "--dport", &port, "-j", "DROP"]);
+        iptables(&["-A", &chain, "-p", "udp", "--sport", &port, "-j", "DROP"]);
+        iptables(&["-I", "INPUT", "-i", "lo", "-j", &chain]);
+        Partition { chain }
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        let _ = Command::new("iptables")
+            .args(["-D", "INPUT", "-i", "lo", "-j", &self.chain])
+            .status();
+        let _ = Command::new("iptables").args(["-F", &self.chain]).status();
+        let _ = Command::new("iptables").args(["-X", &self.chain]).status();
     }
 }
