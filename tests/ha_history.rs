@@ -164,15 +164,24 @@ fn the_register_history_is_linearizable_across_kills_and_a_partition() {
         })
         .collect();
 
-    // Faults while the clients run: kill -9 of a member twice (restarted each time).
-    for victim in [0, 1] {
+    // Faults while the clients run: kill -9 of a member twice (restarted each time), then a
+    // member cut off from the others for a while. Each lasts long enough for elections.
+    let progress = |n: usize| {
         common::wait_for("some operations", Duration::from_secs(30), || {
-            (history.lock().unwrap().len() > 40 * (victim + 1)).then_some(())
-        });
+            (history.lock().unwrap().len() > 40 * n).then_some(())
+        })
+    };
+    for victim in [0, 1] {
+        progress(victim + 1);
         members[victim].kill9();
-        std::thread::sleep(Duration::from_millis(1500)); // time without it, for the others to go on
+        std::thread::sleep(Duration::from_millis(1500));
         members[victim].spawn();
     }
+    progress(3);
+    let partition = Partition::isolate(members[2].peer_port());
+    std::thread::sleep(Duration::from_millis(2000));
+    drop(partition);
+    progress(4);
     stop.store(true, Ordering::Relaxed);
     runtime.block_on(async {
         for c in clients {
