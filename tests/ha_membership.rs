@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Server;
@@ -155,4 +157,77 @@ fn a_full_restart_keeps_the_state() {
     for m in &members {
         assert_eq!(config_maps(m), before);
     }
+}
+
+#[test]
+fn a_fourth_member_joins_under_load_and_another_is_removed() {
+    let first = Server::start_member("a", None);
+    let b = Server::start_member("b", Some(&first));
+    let c = Server::start_member("c", Some(&first));
+    common::wait_for("three voters", Duration::from_secs(30), || {
+        voters_caught_up(&first, 3).then_some(())
+    });
+
+    // A client writing through b the whole time; every write it saw acknowledged is counted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let writer = {
+        let (stop, acked, kubeconfig) = (stop.clone(), acked.clone(), b.kubeconfig());
+        std::thread::spawn(move || {
+            for i in 0..2_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let name = format!("load-{i}");
+                let out = std::process::Command::new(common::kubectl_path(KUBECTL))
+                    .env("KUBECONFIG", &kubeconfig)
+                    .args(["create", "configmap", &name, "--request-timeout=10s"])
+                    .output()
+                    .expect("kubectl");
+                if out.status.success() {
+                    acked.lock().unwrap().push(name);
+                }
+            }
+        })
+    };
+    // Each membership change happens with writes before and after it.
+    let more_writes = || {
+        let target = acked.lock().unwrap().len() + 5;
+        common::wait_for("more acknowledged writes", Duration::from_secs(30), || {
+            (acked.lock().unwrap().len() >= target).then_some(())
+        });
+    };
+
+    more_writes();
+    let d = Server::start_member("d", Some(&first));
+    common::wait_for("four voters", Duration::from_secs(30), || {
+        voters_caught_up(&first, 4).then_some(())
+    });
+    more_writes();
+    let out = first
+        .wkube()
+        .args(["cluster", "remove", "c"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::wait_for("three voters again", Duration::from_secs(30), || {
+        voters_caught_up(&first, 3).then_some(())
+    });
+    more_writes();
+
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let on_d = config_maps(&d);
+    for name in acked.lock().unwrap().iter() {
+        assert!(
+            on_d.contains(&format!("{name}=")),
+            "{name} missing on the new member"
+        );
+    }
+    assert_eq!(config_maps(&first), on_d);
+    drop(c);
 }
