@@ -179,8 +179,31 @@ async fn eventually<T, Fut: Future<Output = Option<T>>>(
     }
 }
 
+/// The processes of one cluster's members.
+struct Members(Vec<Option<Child>>);
+
+impl Members {
+    /// `kill -9` of member `i`; returns when it was sent.
+    fn kill(&mut self, i: usize) -> anyhow::Result<Instant> {
+        let mut child = self.0[i]
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("member {i} is not running"))?;
+        let _ = child.kill();
+        let killed = Instant::now();
+        child.wait()?;
+        Ok(killed)
+    }
+
+    fn stop(&mut self) {
+        for mut child in self.0.iter_mut().filter_map(Option::take) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 struct Etcd {
-    members: Vec<Option<Child>>,
+    members: Members,
     urls: Vec<String>,
     http: HttpClient<HttpConnector, Full<Bytes>>,
 }
@@ -274,23 +297,16 @@ impl Etcd {
             None
         })
         .await?;
-        let mut child = self.members[leader].take().expect("running");
-        child.kill()?;
-        let killed = Instant::now();
-        child.wait()?;
-        Ok((leader, killed))
+        Ok((leader, self.members.kill(leader)?))
     }
 
     fn stop(&mut self) {
-        for mut child in self.members.iter_mut().filter_map(Option::take) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.members.stop();
     }
 }
 
 struct Wkube {
-    members: Vec<Option<Child>>,
+    members: Members,
     kubeconfigs: Vec<PathBuf>,
     apis: Vec<Api<ConfigMap>>,
 }
@@ -387,17 +403,10 @@ impl Wkube {
             })
         })
         .await?;
-        let mut child = self.members[leader].take().expect("running");
-        child.kill()?;
-        let killed = Instant::now();
-        child.wait()?;
-        Ok((leader, killed))
+        Ok((leader, self.members.kill(leader)?))
     }
 
     fn stop(&mut self) {
-        for mut child in self.members.iter_mut().filter_map(Option::take) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.members.stop();
     }
 }
