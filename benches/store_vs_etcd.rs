@@ -254,7 +254,7 @@ impl Etcd {
             .collect();
         let http = HttpClient::builder(hyper_util::rt::TokioExecutor::new()).build_http();
         Ok(Etcd {
-            members,
+            members: Members(members),
             urls,
             http,
         })
@@ -367,7 +367,7 @@ impl Wkube {
             apis.push(Api::namespaced(kube::Client::try_from(config)?, "default"));
         }
         Ok(Wkube {
-            members,
+            members: Members(members),
             kubeconfigs,
             apis,
         })
