@@ -22,20 +22,6 @@ fn three_members() -> Vec<Server> {
     vec![first, b, c]
 }
 
-/// `wkube cluster status` rows: ID, API, ROLE, VOTER, TERM, APPLIED, LAG.
-fn status(server: &Server) -> Vec<Vec<String>> {
-    let out = server
-        .wkube()
-        .args(["cluster", "status"])
-        .output()
-        .expect("wkube cluster status");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .collect()
-}
-
 #[test]
 fn members_join_with_the_token_and_each_serves_kubectl() {
     let members = three_members();
@@ -43,7 +29,7 @@ fn members_join_with_the_token_and_each_serves_kubectl() {
         "three voters, one leader, none lagging",
         Duration::from_secs(30),
         || {
-            let rows = status(&members[1]);
+            let rows = members[1].cluster_status();
             let leaders = rows.iter().filter(|r| r[2] == "Leader").count();
             (rows.len() == 3 && leaders == 1 && rows.iter().all(|r| r[3] == "true" && r[6] == "0"))
                 .then_some(())
@@ -119,16 +105,6 @@ fn config_map(name: &str) -> ConfigMap {
     cm
 }
 
-/// Which member leads, by index into `members` (asked of `members[0]`, which must be up).
-fn leader(members: &[Server]) -> usize {
-    common::wait_for("a leader", Duration::from_secs(30), || {
-        let rows = status(&members[0]);
-        let row = rows.iter().find(|r| r[2] == "Leader")?;
-        let api = row[1].trim_start_matches("https://");
-        members.iter().position(|m| m.api_addr() == api)
-    })
-}
-
 #[test]
 fn killing_the_leader_loses_no_acknowledged_write() {
     let mut members = three_members();
@@ -189,7 +165,7 @@ fn killing_the_leader_loses_no_acknowledged_write() {
         common::wait_for("writes to flow", Duration::from_secs(30), || {
             (acked.lock().unwrap().len() > (round + 1) * 20).then_some(())
         });
-        let l = leader(&members);
+        let l = common::leader(&members);
         let killed = Instant::now();
         members[l].kill9();
         let resumed = common::wait_for(

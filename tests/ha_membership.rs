@@ -11,29 +11,9 @@ use common::Server;
 
 const KUBECTL: &str = "1.33";
 
-/// `wkube cluster status` rows: ID, API, ROLE, VOTER, TERM, APPLIED, LAG.
-fn status(server: &Server) -> Vec<Vec<String>> {
-    let out = server
-        .wkube()
-        .args(["cluster", "status"])
-        .output()
-        .expect("wkube cluster status");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .collect()
-}
-
 fn voters_caught_up(server: &Server, n: usize) -> bool {
-    let rows = status(server);
+    let rows = server.cluster_status();
     rows.len() == n && rows.iter().all(|r| r[3] == "true" && r[6] == "0")
-}
-
-/// Every ConfigMap in `default` as `name=resourceVersion`, read through `server`.
-fn config_maps(server: &Server) -> String {
-    let path = "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}";
-    server.kubectl_ok(KUBECTL, &["get", "configmaps", "-o", path])
 }
 
 fn create_config_maps(server: &Server, prefix: &str, n: usize) {
@@ -90,7 +70,7 @@ fn five_members_form_and_a_removed_member_leaves() {
     assert!(!nodes.contains("node/d"), "{nodes}");
     // The four go on writing.
     members[1].kubectl_ok(KUBECTL, &["create", "configmap", "after-removal"]);
-    assert!(config_maps(&members[4]).contains("after-removal="));
+    assert!(members[4].config_maps().contains("after-removal="));
 }
 
 #[test]
@@ -107,7 +87,8 @@ fn a_member_down_during_compaction_catches_up_from_a_snapshot() {
     c.kill9();
     create_config_maps(&first, "while-down", 60);
     // The log c would need to replay is gone from the others.
-    let applied_before: u64 = status(&b)
+    let applied_before: u64 = b
+        .cluster_status()
         .iter()
         .map(|r| r[5].parse::<u64>().unwrap_or(0))
         .max()
@@ -118,8 +99,8 @@ fn a_member_down_during_compaction_catches_up_from_a_snapshot() {
     common::wait_for("c to catch up", Duration::from_secs(30), || {
         voters_caught_up(&first, 3).then_some(())
     });
-    assert_eq!(config_maps(&c), config_maps(&first));
-    assert!(config_maps(&c).contains("while-down-59="));
+    assert_eq!(c.config_maps(), first.config_maps());
+    assert!(c.config_maps().contains("while-down-59="));
     let log = c.server_log();
     assert!(
         log.contains("installed a snapshot"),
@@ -139,7 +120,7 @@ fn a_full_restart_keeps_the_state() {
         voters_caught_up(&members[0], 3).then_some(())
     });
     create_config_maps(&members[1], "kept", 20);
-    let before = config_maps(&members[2]);
+    let before = members[2].config_maps();
 
     for m in &mut members {
         m.kill9();
@@ -155,7 +136,7 @@ fn a_full_restart_keeps_the_state() {
         voters_caught_up(&members[0], 3).then_some(())
     });
     for m in &members {
-        assert_eq!(config_maps(m), before);
+        assert_eq!(m.config_maps(), before);
     }
 }
 
@@ -221,13 +202,13 @@ fn a_fourth_member_joins_under_load_and_another_is_removed() {
 
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    let on_d = config_maps(&d);
+    let on_d = d.config_maps();
     for name in acked.lock().unwrap().iter() {
         assert!(
             on_d.contains(&format!("{name}=")),
             "{name} missing on the new member"
         );
     }
-    assert_eq!(config_maps(&first), on_d);
+    assert_eq!(first.config_maps(), on_d);
     drop(c);
 }

@@ -10,26 +10,6 @@ use common::{Partition, Server};
 
 const KUBECTL: &str = "1.33";
 
-/// `wkube cluster status` rows: ID, API, ROLE, VOTER, TERM, APPLIED, LAG.
-fn status(server: &Server) -> Vec<Vec<String>> {
-    let out = server
-        .wkube()
-        .args(["cluster", "status"])
-        .output()
-        .expect("wkube cluster status");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .collect()
-}
-
-/// Every ConfigMap in `default` as `name=resourceVersion`, read through `server`.
-fn config_maps(server: &Server) -> String {
-    let path = "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}";
-    server.kubectl_ok(KUBECTL, &["get", "configmaps", "-o", path])
-}
-
 #[test]
 fn the_minority_cannot_commit_and_everything_converges_after_healing() {
     let first = Server::start_member("a", None);
@@ -40,17 +20,11 @@ fn the_minority_cannot_commit_and_everything_converges_after_healing() {
         rows.len() == 3 && rows.iter().all(|r| r[3] == "true" && r[6] == "0")
     };
     common::wait_for("three voters", Duration::from_secs(30), || {
-        caught_up(&status(&members[0])).then_some(())
+        caught_up(&members[0].cluster_status()).then_some(())
     });
     members[0].kubectl_ok(KUBECTL, &["create", "configmap", "before"]);
 
-    let leader = common::wait_for("a leader", Duration::from_secs(30), || {
-        let rows = status(&members[0]);
-        let api = rows.iter().find(|r| r[2] == "Leader")?[1]
-            .trim_start_matches("https://")
-            .to_string();
-        members.iter().position(|m| m.api_addr() == api)
-    });
+    let leader = common::leader(&members);
     let majority: Vec<&Server> = members
         .iter()
         .enumerate()
@@ -95,10 +69,10 @@ fn the_minority_cannot_commit_and_everything_converges_after_healing() {
 
     drop(partition);
     common::wait_for("all three caught up again", Duration::from_secs(30), || {
-        let rows = status(majority[0]);
+        let rows = majority[0].cluster_status();
         (caught_up(&rows) && rows.iter().filter(|r| r[2] == "Leader").count() == 1).then_some(())
     });
-    let views: Vec<String> = members.iter().map(config_maps).collect();
+    let views: Vec<String> = members.iter().map(Server::config_maps).collect();
     assert!(
         views.iter().all(|v| *v == views[0]),
         "members disagree after healing: {views:?}"

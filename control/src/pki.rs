@@ -27,6 +27,8 @@ pub enum PkiError {
     Rcgen(#[from] rcgen::Error),
     #[error("join token: {0}")]
     Token(String),
+    #[error("PEM: {0}")]
+    Pem(String),
     #[error("{path}: not a usable certificate or key: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -263,6 +265,22 @@ impl ClusterPki {
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         write_file(&dir.join("token"), &token.secret, 0o600)?;
         write_pair(&dir, "ca", ca)
+    }
+}
+
+impl CertPair {
+    /// The certificate chain, DER-encoded, for rustls.
+    pub fn cert_chain(&self) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, PkiError> {
+        rustls_pemfile::certs(&mut self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PkiError::Pem(e.to_string()))
+    }
+
+    /// The private key, DER-encoded, for rustls.
+    pub fn private_key(&self) -> Result<rustls::pki_types::PrivateKeyDer<'static>, PkiError> {
+        rustls_pemfile::private_key(&mut self.key_pem.as_bytes())
+            .map_err(|e| PkiError::Pem(e.to_string()))?
+            .ok_or_else(|| PkiError::Pem("no private key in PEM".into()))
     }
 }
 

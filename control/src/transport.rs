@@ -18,7 +18,6 @@ use std::time::Duration;
 use protobuf::Message as _;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use raft::eraftpb::{Message, MessageType};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::mpsc;
 
 use crate::pki::{CertPair, MEMBER_NAME};
@@ -215,7 +214,7 @@ fn tls(
     let err = |e: &dyn std::fmt::Display| TransportError::Tls(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for cert in certs(&ca.cert_pem)? {
+    for cert in ca.cert_chain().map_err(|e| err(&e))? {
         roots.add(cert).map_err(|e| err(&e))?;
     }
     let roots = Arc::new(roots);
@@ -229,14 +228,20 @@ fn tls(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err(&e))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs(&member.cert_pem)?, key(&member.key_pem)?)
+        .with_single_cert(
+            member.cert_chain().map_err(|e| err(&e))?,
+            member.private_key().map_err(|e| err(&e))?,
+        )
         .map_err(|e| err(&e))?;
     server.alpn_protocols = vec![ALPN.to_vec()];
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err(&e))?
         .with_root_certificates(roots)
-        .with_client_auth_cert(certs(&member.cert_pem)?, key(&member.key_pem)?)
+        .with_client_auth_cert(
+            member.cert_chain().map_err(|e| err(&e))?,
+            member.private_key().map_err(|e| err(&e))?,
+        )
         .map_err(|e| err(&e))?;
     client.alpn_protocols = vec![ALPN.to_vec()];
 
@@ -253,18 +258,6 @@ fn tls(
     ));
     client.transport_config(transport);
     Ok((server, client))
-}
-
-fn certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, TransportError> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TransportError::Tls(e.to_string()))
-}
-
-fn key(pem: &str) -> Result<PrivateKeyDer<'static>, TransportError> {
-    rustls_pemfile::private_key(&mut pem.as_bytes())
-        .map_err(|e| TransportError::Tls(e.to_string()))?
-        .ok_or_else(|| TransportError::Tls("no private key in PEM".into()))
 }
 
 /// The sending side of the link to one peer.

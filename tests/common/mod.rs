@@ -48,6 +48,17 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// Which of `members` leads (asked of `members[0]`, which must be up).
+pub fn leader(members: &[Server]) -> usize {
+    wait_for("a leader", Duration::from_secs(30), || {
+        let rows = members[0].cluster_status();
+        let api = rows.iter().find(|r| r[2] == "Leader")?[1]
+            .trim_start_matches("https://")
+            .to_string();
+        members.iter().position(|m| m.api_addr() == api)
+    })
+}
+
 pub struct Server {
     pub data_dir: tempfile::TempDir,
     child: Option<Child>,
@@ -140,6 +151,27 @@ impl Server {
             .position(|a| a == name)
             .unwrap_or_else(|| panic!("no {name}"));
         &self.args[at + 1]
+    }
+
+    /// `wkube cluster status` as this server's member sees it, one row per member: ID, API,
+    /// ROLE, VOTER, TERM, APPLIED, LAG.
+    pub fn cluster_status(&self) -> Vec<Vec<String>> {
+        let out = self
+            .wkube()
+            .args(["cluster", "status"])
+            .output()
+            .expect("wkube cluster status");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect()
+    }
+
+    /// Every ConfigMap in `default` as `name=resourceVersion `, read through this server.
+    pub fn config_maps(&self) -> String {
+        let path = "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}";
+        self.kubectl_ok("1.33", &["get", "configmaps", "-o", path])
     }
 
     /// The port of this member's QUIC listener for the others.

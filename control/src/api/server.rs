@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -27,34 +26,29 @@ pub enum ServerError {
     Tls(String),
 }
 
-fn certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, ServerError> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ServerError::Tls(e.to_string()))
-}
-
-fn key(pem: &str) -> Result<PrivateKeyDer<'static>, ServerError> {
-    rustls_pemfile::private_key(&mut pem.as_bytes())
-        .map_err(|e| ServerError::Tls(e.to_string()))?
-        .ok_or_else(|| ServerError::Tls("no private key in PEM".into()))
+fn tls(e: impl std::fmt::Display) -> ServerError {
+    ServerError::Tls(e.to_string())
 }
 
 pub fn tls_config(pki: &ClusterPki) -> Result<Arc<rustls::ServerConfig>, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for c in certs(&pki.ca.cert_pem)? {
-        roots.add(c).map_err(|e| ServerError::Tls(e.to_string()))?;
+    for c in pki.ca.cert_chain().map_err(tls)? {
+        roots.add(c).map_err(tls)?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
+        .map_err(tls)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .map_err(tls)?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs(&pki.server.cert_pem)?, key(&pki.server.key_pem)?)
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
+        .with_single_cert(
+            pki.server.cert_chain().map_err(tls)?,
+            pki.server.private_key().map_err(tls)?,
+        )
+        .map_err(tls)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
