@@ -30,6 +30,8 @@ const WRITES: usize = 2_000;
 /// Bound on every wait (a cluster to form, a write to succeed after a kill).
 const PATIENCE: Duration = Duration::from_secs(60);
 const RUN_LIMIT: Duration = Duration::from_secs(600);
+/// How long a write after a leader kill may take before the next attempt.
+const ATTEMPT: Duration = Duration::from_millis(500);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -143,7 +145,9 @@ where
         if at.elapsed() > PATIENCE {
             anyhow::bail!("{system}: no write succeeded within {PATIENCE:?} of the leader kill");
         }
-        if write(others[i % 2], i).await.is_ok() {
+        // A short bound per attempt, the same for both: a server may hold a write for
+        // seconds while it has no leader (etcd: up to its request timeout, 7 s).
+        if let Ok(Ok(())) = tokio::time::timeout(ATTEMPT, write(others[i % 2], i)).await {
             return Ok(at.elapsed());
         }
     }
