@@ -5,8 +5,8 @@
 //! refused during the handshake, before any raft message is read. Messages to a peer are
 //! queued and written, as length-prefixed protobuf frames, to one long-lived unidirectional
 //! stream per link, so they arrive in order; whatever the queue holds when the link is free
-//! goes out in one write. A snapshot message travels alone on its own stream, so a large
-//! snapshot never holds up heartbeats and votes. Sending
+//! goes out in one write. A snapshot message travels alone on its own stream, its data in
+//! chunks, so a large snapshot never holds up heartbeats and votes. Sending
 //! never blocks the raft thread; a message that cannot be delivered is dropped, which raft
 //! tolerates (it retransmits).
 
@@ -25,9 +25,10 @@ use crate::pki::{CertPair, MEMBER_NAME};
 const ALPN: &[u8] = b"wkube-raft/1";
 /// Messages taken from a peer's queue into one stream.
 const MAX_BATCH: usize = 512;
-/// The largest frame accepted: bounds memory for a snapshot until snapshots are streamed in
-/// chunks to disk.
-const MAX_FRAME: usize = 1 << 30;
+/// The largest message frame accepted (raft entries are bounded by the API's 3 MiB bodies).
+const MAX_FRAME: usize = 64 << 20;
+/// A snapshot's data travels in chunks of at most this size.
+const CHUNK: usize = 1 << 20;
 /// Pause after a failed connection attempt, so an unreachable peer costs little.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 /// How long a silent link lives: raft heartbeats keep a healthy one busy.
@@ -361,17 +362,42 @@ fn frames(messages: &[Message]) -> Result<Vec<u8>, TransportError> {
     Ok(frames)
 }
 
+/// Sends `message` on a stream of its own. A snapshot's data follows its message in chunks
+/// of at most `CHUNK` bytes, ended by an empty chunk, so no single frame has to hold it.
 async fn send_alone(
     connection: &quinn::Connection,
     message: &Message,
 ) -> Result<(), TransportError> {
     let link = |e: &dyn std::fmt::Display| TransportError::Link(e.to_string());
     let mut stream = connection.open_uni().await.map_err(|e| link(&e))?;
-    stream
-        .write_all(&frames(std::slice::from_ref(message))?)
-        .await
-        .map_err(|e| link(&e))?;
+    if message.get_msg_type() == MessageType::MsgSnapshot {
+        let mut header = message.clone();
+        header.mut_snapshot().set_data(Default::default());
+        stream
+            .write_all(&frames(&[header])?)
+            .await
+            .map_err(|e| link(&e))?;
+        for chunk in message
+            .get_snapshot()
+            .get_data()
+            .chunks(CHUNK)
+            .chain([&[][..]])
+        {
+            stream
+                .write_all(&(chunk.len() as u32).to_be_bytes())
+                .await
+                .map_err(|e| link(&e))?;
+            stream.write_all(chunk).await.map_err(|e| link(&e))?;
+        }
+    } else {
+        stream
+            .write_all(&frames(std::slice::from_ref(message))?)
+            .await
+            .map_err(|e| link(&e))?;
+    }
     stream.finish().map_err(|e| link(&e))?;
+    // Done once the peer has read it all: for a snapshot, that is what raft is told.
+    stream.stopped().await.map_err(|e| link(&e))?;
     Ok(())
 }
 
@@ -442,10 +468,39 @@ async fn read_frames(
         }
         let mut frame = vec![0u8; len];
         stream.read_exact(&mut frame).await.map_err(|e| link(&e))?;
-        let message =
+        let mut message =
             Message::parse_from_bytes(&frame).map_err(|e| TransportError::Frame(e.to_string()))?;
+        if message.get_msg_type() == MessageType::MsgSnapshot {
+            let data = read_chunks(&mut stream).await?;
+            message.mut_snapshot().set_data(data.into());
+        }
         learn(message.from);
         inbound.message(message);
+    }
+}
+
+/// A snapshot's data: chunks until an empty one.
+async fn read_chunks(stream: &mut quinn::RecvStream) -> Result<Vec<u8>, TransportError> {
+    let link = |e: &dyn std::fmt::Display| TransportError::Link(e.to_string());
+    let mut data = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).await.map_err(|e| link(&e))?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 {
+            return Ok(data);
+        }
+        if len > CHUNK {
+            return Err(TransportError::Frame(format!(
+                "snapshot chunk of {len} bytes is over the limit"
+            )));
+        }
+        let start = data.len();
+        data.resize(start + len, 0);
+        stream
+            .read_exact(&mut data[start..])
+            .await
+            .map_err(|e| link(&e))?;
     }
 }
 #[cfg(test)]
@@ -536,7 +591,11 @@ mod tests {
             a.send(vec![message(1, 2, MessageType::MsgAppend, i)]);
         }
         let mut snapshot = message(1, 2, MessageType::MsgSnapshot, 0);
-        snapshot.mut_snapshot().set_data(vec![7u8; 4 << 20].into());
+        // Larger than any frame may be: it arrives in chunks, whole and in order.
+        let data: Vec<u8> = (0..MAX_FRAME + CHUNK + 7)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        snapshot.mut_snapshot().set_data(data.clone().into());
         a.send(vec![snapshot]);
         b.send(vec![message(2, 1, MessageType::MsgAppendResponse, 100)]);
 
@@ -555,7 +614,14 @@ mod tests {
             .iter()
             .find(|m| m.get_msg_type() == MessageType::MsgSnapshot)
             .expect("snapshot delivered");
-        assert_eq!(snapshot.get_snapshot().get_data().len(), 4 << 20);
+        assert!(
+            snapshot.get_snapshot().get_data()[..] == data[..],
+            "the snapshot's data arrived intact"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got_a.snapshots.lock().unwrap().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(
             *got_a.snapshots.lock().unwrap(),
             [(2, true)],
