@@ -155,6 +155,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         join_cluster(&store, join_url, &pki, &url, &node_name).await?;
     }
     catch_up(&store).await?;
+    record_addresses(&store, &url, &node_name).await?;
     let api = Api::new(store.clone());
     control::bootstrap::ensure(&api).await?;
 
@@ -264,4 +265,36 @@ async fn catch_up(store: &Store) -> anyhow::Result<()> {
             other => return other.context("catching up with the cluster").map(drop),
         }
     }
+}
+
+/// Brings this member's record up to date when it restarted on other addresses (the others
+/// found it already, where it dialed in from; the record makes that last).
+async fn record_addresses(store: &Store, api_url: &str, node_name: &str) -> anyhow::Result<()> {
+    let Some(peer_addr) = store.peer_addr() else {
+        return Ok(());
+    };
+    let me = Member {
+        id: store.member_id(),
+        peer_addr,
+        api_url: api_url.to_string(),
+        node_name: node_name.to_string(),
+    };
+    let recorded = store
+        .status()
+        .await?
+        .members
+        .into_iter()
+        .find(|m| m.member.id == me.id);
+    if recorded.is_some_and(|r| r.member != me) {
+        tracing::info!(peer = %me.peer_addr, api = %me.api_url, "recording this member's new addresses");
+        // Another membership change may be in flight (a promotion): take turns.
+        let deadline = Instant::now() + CATCH_UP;
+        while let Err(e) = store.update_member(me.clone()).await {
+            if Instant::now() > deadline {
+                return Err(e.into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
 }

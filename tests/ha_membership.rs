@@ -212,3 +212,28 @@ fn a_fourth_member_joins_under_load_and_another_is_removed() {
     assert_eq!(first.config_maps(), on_d);
     drop(c);
 }
+
+#[test]
+fn a_member_restarted_on_other_ports_is_found_again() {
+    let first = Server::start_member("a", None);
+    let b = Server::start_member("b", Some(&first));
+    let mut c = Server::start_member("c", Some(&first));
+    common::wait_for("three voters", Duration::from_secs(30), || {
+        voters_caught_up(&first, 3).then_some(())
+    });
+
+    c.kill9();
+    c.move_to_new_ports();
+    c.spawn();
+    let new_api = format!("https://{}", c.api_addr());
+    common::wait_for(
+        "c's new address recorded and c caught up",
+        Duration::from_secs(30),
+        || {
+            let rows = b.cluster_status();
+            (voters_caught_up(&b, 3) && rows.iter().any(|r| r[1] == new_api)).then_some(())
+        },
+    );
+    c.kubectl_ok(KUBECTL, &["create", "configmap", "from-the-moved-member"]);
+    assert_eq!(first.config_maps(), c.config_maps());
+}

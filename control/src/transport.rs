@@ -132,17 +132,10 @@ impl Transport {
         peers.insert(id, Peer { addr, queue });
     }
 
-    /// Links to a member that reached us first: a joining member learns where the leader is
-    /// this way. Known peers keep the address the cluster's state gave them.
+    /// Links to a member where it last dialed in from: how a joining member learns where the
+    /// leader is, and how everyone learns that a restarted member has moved.
     fn learn_peer(&self, id: u64, addr: SocketAddr) {
-        let known = self
-            .peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&id);
-        if !known {
-            self.set_peer(id, addr);
-        }
+        self.set_peer(id, addr);
     }
 
     /// Tells a member that was removed (and has not noticed: raft stops talking to a removed

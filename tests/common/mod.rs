@@ -174,6 +174,18 @@ impl Server {
         self.kubectl_ok("1.33", &["get", "configmaps", "-o", path])
     }
 
+    /// Gives a stopped member new ports for its next start.
+    pub fn move_to_new_ports(&mut self) {
+        for flag in ["--listen", "--peer-listen"] {
+            let at = self
+                .args
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("no {flag}"));
+            self.args[at + 1] = format!("127.0.0.1:{}", free_port());
+        }
+    }
+
     /// The port of this member's QUIC listener for the others.
     pub fn peer_port(&self) -> u16 {
         let addr = self.arg("--peer-listen");

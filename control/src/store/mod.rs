@@ -406,6 +406,14 @@ impl Store {
             .await
     }
 
+    /// Records new addresses for an existing member, on every member.
+    pub async fn update_member(&self, member: Member) -> Result<(), StoreError> {
+        let id = self.next_id();
+        let change = MembershipChange::Update(member);
+        self.ask(|reply| Request::ChangeMembers { id, change, reply })
+            .await
+    }
+
     /// Removes member `member` (raft id); refused if it would leave no voter. A removed
     /// member's store stops with [`StoreError::Removed`].
     pub async fn remove_member(&self, member: u64) -> Result<(), StoreError> {

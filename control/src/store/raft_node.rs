@@ -75,6 +75,8 @@ pub enum Request {
 
 pub enum MembershipChange {
     Add(Member),
+    /// New addresses for an existing member (it restarted elsewhere).
+    Update(Member),
     Remove(u64),
 }
 
@@ -461,6 +463,22 @@ impl RaftDriver {
                 member.id,
                 serde_json::to_vec(&member)?,
             )),
+            MembershipChange::Update(member) => {
+                // Adding a member as what it already is changes no configuration; the
+                // entry's context carries its new record to every member.
+                let conf = self.node.raft.prs().conf();
+                let change = if conf.voters().ids().iter().any(|v| v == member.id) {
+                    ConfChangeType::AddNode
+                } else if conf.learners().contains(&member.id) {
+                    ConfChangeType::AddLearnerNode
+                } else {
+                    return Err(StoreError::Membership(format!(
+                        "{} is not a member",
+                        member.id
+                    )));
+                };
+                Ok(conf_change(change, member.id, serde_json::to_vec(&member)?))
+            }
             MembershipChange::Remove(id) => {
                 let conf = self.node.raft.prs().conf();
                 let voters: Vec<u64> = conf.voters().ids().iter().collect();
