@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use control::api::cluster::ClusterAccess;
 use control::api::routes::Router;
 use control::api::{server as https, Api};
+use control::leadership::run_while_leading;
 use control::namespaces::NamespaceController;
 use control::pki::{ClusterPki, JoinToken};
 use control::scheduler::Scheduler;
@@ -160,8 +161,19 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     control::bootstrap::ensure(&api).await?;
 
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let scheduler = tokio::spawn(Scheduler::new(api.clone()).run());
-    let namespaces = tokio::spawn(NamespaceController::new(api.clone()).run());
+    // Once per cluster: on the raft leader only.
+    let scheduler = {
+        let api = api.clone();
+        tokio::spawn(run_while_leading(store.leading(), move || {
+            Scheduler::new(api.clone()).run()
+        }))
+    };
+    let namespaces = {
+        let api = api.clone();
+        tokio::spawn(run_while_leading(store.leading(), move || {
+            NamespaceController::new(api.clone()).run()
+        }))
+    };
 
     let log_root = data.join("logs");
     let active_logs = Arc::default();

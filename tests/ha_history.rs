@@ -52,6 +52,27 @@ impl Dice {
     }
 }
 
+/// Whether a failed write certainly had no effect: it never reached a member (no
+/// connection), or raft refused it at once for want of a leader (503). Everything else (a
+/// timeout, a lost answer, a leader change) leaves the outcome unknown, which the checker
+/// must then consider both ways; keeping those few makes the check tractable.
+fn never_applied(e: &kube::Error) -> bool {
+    if let kube::Error::Api(status) = e {
+        return status.code == 503;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|h| h.is_connect())
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// One client: `ops` operations on the register through random members.
 async fn run_client(
     id: u64,
@@ -92,6 +113,7 @@ async fn run_client(
                     .await
                 {
                     Ok(_) => Outcome::Ok(None),
+                    Err(e) if never_applied(&e) => continue,
                     Err(_) => Outcome::Unknown,
                 };
                 record(Call::Write(fresh), outcome, invoked);
@@ -110,6 +132,7 @@ async fn run_client(
                 let outcome = match api.replace(REGISTER, &PostParams::default(), &update).await {
                     Ok(_) => Outcome::Ok(None),
                     Err(kube::Error::Api(e)) if e.code == 409 => Outcome::CasFailed,
+                    Err(e) if never_applied(&e) => continue,
                     Err(_) => Outcome::Unknown,
                 };
                 record(

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bootstrap;
 pub mod events;
+pub mod leadership;
 pub mod namespaces;
 pub mod obj;
 pub mod patch;

@@ -174,6 +174,7 @@ struct Inner {
     requests: Mutex<mpsc::Sender<Request>>,
     applied: Arc<AtomicU64>,
     peer_addr: Option<SocketAddr>,
+    leading: tokio::sync::watch::Receiver<bool>,
     /// Distinguishes this process's proposals from those of earlier runs in the log.
     nonce: u64,
     counter: AtomicU64,
@@ -291,6 +292,7 @@ impl Store {
         let applied_counter = Arc::new(AtomicU64::new(applied));
         // A one-member cluster is its own leader from `campaign` on.
         let leader = node.raft.leader_id;
+        let (leading, leading_rx) = tokio::sync::watch::channel(leader == id);
         let driver = RaftDriver {
             node,
             storage,
@@ -302,6 +304,7 @@ impl Store {
             transport,
             pending: HashMap::new(),
             leader,
+            leading,
             durable_commit: hs.commit,
             commit_record: commit_record::CommitRecord::new(dir),
             reads_asked: HashMap::new(),
@@ -320,6 +323,7 @@ impl Store {
                 requests: Mutex::new(tx),
                 applied: applied_counter,
                 peer_addr,
+                leading: leading_rx,
                 nonce: uuid::Uuid::new_v4().as_u64_pair().0,
                 counter: AtomicU64::new(0),
             }),
@@ -330,6 +334,11 @@ impl Store {
     /// This member's raft id.
     pub fn member_id(&self) -> u64 {
         self.inner.id
+    }
+
+    /// Whether this member leads the cluster now; changes are seen through the receiver.
+    pub fn leading(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.leading.clone()
     }
 
     /// Where this member listens for the others, if it does.

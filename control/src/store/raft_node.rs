@@ -114,6 +114,8 @@ pub struct RaftDriver {
     pub pending: HashMap<u128, Waiter>,
     /// The leader as of the last Ready (0: none known).
     pub leader: u64,
+    /// Whether this member leads, for the controllers that run on the leader only.
+    pub leading: tokio::sync::watch::Sender<bool>,
     /// The commit index sled has made durable, and the record of it beside sled.
     pub durable_commit: u64,
     pub commit_record: CommitRecord,
@@ -369,6 +371,7 @@ impl RaftDriver {
             return;
         }
         self.leader = leader;
+        self.leading.send_replace(leader == self.node.raft.id);
         for (_, waiter) in self.pending.drain() {
             waiter.fail(StoreError::LeaderChanged);
         }
