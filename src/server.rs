@@ -14,6 +14,7 @@ use control::api::cluster::ClusterAccess;
 use control::api::routes::Router;
 use control::api::{server as https, Api};
 use control::leadership::run_while_leading;
+use control::member_nodes::MemberNodes;
 use control::namespaces::NamespaceController;
 use control::pki::{ClusterPki, JoinToken};
 use control::scheduler::Scheduler;
@@ -168,6 +169,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             Scheduler::new(api.clone()).run()
         }))
     };
+    let member_nodes = {
+        let api = api.clone();
+        tokio::spawn(run_while_leading(store.leading(), move || {
+            MemberNodes::new(api.clone()).run()
+        }))
+    };
     let namespaces = {
         let api = api.clone();
         tokio::spawn(run_while_leading(store.leading(), move || {
@@ -219,6 +226,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         }),
         r = scheduler => Err(anyhow::anyhow!("the scheduler stopped: {r:?}")),
         r = namespaces => Err(anyhow::anyhow!("the namespace controller stopped: {r:?}")),
+        r = member_nodes => Err(anyhow::anyhow!("the member-node controller stopped: {r:?}")),
         r = agent => Err(anyhow::anyhow!("the node agent stopped: {r:?}")),
     };
     let _ = shutdown_tx.send(true);

@@ -237,3 +237,25 @@ fn a_member_restarted_on_other_ports_is_found_again() {
     c.kubectl_ok(KUBECTL, &["create", "configmap", "from-the-moved-member"]);
     assert_eq!(first.config_maps(), c.config_maps());
 }
+
+#[test]
+fn deleting_a_members_node_removes_the_member() {
+    let first = Server::start_member("a", None);
+    let b = Server::start_member("b", Some(&first));
+    let mut c = Server::start_member("c", Some(&first));
+    common::wait_for("three voters", Duration::from_secs(30), || {
+        voters_caught_up(&first, 3).then_some(())
+    });
+
+    b.kubectl_ok(KUBECTL, &["delete", "node", "c"]);
+    let (exit, log) = c.wait_exit(Duration::from_secs(30));
+    assert!(!exit.success());
+    assert!(
+        log.contains("this member has been removed from the cluster"),
+        "{log}"
+    );
+    common::wait_for("two voters", Duration::from_secs(30), || {
+        voters_caught_up(&first, 2).then_some(())
+    });
+    b.kubectl_ok(KUBECTL, &["create", "configmap", "after"]);
+}

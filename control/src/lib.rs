@@ -9,6 +9,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod events;
 pub mod leadership;
+pub mod member_nodes;
 pub mod namespaces;
 pub mod obj;
 pub mod patch;
