@@ -16,6 +16,21 @@ fn voters_caught_up(server: &Server, n: usize) -> bool {
     rows.len() == n && rows.iter().all(|r| r[3] == "true" && r[6] == "0")
 }
 
+/// `wkube cluster remove MEMBER` through `server`, which must succeed; returns its output.
+fn remove_member(server: &Server, member: &str) -> String {
+    let out = server
+        .wkube()
+        .args(["cluster", "remove", member])
+        .output()
+        .expect("wkube");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn create_config_maps(server: &Server, prefix: &str, n: usize) {
     let manifests: Vec<String> = (0..n)
         .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {prefix}-{i}\n"))
@@ -44,17 +59,8 @@ fn five_members_form_and_a_removed_member_leaves() {
         voters_caught_up(&members[0], 5).then_some(())
     });
 
-    let out = members[0]
-        .wkube()
-        .args(["cluster", "remove", "d"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("node \"d\" deleted"));
+    let removed = remove_member(&members[0], "d");
+    assert!(removed.contains("node \"d\" deleted"));
     // The removed member applies its own removal and stops, saying why.
     let (exit, log) = members[3].wait_exit(Duration::from_secs(30));
     assert!(!exit.success());
@@ -185,16 +191,7 @@ fn a_fourth_member_joins_under_load_and_another_is_removed() {
         voters_caught_up(&first, 4).then_some(())
     });
     more_writes();
-    let out = first
-        .wkube()
-        .args(["cluster", "remove", "c"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    remove_member(&first, "c");
     common::wait_for("three voters again", Duration::from_secs(30), || {
         voters_caught_up(&first, 3).then_some(())
     });
