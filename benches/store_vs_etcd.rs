@@ -45,19 +45,19 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(etcd: &mut Etcd, wkube: &mut Wkube) -> anyhow::Result<()> {
-    println!("| system | clients | writes/s | p50 | p99 |");
-    println!("|---|---|---|---|---|");
+    println!("| system | clients | writes/s | p50 | p99 | CPU per write |");
+    println!("|---|---|---|---|---|---|");
     for clients in [1, 100] {
         // Interleaved, so both see the same state of the machine.
-        let e = load(clients, |c, i| {
+        let e = load(&etcd.members, clients, |c, i| {
             etcd.put(c % 3, format!("bench/{clients}/{c}/{i}"))
         })
-        .await;
+        .await?;
         e.print("etcd 3.4 (v3 API, HTTP gateway)", clients);
-        let w = load(clients, |c, i| {
+        let w = load(&wkube.members, clients, |c, i| {
             wkube.create(c % 3, format!("b{clients}-{c}-{i}"))
         })
-        .await;
+        .await?;
         w.print("wkube (Kubernetes API, HTTPS)", clients);
     }
     let e = failover("etcd", etcd.kill_leader().await?, |m, i| {
@@ -76,6 +76,9 @@ struct Figures {
     latencies: Vec<Duration>,
     wall: Duration,
     errors: usize,
+    /// CPU time the members spent, all of them together (less noisy than the rates on a
+    /// shared machine).
+    cpu: Duration,
 }
 
 impl Figures {
@@ -84,10 +87,12 @@ impl Figures {
         l.sort();
         let at = |q: f64| l[((l.len() - 1) as f64 * q) as usize];
         let rate = l.len() as f64 / self.wall.as_secs_f64();
+        let cpu = self.cpu / l.len().max(1) as u32;
         println!(
-            "| {system} | {clients} | {rate:.0} | {} | {} |{}",
+            "| {system} | {clients} | {rate:.0} | {} | {} | {} |{}",
             ms(at(0.5)),
             ms(at(0.99)),
+            ms(cpu),
             if self.errors > 0 {
                 format!(" ({} errors)", self.errors)
             } else {
@@ -98,13 +103,14 @@ impl Figures {
 }
 
 /// `clients` concurrent writers, `WRITES` writes in all; each writer waits for each answer.
-async fn load<F, Fut>(clients: usize, write: F) -> Figures
+async fn load<F, Fut>(members: &Members, clients: usize, write: F) -> anyhow::Result<Figures>
 where
     F: Fn(usize, usize) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let per_client = WRITES / clients;
     let write = &write;
+    let cpu_before = members.cpu_time()?;
     let started = Instant::now();
     let results = join_all((0..clients).map(|c| async move {
         let mut latencies = Vec::with_capacity(per_client);
@@ -120,12 +126,14 @@ where
     }))
     .await;
     let wall = started.elapsed();
+    let cpu = members.cpu_time()?.saturating_sub(cpu_before);
     let errors = results.iter().map(|r| r.1).sum();
-    Figures {
+    Ok(Figures {
         latencies: results.into_iter().flat_map(|r| r.0).collect(),
         wall,
         errors,
-    }
+        cpu,
+    })
 }
 
 /// Time from killing the leader (member `killed`) to the first write that succeeds through
@@ -196,6 +204,25 @@ impl Members {
         let killed = Instant::now();
         child.wait()?;
         Ok(killed)
+    }
+
+    /// User and system CPU time of the running members, from `/proc/<pid>/stat` (fields 14
+    /// and 15, in clock ticks of 1/100 s, Linux's USER_HZ).
+    fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let mut ticks = 0u64;
+        for child in self.0.iter().flatten() {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))?;
+            // The command name, field 2, is in parentheses and may hold spaces.
+            let after_name = stat.rsplit(')').next().unwrap_or_default();
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            for field in [11, 12] {
+                ticks += fields
+                    .get(field)
+                    .ok_or_else(|| anyhow::anyhow!("short /proc stat: {stat}"))?
+                    .parse::<u64>()?;
+            }
+        }
+        Ok(Duration::from_millis(ticks * 10))
     }
 
     fn stop(&mut self) {

@@ -534,11 +534,13 @@ mod tests {
     }
 
     fn message(from: u64, to: u64, msg_type: MessageType, index: u64) -> Message {
-        let mut m = Message::default();
-        m.from = from;
-        m.to = to;
+        let mut m = Message {
+            from,
+            to,
+            index,
+            ..Default::default()
+        };
         m.set_msg_type(msg_type);
-        m.index = index;
         m
     }
 

@@ -21,7 +21,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use raft::eraftpb::{ConfState, Message, SnapshotMetadata};
-use raft::{Config, RawNode};
+use raft::{Config, RawNode, Storage as _};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -37,6 +37,8 @@ use raft_storage::{RaftStorageError, SledStorage};
 use state::StateMachine;
 use watch::WatchHub;
 
+/// The most entry bytes one append message carries (etcd's `MaxSizePerMsg`).
+const MAX_APPEND_BYTES: u64 = 1 << 20;
 /// How long a write may wait to be committed and applied: a member cut off from the
 /// majority answers with a timeout, never a success.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -265,14 +267,20 @@ impl Store {
             }
         }
         let applied = state::applied(&state_tree)?;
-        let hs = storage.hard_state()?;
-        commit_record::check(dir, hs.commit)?;
+        let mut hs = storage.hard_state()?;
         if applied > hs.commit {
-            return Err(StoreError::Corrupt(format!(
-                "applied index {applied} is beyond the committed index {}",
-                hs.commit
-            )));
+            // Only committed entries are applied, but a commit index alone is not flushed
+            // (see `RaftDriver::on_ready`): the state may have outlived the record of it.
+            let last = storage.last_index()?;
+            if applied > last {
+                return Err(StoreError::Corrupt(format!(
+                    "applied index {applied} is beyond the end of the raft log ({last})"
+                )));
+            }
+            storage.set_commit(applied)?;
+            hs.commit = applied;
         }
+        commit_record::check(dir, hs.commit)?;
         let raft_config = Config {
             id,
             election_tick: 10,
@@ -280,6 +288,12 @@ impl Store {
             applied,
             pre_vote: true,
             check_quorum: true,
+            // raft-rs' defaults send one entry per append message, and one message per
+            // proposal: under load every entry then costs a message and an acknowledgement
+            // per follower. Like etcd, let one message carry up to 1 MiB of entries, and
+            // merge the appends queued for one follower.
+            max_size_per_msg: MAX_APPEND_BYTES,
+            batch_append: true,
             ..Default::default()
         };
         raft_config.validate()?;
@@ -533,6 +547,28 @@ mod tests {
             })
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_commit_index_lost_in_a_crash_is_raised_to_the_applied_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let rev = {
+            let (store, driver) = Store::open(dir.path()).unwrap();
+            let rev = create(&store, "a").await;
+            drop(store);
+            driver.join().unwrap().unwrap();
+            rev
+        };
+        {
+            // What a crash leaves when the state's writes reached the disk but the last
+            // commit index, which is not flushed on its own, did not.
+            let (db, storage) = raft_storage(dir.path());
+            storage.set_commit(rev - 1).unwrap();
+            db.flush().unwrap();
+        }
+        let (store, _driver) = Store::open(dir.path()).unwrap();
+        assert_eq!(store.list("configmaps/default/").unwrap().0.len(), 1);
+        assert!(create(&store, "b").await > rev);
     }
 
     async fn create(store: &Store, name: &str) -> u64 {

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use super::commit_record::CommitRecord;
 use super::members::Member;
 use super::raft_storage::SledStorage;
-use super::state::{Op, StateMachine};
+use super::state::{Applying, Op, StateMachine};
 use super::{ClusterStatus, LogRetention, MemberStatus, StoreError};
 use crate::transport::Transport;
 
@@ -98,6 +98,21 @@ impl Waiter {
         match self {
             Waiter::Write(r) => drop(r.send(Err(e))),
             Waiter::Done(r) => drop(r.send(Err(e))),
+        }
+    }
+}
+
+/// Entries being applied together, and the answers owed once they are written.
+struct Group {
+    applying: Applying,
+    replies: Vec<(Waiter, Result<Value, StoreError>)>,
+}
+
+impl Group {
+    fn new() -> Self {
+        Group {
+            applying: Applying::default(),
+            replies: Vec::new(),
         }
     }
 }
@@ -301,7 +316,12 @@ impl RaftDriver {
 
         // 2. Install the snapshot, if any, before any committed entries that follow it:
         //    the state first (it records the snapshot too, see `StateMachine::restore`).
-        let mut persist = false;
+        // Only new entries, a snapshot or a new term or vote must be durable before the
+        // messages that depend on them leave (raft-rs' `must_sync`, etcd's `MustSync`). A
+        // commit index alone is not flushed: one lost in a crash is learned again from the
+        // leader, and `Store::open` raises it to what the state has applied. Leaving it out
+        // halves the flushes of a busy follower.
+        let must_sync = ready.must_sync();
         if *ready.snapshot() != Snapshot::default() {
             let snapshot = ready.snapshot();
             self.state
@@ -315,7 +335,6 @@ impl RaftDriver {
             self.applied
                 .store(snapshot.get_metadata().index, Ordering::Release);
             self.connect_members()?;
-            persist = true;
         }
 
         // Reads whose index the leader confirmed.
@@ -332,15 +351,11 @@ impl RaftDriver {
 
         // 4. Append new entries to the log, and 5. persist the hard state; both are made
         //    durable with one flush before any message that depends on them leaves.
-        if !ready.entries().is_empty() {
-            self.storage.append(ready.entries())?;
-            persist = true;
-        }
+        self.storage.append(ready.entries())?;
         if let Some(hs) = ready.hs() {
             self.storage.set_hard_state(hs)?;
-            persist = true;
         }
-        if persist {
+        if must_sync {
             // Everything written before the flush is durable after it, this commit index too.
             let commit = self.storage.hard_state()?.commit;
             self.db.flush()?;
@@ -411,23 +426,25 @@ impl RaftDriver {
         if applied >= first + keep + compact_every {
             self.storage.compact(applied - keep)?;
         }
+        self.storage.trim_some()?;
         Ok(())
     }
 
+    /// Applies committed entries as one group (see `state::Applying`); a configuration
+    /// change ends the group before it, because it acts on raft at once.
     fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        let mut group = Group::new();
         for entry in entries {
             let index = entry.index;
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {
-                    self.state.apply_noop(index)?;
+                    self.state.apply_noop(&mut group.applying, index);
                 }
                 EntryType::EntryNormal => {
                     let op: Op = serde_json::from_slice(&entry.data)?;
-                    let outcome = self.state.apply(index, op)?;
-                    match self.waiter(&entry) {
-                        Some(Waiter::Write(reply)) => drop(reply.send(outcome)),
-                        Some(other) => other.fail(StoreError::Raft("proposal id reused".into())),
-                        None => {}
+                    let outcome = self.state.apply(&mut group.applying, index, op)?;
+                    if let Some(waiter) = self.waiter(&entry) {
+                        group.replies.push((waiter, outcome));
                     }
                 }
                 // wkube proposes only V2 changes, and raft-rs' own are V2 as well.
@@ -439,11 +456,27 @@ impl RaftDriver {
                 EntryType::EntryConfChangeV2 => {
                     let cc = ConfChangeV2::parse_from_bytes(&entry.data)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    self.finish(std::mem::replace(&mut group, Group::new()))?;
                     self.apply_conf_change(index, cc)?;
+                    self.applied.store(index, Ordering::Release);
                     self.resolve_done(&entry);
                 }
             }
-            self.applied.store(index, Ordering::Release);
+        }
+        self.finish(group)
+    }
+
+    /// Writes a group, then answers its proposers: only now can they read what they wrote.
+    fn finish(&mut self, group: Group) -> Result<(), StoreError> {
+        let applied = self.state.commit(group.applying)?;
+        if applied > 0 {
+            self.applied.store(applied, Ordering::Release);
+        }
+        for (waiter, outcome) in group.replies {
+            match waiter {
+                Waiter::Write(reply) => drop(reply.send(outcome)),
+                other => other.fail(StoreError::Raft("proposal id reused".into())),
+            }
         }
         Ok(())
     }

@@ -16,6 +16,8 @@ const HARD_STATE: &[u8] = b"hs";
 const CONF_STATE: &[u8] = b"cs";
 const SNAPSHOT_META: &[u8] = b"snap";
 const MEMBER_ID: &[u8] = b"id";
+/// Entries dropped per step of a compaction (see `SledStorage::trim_some`).
+const TRIM_BATCH: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaftStorageError {
@@ -117,28 +119,27 @@ impl SledStorage {
 
     /// Appends entries, replacing any conflicting suffix (raft may overwrite an uncommitted
     /// tail after a leader change).
+    ///
+    /// The writes are single inserts and removals, not one atomic batch (which would cost
+    /// sled two log writes of its own, see `state::Applying`), in an order that keeps the log
+    /// without gaps if only a prefix of them survives a crash: the conflicting tail is
+    /// removed from its end, then the new entries are added from their start. Raft needs no
+    /// more, since an entry counts only once the flush after `append` is done.
     pub fn append(&self, entries: &[Entry]) -> Result<(), RaftStorageError> {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        let mut batch = sled::Batch::default();
-        for old in self.log.range(first.index.to_be_bytes()..) {
-            let (k, _) = old?;
-            batch.remove(k);
+        for old in self.log.range(first.index.to_be_bytes()..).rev() {
+            self.log.remove(old?.0)?;
         }
         for e in entries {
-            batch.insert(&e.index.to_be_bytes(), encode(e));
+            self.log.insert(e.index.to_be_bytes(), encode(e))?;
         }
-        self.log.apply_batch(batch)?;
         Ok(())
     }
 
     fn last_log_index(&self) -> Result<Option<u64>, RaftStorageError> {
         Ok(self.log.last()?.map(|(k, _)| index_of(&k)))
-    }
-
-    fn first_log_index(&self) -> Result<Option<u64>, RaftStorageError> {
-        Ok(self.log.first()?.map(|(k, _)| index_of(&k)))
     }
 
     fn entry(&self, idx: u64) -> Result<Option<Entry>, RaftStorageError> {
@@ -162,8 +163,11 @@ impl SledStorage {
     /// Drops the log up to `index`, which the state machine has applied: the state is the
     /// snapshot of everything up to there.
     pub fn compact(&self, index: u64) -> Result<(), RaftStorageError> {
-        let Some(last) = self.entry(index)? else {
+        if index <= self.snapshot_meta()?.index {
             return Ok(()); // compacted already
+        }
+        let Some(last) = self.entry(index)? else {
+            return Ok(()); // beyond the log
         };
         let meta = SnapshotMetadata {
             index,
@@ -176,11 +180,25 @@ impl SledStorage {
 
     fn trim_log(&self, meta: &SnapshotMetadata) -> Result<(), RaftStorageError> {
         self.meta.insert(SNAPSHOT_META, encode(meta))?;
+        self.trim_some()
+    }
+
+    /// Drops up to `TRIM_BATCH` entries that a snapshot covers. The raft thread calls this
+    /// after every Ready, so a compaction of thousands of entries is spread over many small
+    /// steps instead of stalling every write behind one large batch. Entries not yet
+    /// dropped are invisible: the log starts after the snapshot whatever sled still holds.
+    pub fn trim_some(&self) -> Result<(), RaftStorageError> {
+        let covered = self.snapshot_meta()?.index;
         let mut batch = sled::Batch::default();
-        for old in self.log.range(..=meta.index.to_be_bytes()) {
+        let mut any = false;
+        for old in self.log.range(..=covered.to_be_bytes()).take(TRIM_BATCH) {
             batch.remove(old?.0);
+            any = true;
         }
-        self.log.apply_batch(batch)?;
+        // Even an empty batch costs sled two log writes (see `state::Applying`).
+        if any {
+            self.log.apply_batch(batch)?;
+        }
         Ok(())
     }
 }
@@ -236,19 +254,16 @@ impl raft::Storage for SledStorage {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        let snap = self.snapshot_meta().map_err(to_raft)?;
-        Ok(match self.first_log_index().map_err(to_raft)? {
-            Some(i) => i.min(snap.index + 1),
-            None => snap.index + 1,
-        })
+        Ok(self.snapshot_meta().map_err(to_raft)?.index + 1)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
         let snap = self.snapshot_meta().map_err(to_raft)?;
+        // Entries the snapshot covers may linger until trimmed (see `trim_some`).
         Ok(self
             .last_log_index()
             .map_err(to_raft)?
-            .unwrap_or(snap.index))
+            .map_or(snap.index, |last| last.max(snap.index)))
     }
 
     /// The state machine as it is now (the raft thread, which calls this, is also the only
@@ -279,11 +294,12 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = format!("e{index}").into_bytes().into();
-        e
+        Entry {
+            index,
+            term,
+            data: format!("e{index}").into_bytes().into(),
+            ..Default::default()
+        }
     }
 
     fn storage() -> (tempfile::TempDir, SledStorage) {
@@ -318,9 +334,11 @@ mod tests {
     fn snapshot_meta_compacts_the_log() {
         let (_d, s) = storage();
         s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
-        let mut meta = SnapshotMetadata::default();
-        meta.index = 2;
-        meta.term = 1;
+        let meta = SnapshotMetadata {
+            index: 2,
+            term: 1,
+            ..Default::default()
+        };
         s.apply_snapshot_meta(&meta).unwrap();
         assert_eq!(s.first_index().unwrap(), 3);
         assert_eq!(s.term(2).unwrap(), 1);
@@ -349,5 +367,43 @@ mod tests {
         );
         s.compact(1).unwrap(); // behind the snapshot: nothing to do
         assert_eq!(s.first_index().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_large_compaction_is_trimmed_in_steps_and_hidden_at_once() {
+        let (_d, s) = storage();
+        let total = 3 * TRIM_BATCH as u64;
+        let entries: Vec<Entry> = (1..=total).map(|i| entry(i, 1)).collect();
+        s.append(&entries).unwrap();
+        s.compact(total - 1).unwrap();
+        // The first step leaves entries behind, but none is visible.
+        assert!(s.log.len() > 1);
+        assert_eq!(s.first_index().unwrap(), total);
+        assert_eq!(s.last_index().unwrap(), total);
+        assert!(matches!(
+            s.term(1),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        s.compact(TRIM_BATCH as u64).unwrap(); // a lingering entry is not compacted again
+        assert_eq!(s.first_index().unwrap(), total);
+        for _ in 0..3 {
+            s.trim_some().unwrap();
+        }
+        assert_eq!(s.log.len(), 1);
+    }
+
+    #[test]
+    fn a_snapshot_past_the_log_ends_it_even_before_trimming() {
+        let (_d, s) = storage();
+        let entries: Vec<Entry> = (1..=2 * TRIM_BATCH as u64).map(|i| entry(i, 1)).collect();
+        s.append(&entries).unwrap();
+        let meta = SnapshotMetadata {
+            index: 5000,
+            term: 3,
+            ..Default::default()
+        };
+        s.apply_snapshot_meta(&meta).unwrap();
+        assert_eq!(s.first_index().unwrap(), 5001);
+        assert_eq!(s.last_index().unwrap(), 5000);
     }
 }

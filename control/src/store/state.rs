@@ -1,7 +1,8 @@
 //! The state machine: Kubernetes objects as JSON in sled, changed only by applying
 //! committed raft entries. The applied index is written in the same atomic batch as the
-//! change it applies, so after a crash each entry is applied exactly once.
+//! changes it applies, so after a crash each entry is applied exactly once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use protobuf::Message as _;
@@ -42,6 +43,25 @@ pub enum Op {
         key: String,
         expected_revision: Option<u64>,
     },
+}
+
+/// Entries applied together: one sled batch for all of them. sled rolls its log buffer
+/// twice for every atomic batch (a write and a sync each), so a batch per entry would cost
+/// the disk more than the entries themselves. Later entries of the group see what earlier
+/// ones wrote; watchers hear of the changes only once the batch is written.
+#[derive(Default)]
+pub struct Applying {
+    batch: sled::Batch,
+    /// Keys this group has written (`None`: deleted), as they now are.
+    written: HashMap<String, Option<Arc<Value>>>,
+    after: Vec<AfterWrite>,
+    /// The last index applied in this group (0: none yet).
+    applied: u64,
+}
+
+enum AfterWrite {
+    Publish(Event),
+    Floor(u64),
 }
 
 /// The sled tree holding the objects.
@@ -109,25 +129,31 @@ impl StateMachine {
     }
 
     /// Records an entry that changes no object (leader no-ops, configuration changes).
-    pub fn apply_noop(&self, index: u64) -> Result<(), StoreError> {
-        self.tree.insert(APPLIED, &index.to_be_bytes())?;
-        self.hub.advance_floor_if_empty(index);
-        Ok(())
+    pub fn apply_noop(&self, applying: &mut Applying, index: u64) {
+        applying.applied = index;
+        applying.after.push(AfterWrite::Floor(index));
     }
 
-    /// Applies one committed op at `index`. The outer error is a storage failure (fatal for
-    /// the member); the inner one is the op's own outcome, returned to its proposer.
-    pub fn apply(&self, index: u64, op: Op) -> Result<Result<Value, StoreError>, StoreError> {
+    /// Applies one committed op at `index` into `applying`. The outer error is a storage
+    /// failure (fatal for the member); the inner one is the op's own outcome, returned to its
+    /// proposer once the group is written.
+    pub fn apply(
+        &self,
+        applying: &mut Applying,
+        index: u64,
+        op: Op,
+    ) -> Result<Result<Value, StoreError>, StoreError> {
         let key = match &op {
             Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => key.clone(),
         };
-        let current = self.read(&key)?;
-        let mut batch = sled::Batch::default();
-        batch.insert(APPLIED, &index.to_be_bytes());
+        let current = match applying.written.get(&key) {
+            Some(value) => value.as_deref().cloned(),
+            None => self.read(&key)?,
+        };
+        applying.applied = index;
         let outcome = match (op, current) {
             (Op::Create { object, .. }, None) => {
                 let object = Arc::new(with_revision(object, index));
-                batch.insert(key.as_bytes(), serde_json::to_vec(&*object)?);
                 Ok((EventKind::Added, object, None))
             }
             (Op::Create { .. }, Some(_)) => Err(StoreError::AlreadyExists),
@@ -144,7 +170,6 @@ impl StateMachine {
                     Err(StoreError::Conflict)
                 } else {
                     let object = Arc::new(with_revision(object, index));
-                    batch.insert(key.as_bytes(), serde_json::to_vec(&*object)?);
                     Ok((EventKind::Modified, object, Some(Arc::new(cur))))
                 }
             }
@@ -157,30 +182,61 @@ impl StateMachine {
                 if expected_revision.is_some_and(|r| r != revision_of(&cur)) {
                     Err(StoreError::Conflict)
                 } else {
-                    batch.remove(key.as_bytes());
                     let prev = Arc::new(cur);
                     let object = Arc::new(with_revision((*prev).clone(), index));
                     Ok((EventKind::Deleted, object, Some(prev)))
                 }
             }
         };
-        self.tree.apply_batch(batch)?;
         Ok(match outcome {
             Ok((kind, object, previous)) => {
-                self.hub.publish(Event {
+                if kind == EventKind::Deleted {
+                    applying.batch.remove(key.as_bytes());
+                    applying.written.insert(key.clone(), None);
+                } else {
+                    applying
+                        .batch
+                        .insert(key.as_bytes(), serde_json::to_vec(&*object)?);
+                    applying.written.insert(key.clone(), Some(object.clone()));
+                }
+                let result = (*object).clone();
+                applying.after.push(AfterWrite::Publish(Event {
                     revision: index,
                     kind,
                     key,
-                    object: object.clone(),
+                    object,
                     previous,
-                });
-                Ok((*object).clone())
+                }));
+                Ok(result)
             }
             Err(e) => {
-                self.hub.advance_floor_if_empty(index);
+                applying.after.push(AfterWrite::Floor(index));
                 Err(e)
             }
         })
+    }
+
+    /// Writes a group of applied entries in one atomic batch with their last index, then
+    /// tells the watchers. Returns the last index applied (0: the group was empty).
+    pub fn commit(&self, applying: Applying) -> Result<u64, StoreError> {
+        let Applying {
+            mut batch,
+            after,
+            applied,
+            ..
+        } = applying;
+        if applied == 0 {
+            return Ok(0);
+        }
+        batch.insert(APPLIED, &applied.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        for step in after {
+            match step {
+                AfterWrite::Publish(event) => self.hub.publish(event),
+                AfterWrite::Floor(index) => self.hub.advance_floor_if_empty(index),
+            }
+        }
+        Ok(applied)
     }
 
     pub fn read(&self, key: &str) -> Result<Option<Value>, StoreError> {
@@ -311,5 +367,75 @@ pub fn read(tree: &sled::Tree, key: &str) -> Result<Option<Value>, StoreError> {
     match tree.get(key.as_bytes())? {
         Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn machine() -> (tempfile::TempDir, sled::Db, Arc<WatchHub>, StateMachine) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let hub = Arc::new(WatchHub::new(0));
+        let state = StateMachine::open(&db, hub.clone()).unwrap();
+        (dir, db, hub, state)
+    }
+
+    fn create(key: &str) -> Op {
+        Op::Create {
+            key: key.into(),
+            object: json!({"metadata": {"name": key}}),
+        }
+    }
+
+    #[test]
+    fn entries_of_one_group_see_each_other_and_are_written_together() {
+        let (_d, db, hub, state) = machine();
+        let mut group = Applying::default();
+        state.apply(&mut group, 1, create("a")).unwrap().unwrap();
+        // The second entry sees the first one's write though nothing is written yet.
+        let update = Op::Update {
+            key: "a".into(),
+            object: json!({"metadata": {"name": "a", "labels": {"v": "2"}}}),
+            expected_revision: 1,
+        };
+        state.apply(&mut group, 2, update).unwrap().unwrap();
+        let refused = state.apply(&mut group, 3, create("a")).unwrap();
+        assert!(matches!(refused, Err(StoreError::AlreadyExists)));
+        state.apply_noop(&mut group, 4);
+        assert_eq!(state.read("a").unwrap(), None);
+        assert!(hub.subscribe(0).unwrap().backlog.is_empty());
+
+        assert_eq!(state.commit(group).unwrap(), 4);
+        assert_eq!(applied(&db.open_tree(TREE).unwrap()).unwrap(), 4);
+        let a = state.read("a").unwrap().unwrap();
+        assert_eq!(revision_of(&a), 2);
+        assert_eq!(a["metadata"]["labels"]["v"], "2");
+        let revisions: Vec<u64> = hub
+            .subscribe(0)
+            .unwrap()
+            .backlog
+            .iter()
+            .map(|e| e.revision)
+            .collect();
+        assert_eq!(revisions, [1, 2]);
+    }
+
+    #[test]
+    fn a_key_deleted_in_a_group_is_gone_for_later_entries() {
+        let (_d, _db, _hub, state) = machine();
+        let mut group = Applying::default();
+        state.apply(&mut group, 1, create("a")).unwrap().unwrap();
+        let delete = Op::Delete {
+            key: "a".into(),
+            expected_revision: None,
+        };
+        state.apply(&mut group, 2, delete.clone()).unwrap().unwrap();
+        let again = state.apply(&mut group, 3, delete).unwrap();
+        assert!(matches!(again, Err(StoreError::NotFound)));
+        state.commit(group).unwrap();
+        assert_eq!(state.read("a").unwrap(), None);
     }
 }
