@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 const VALUE: usize = 1024;
 /// Writes per phase, whatever the number of clients.
-const WRITES: usize = 2_000;
+const WRITES: usize = 10_000;
 /// Bound on every wait (a cluster to form, a write to succeed after a kill).
 const PATIENCE: Duration = Duration::from_secs(60);
 const RUN_LIMIT: Duration = Duration::from_secs(600);
