@@ -329,6 +329,7 @@ impl<C: ControlPlane> Worker<C> {
             argv,
             env,
             log,
+            mounts: Vec::new(),
         })
     }
 

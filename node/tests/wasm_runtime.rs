@@ -58,6 +58,7 @@ impl Node {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             log: LogWriter::create(&path).unwrap(),
+            mounts: Vec::new(),
         };
         (config, path)
     }
