@@ -65,12 +65,13 @@ pub fn references(c: &Container) -> References {
     r
 }
 
-/// What the runtime gets: the environment in definition order and the expanded argv.
+/// What the runtime gets: the environment in definition order, `command` and `args`
+/// after expansion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub env: Vec<(String, String)>,
-    /// `command` + `args` after expansion; empty when the container sets neither.
-    pub argv: Vec<String>,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
 }
 
 /// Kubelet's environment rules for `container` of `pod`.
@@ -159,16 +160,16 @@ pub fn resolve(
         };
         env.set(e.name.clone(), value);
     }
-    let argv = container
-        .command
-        .iter()
-        .flatten()
-        .chain(container.args.iter().flatten())
-        .map(|a| expand(a, |name| env.get(name)))
-        .collect();
+    let expand_all = |list: &Option<Vec<String>>| -> Vec<String> {
+        list.iter()
+            .flatten()
+            .map(|a| expand(a, |name| env.get(name)))
+            .collect()
+    };
     Ok(Resolved {
+        command: expand_all(&container.command),
+        args: expand_all(&container.args),
         env: env.vars,
-        argv,
     })
 }
 
@@ -390,7 +391,8 @@ mod tests {
             "command": ["run", "$(G)"], "args": ["--mode=$(MODE)", "$$(G)", "$(NOPE)"],
             "env": [{"name": "G", "value": "hi"}, {"name": "MODE", "value": "$(G)!"}]}))
         .unwrap();
-        assert_eq!(r.argv, ["run", "hi", "--mode=hi!", "$(G)", "$(NOPE)"]);
+        assert_eq!(r.command, ["run", "hi"]);
+        assert_eq!(r.args, ["--mode=hi!", "$(G)", "$(NOPE)"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`runtime`]: the seam the pod worker drives ([`runtime::Runtime`]) with the
 //!   wasmtime implementation and a scripted fake.
 //! - [`env`], [`downward`]: a container's environment and argv, pure.
+//! - [`volumes`]: a pod's volumes (emptyDir, hostPath, and the virtual ones).
 //! - [`vfs`]: the in-memory `wasi:filesystem` for ConfigMap/Secret/downwardAPI volumes.
 //! - [`logs`]: CRI-format container log files and the `kubectl logs` reader;
 //!   [`pod_logs`] serves them to the API server.
@@ -24,3 +25,4 @@ pub mod runtime;
 pub mod status;
 pub mod testing;
 pub mod vfs;
+pub mod volumes;

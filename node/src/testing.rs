@@ -12,16 +12,26 @@ pub enum Guest {
     Ticker,
     /// Prints a line to stdout and one to stderr; exits with `argv[1]` (default 1).
     ExitCode,
+    /// `env`, `cat FILE...`, `ls DIR`, or `watch DIR KEY...`: prints the environment and
+    /// files it sees; `watch` prints `seen K=V ...` on every change, read through one
+    /// directory descriptor.
+    Confwatch,
 }
 
 impl Guest {
-    pub const ALL: [Guest; 3] = [Guest::Hello, Guest::Ticker, Guest::ExitCode];
+    pub const ALL: [Guest; 4] = [
+        Guest::Hello,
+        Guest::Ticker,
+        Guest::ExitCode,
+        Guest::Confwatch,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Guest::Hello => "hello",
             Guest::Ticker => "ticker",
             Guest::ExitCode => "exit-code",
+            Guest::Confwatch => "confwatch",
         }
     }
 
