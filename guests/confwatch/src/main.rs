@@ -4,6 +4,8 @@
 //! - `confwatch cat FILE...`: prints each file's content followed by a newline; exits 0,
 //!   or 1 with `cat: FILE: error` on stderr for a file it cannot read.
 //! - `confwatch ls DIR`: prints `name size` per entry, sorted; exits 0.
+//! - `confwatch write FILE TEXT`: writes `TEXT` to `FILE`; exits 0, or 1 with
+//!   `write: FILE: error` on stderr.
 //! - `confwatch watch DIR KEY...`: prints the environment once (as `env` does, each line
 //!   prefixed `env `), then forever: opens `DIR`, reads every `KEY` relative to that
 //!   directory descriptor (so all keys come from the version the open pinned), and prints
@@ -46,9 +48,15 @@ fn main() {
                 println!("{name} {len}");
             }
         }
+        Some("write") => {
+            if let Err(e) = std::fs::write(&args[1], &args[2]) {
+                eprintln!("write: {}: {e}", args[1]);
+                std::process::exit(1);
+            }
+        }
         Some("watch") => watch(&args[1], &args[2..]),
         _ => {
-            eprintln!("usage: confwatch env | cat FILE... | ls DIR | watch DIR KEY...");
+            eprintln!("usage: confwatch env | cat FILE... | ls DIR | write FILE TEXT | watch DIR KEY...");
             std::process::exit(2);
         }
     }
