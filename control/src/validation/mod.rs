@@ -16,6 +16,7 @@ mod pod;
 mod quantity;
 mod runtimeclass;
 mod secret;
+mod volume;
 
 use serde_json::{json, Value};
 use std::fmt;

@@ -3,6 +3,7 @@
 use super::meta::{self, NameRule};
 use super::names::{is_dns1123_label, is_env_var_name, is_valid_port_name, is_valid_port_num};
 use super::quantity::parse_quantity;
+use super::volume;
 use super::FieldError;
 use crate::obj;
 use serde_json::{json, Value};
@@ -103,7 +104,7 @@ fn validate_volumes(spec: &Value, path: &str, errs: &mut Vec<FieldError>) -> Vec
             .unwrap_or_default();
         match sources.as_slice() {
             [] => errs.push(FieldError::required(&vp, "must specify a volume type")),
-            [_] => {}
+            [_] => volume::validate_source(v, &vp, errs),
             [_, second, ..] => errs.push(FieldError::forbidden(
                 format!("{vp}.{second}"),
                 "may not specify more than 1 volume type",
@@ -244,6 +245,7 @@ fn validate_mounts(c: &Value, cp: &str, volumes: &[String], errs: &mut Vec<Field
                 "must be unique",
             ));
         }
+        volume::validate_mount_paths(m, &mp, errs);
         paths.push(path);
     }
 }
