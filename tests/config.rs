@@ -1,0 +1,531 @@
+//! ConfigMaps and Secrets reaching WASI guests, with the real kubectl (oldest and newest):
+//! the seed tutorial's steps (env from a ConfigMap and a Secret, envFrom, mounted files,
+//! "mounted file updates, env does not"), `CreateContainerConfigError` until the
+//! ConfigMap exists, and a guest that never sees a torn ConfigMap over 100 patches.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{wait_for, Server, KUBECTL_VERSIONS};
+
+const IMAGE: &str = "confwatch:1.0";
+/// How long a pod may take to get going on a shared, busy machine.
+const START: Duration = Duration::from_secs(60);
+/// The promise: an API write is visible to a running guest within this.
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+fn server() -> Server {
+    let server = Server::start();
+    server.import("confwatch", IMAGE);
+    server
+}
+
+fn apply(server: &Server, version: &str, manifest: &str) -> String {
+    let out = server.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(manifest));
+    assert!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn logs(server: &Server, version: &str, pod: &str, container: &str) -> String {
+    let out = server.kubectl(version, &["logs", pod, "-c", container, "--timestamps"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `container`'s log has a line ending in `text`; returns that line's time.
+fn wait_for_log(
+    server: &Server,
+    version: &str,
+    pod: &str,
+    container: &str,
+    text: &str,
+) -> SystemTime {
+    wait_for(&format!("{text:?} in {pod}/{container}"), START, || {
+        logs(server, version, pod, container)
+            .lines()
+            .find(|l| l.split_once(' ').is_some_and(|(_, rest)| rest == text))
+            .map(|l| line_time(l))
+    })
+}
+
+/// The time `kubectl logs --timestamps` puts in front of a line.
+fn line_time(line: &str) -> SystemTime {
+    let ts = line.split(' ').next().unwrap_or_default();
+    let t = chrono::DateTime::parse_from_rfc3339(ts).unwrap_or_else(|e| panic!("{ts:?}: {e}"));
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(t.timestamp_nanos_opt().unwrap() as u64)
+}
+
+fn tutorial(version: &str) {
+    let server = server();
+    let k = |args: &[&str]| server.kubectl_ok(version, args);
+
+    // Setup, imperatively, as the tutorial does.
+    let out = k(&[
+        "create",
+        "configmap",
+        "app-config",
+        "--from-literal=GREETING=Hello from ConfigMap",
+        "--from-literal=APP_MODE=development",
+    ]);
+    assert_eq!(out.trim(), "configmap/app-config created");
+    let yaml = k(&["get", "configmap", "app-config", "-o", "yaml"]);
+    assert!(yaml.contains("GREETING: Hello from ConfigMap"), "{yaml}");
+    let out = k(&[
+        "create",
+        "secret",
+        "generic",
+        "app-secret",
+        "--from-literal=DB_PASSWORD=zaphodbeeblebrox",
+    ]);
+    assert_eq!(out.trim(), "secret/app-secret created");
+    let yaml = k(&["get", "secret", "app-secret", "-o", "yaml"]);
+    // Only base64-encoded, as the tutorial points out.
+    assert!(
+        yaml.contains("DB_PASSWORD: emFwaG9kYmVlYmxlYnJveA=="),
+        "{yaml}"
+    );
+
+    // Consuming as env vars.
+    apply(
+        &server,
+        version,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: config-test
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["confwatch", "env"]
+    env:
+    - name: GREETING
+      valueFrom:
+        configMapKeyRef: {{name: app-config, key: GREETING}}
+    - name: APP_MODE
+      valueFrom:
+        configMapKeyRef: {{name: app-config, key: APP_MODE}}
+    - name: DB_PASSWORD
+      valueFrom:
+        secretKeyRef: {{name: app-secret, key: DB_PASSWORD}}
+"#
+        ),
+    );
+    wait_for_log(
+        &server,
+        version,
+        "config-test",
+        "app",
+        "GREETING=Hello from ConfigMap",
+    );
+    let out = logs(&server, version, "config-test", "app");
+    for want in ["APP_MODE=development", "DB_PASSWORD=zaphodbeeblebrox"] {
+        assert!(
+            out.lines().any(|l| l.ends_with(&format!(" {want}"))),
+            "{want} in {out}"
+        );
+    }
+
+    // envFrom with a prefix, the downward API and $(VAR) expansion in args.
+    apply(
+        &server,
+        version,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: env-from
+  labels: {{app: demo}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["confwatch"]
+    args: ["$(MODE)"]
+    envFrom:
+    - configMapRef: {{name: app-config}}
+      prefix: CFG_
+    - secretRef: {{name: app-secret}}
+    - configMapRef: {{name: not-there, optional: true}}
+    env:
+    - name: MODE
+      value: env
+    - name: POD_NAME
+      valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+    - name: APP_LABEL
+      valueFrom: {{fieldRef: {{fieldPath: "metadata.labels['app']"}}}}
+    - name: MEMORY_MIB
+      valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}
+    - name: MESSAGE
+      value: "$(CFG_GREETING) to $(POD_NAME), $$(kept) $(UNDEFINED)"
+    resources:
+      limits: {{memory: 64Mi}}
+"#
+        ),
+    );
+    wait_for_log(&server, version, "env-from", "app", "POD_NAME=env-from");
+    let out = logs(&server, version, "env-from", "app");
+    for want in [
+        "CFG_GREETING=Hello from ConfigMap",
+        "CFG_APP_MODE=development",
+        "DB_PASSWORD=zaphodbeeblebrox",
+        "APP_LABEL=demo",
+        "MEMORY_MIB=64",
+        "MESSAGE=Hello from ConfigMap to env-from, $(kept) $(UNDEFINED)",
+    ] {
+        assert!(
+            out.lines().any(|l| l.ends_with(&format!(" {want}"))),
+            "{want} in {out}"
+        );
+    }
+
+    // Consuming as mounted files; a second container mounts one key by subPath.
+    apply(
+        &server,
+        version,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: config-test-vol
+spec:
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["confwatch", "watch", "/etc/config", "GREETING", "APP_MODE"]
+    env:
+    - name: GREETING
+      valueFrom:
+        configMapKeyRef: {{name: app-config, key: GREETING}}
+    volumeMounts:
+    - name: config-vol
+      mountPath: /etc/config
+    - name: secret-vol
+      mountPath: /etc/secret
+  - name: fixed
+    image: {IMAGE}
+    command: ["confwatch", "watch", "/etc/fixed", "GREETING"]
+    volumeMounts:
+    - name: config-vol
+      mountPath: /etc/fixed/GREETING
+      subPath: GREETING
+  - name: cat
+    image: {IMAGE}
+    command: ["confwatch", "watch", "/etc/secret", "DB_PASSWORD"]
+    volumeMounts:
+    - name: secret-vol
+      mountPath: /etc/secret
+      readOnly: true
+  volumes:
+  - name: config-vol
+    configMap:
+      name: app-config
+  - name: secret-vol
+    secret:
+      secretName: app-secret
+"#
+        ),
+    );
+    wait_for_log(
+        &server,
+        version,
+        "config-test-vol",
+        "app",
+        "seen GREETING=Hello from ConfigMap APP_MODE=development",
+    );
+    wait_for_log(
+        &server,
+        version,
+        "config-test-vol",
+        "fixed",
+        "seen GREETING=Hello from ConfigMap",
+    );
+    wait_for_log(
+        &server,
+        version,
+        "config-test-vol",
+        "cat",
+        "seen DB_PASSWORD=zaphodbeeblebrox",
+    );
+
+    // Changes: the mounted file updates (within a second, not kubelet's minute), the
+    // environment and the subPath mount do not, and nothing restarts.
+    let before = SystemTime::now();
+    k(&[
+        "patch",
+        "configmap",
+        "app-config",
+        "-p",
+        r#"{"data":{"GREETING":"UPDATED GREETING"}}"#,
+    ]);
+    let seen = wait_for_log(
+        &server,
+        version,
+        "config-test-vol",
+        "app",
+        "seen GREETING=UPDATED GREETING APP_MODE=development",
+    );
+    let latency = seen.duration_since(before).unwrap_or_default();
+    assert!(
+        latency < PROPAGATION,
+        "the update took {latency:?} to reach the guest"
+    );
+    eprintln!("configmap update visible to the guest {latency:?} after kubectl patch started");
+    let out = logs(&server, version, "config-test-vol", "app");
+    assert!(
+        out.lines()
+            .any(|l| l.ends_with(" env GREETING=Hello from ConfigMap")),
+        "{out}"
+    );
+    assert!(!out.contains("env GREETING=UPDATED"), "{out}");
+    let fixed = logs(&server, version, "config-test-vol", "fixed");
+    assert!(
+        !fixed.contains("UPDATED"),
+        "subPath mounts do not update: {fixed}"
+    );
+    let restarts = server.jsonpath(
+        version,
+        &["pod", "config-test-vol"],
+        "{.status.containerStatuses[*].restartCount}",
+    );
+    assert_eq!(restarts, "0 0 0");
+    let table = k(&["get", "pod", "config-test-vol"]);
+    assert!(
+        table.contains("3/3") && table.contains("Running"),
+        "{table}"
+    );
+
+    // Clean up.
+    for args in [
+        ["delete", "pod", "config-test"],
+        ["delete", "pod", "env-from"],
+        ["delete", "pod", "config-test-vol"],
+        ["delete", "configmap", "app-config"],
+        ["delete", "secret", "app-secret"],
+    ] {
+        k(&args);
+    }
+}
+
+#[test]
+fn tutorial_config_and_secrets_with_oldest_kubectl() {
+    tutorial(KUBECTL_VERSIONS[0]);
+}
+
+#[test]
+fn tutorial_config_and_secrets_with_newest_kubectl() {
+    tutorial(KUBECTL_VERSIONS[1]);
+}
+
+fn waiting_message(server: &Server, version: &str, pod: &str) -> String {
+    server.jsonpath(
+        version,
+        &["pod", pod],
+        "{.status.containerStatuses[0].state.waiting.message}",
+    )
+}
+
+fn config_error_until_the_configmap_exists(version: &str) {
+    let server = server();
+    let k = |args: &[&str]| server.kubectl_ok(version, args);
+    apply(
+        &server,
+        version,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: early
+spec:
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["confwatch", "watch", "/etc/late", "COLOR"]
+    env:
+    - name: COLOR
+      valueFrom:
+        configMapKeyRef: {{name: late-config, key: COLOR}}
+    volumeMounts:
+    - {{name: late, mountPath: /etc/late}}
+  volumes:
+  - name: late
+    configMap: {{name: late-config, optional: true}}
+"#
+        ),
+    );
+    wait_for(
+        "CreateContainerConfigError in kubectl get pod",
+        START,
+        || {
+            let table = k(&["get", "pod", "early"]);
+            table.contains("CreateContainerConfigError").then_some(())
+        },
+    );
+    assert_eq!(
+        waiting_message(&server, version, "early"),
+        "configmap \"late-config\" not found"
+    );
+    let describe = k(&["describe", "pod", "early"]);
+    for want in [
+        "CreateContainerConfigError",
+        "Error: configmap \"late-config\" not found",
+    ] {
+        assert!(
+            describe.contains(want),
+            "describe lacks {want}:\n{describe}"
+        );
+    }
+
+    // The ConfigMap appears without the key: still blocked, for the key now.
+    k(&[
+        "create",
+        "configmap",
+        "late-config",
+        "--from-literal=SHAPE=round",
+    ]);
+    wait_for("the missing key reported", START, || {
+        (waiting_message(&server, version, "early")
+            == "couldn't find key COLOR in ConfigMap default/late-config")
+            .then_some(())
+    });
+    k(&[
+        "patch",
+        "configmap",
+        "late-config",
+        "-p",
+        r#"{"data":{"COLOR":"green"}}"#,
+    ]);
+    wait_for_log(&server, version, "early", "app", "env COLOR=green");
+    wait_for_log(&server, version, "early", "app", "seen COLOR=green");
+    let table = k(&["get", "pod", "early"]);
+    assert!(
+        table.contains("Running") && table.contains("1/1"),
+        "{table}"
+    );
+
+    // Bad input: keys that are no file names, mounts outside the container's tree.
+    let bad = server.kubectl_with_stdin(
+        version,
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  \"..secret\": x\n  \"a/b\": y\n"),
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        err.contains("data[..secret]: Invalid value: \"..secret\": must not start with '..'"),
+        "{err}"
+    );
+    assert!(err.contains("data[a/b]: Invalid value: \"a/b\": a valid config key must consist of alphanumeric characters"), "{err}");
+    let bad = server.kubectl_with_stdin(
+        version,
+        &["apply", "-f", "-"],
+        Some(&format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: a\n    image: {IMAGE}\n    volumeMounts:\n    - {{name: v, mountPath: etc/x, subPath: ../up}}\n    - {{name: nope, mountPath: /y}}\n  volumes:\n  - name: v\n    configMap:\n      name: c\n      items: [{{key: k, path: ../../etc/passwd}}]\n")),
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    for want in [
+        "spec.volumes[0].configMap.items[0].path: Invalid value: \"../../etc/passwd\": must not contain '..'",
+        "spec.containers[0].volumeMounts[0].mountPath: Invalid value: \"etc/x\": must be an absolute path",
+        "spec.containers[0].volumeMounts[0].subPath: Invalid value: \"../up\": must not contain '..'",
+        "spec.containers[0].volumeMounts[1].name: Not found: \"nope\"",
+    ] {
+        assert!(err.contains(want), "{want} in {err}");
+    }
+}
+
+#[test]
+fn config_error_until_the_configmap_exists_with_oldest_kubectl() {
+    config_error_until_the_configmap_exists(KUBECTL_VERSIONS[0]);
+}
+
+#[test]
+fn config_error_until_the_configmap_exists_with_newest_kubectl() {
+    config_error_until_the_configmap_exists(KUBECTL_VERSIONS[1]);
+}
+
+/// A guest reads three keys of a mounted ConfigMap through one directory descriptor in a
+/// loop while the ConfigMap is patched 100 times: it never sees keys from two versions,
+/// and sees the last version within a second of the last patch.
+fn no_torn_reads_over_100_patches(version: &str) {
+    let server = server();
+    let k = |args: &[&str]| server.kubectl_ok(version, args);
+    let data = |n: u32| format!(r#"{{"data":{{"a":"v{n}","b":"v{n}","c":"v{n}"}}}}"#);
+    apply(
+        &server,
+        version,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: abc\ndata: {a: v0, b: v0, c: v0}\n",
+    );
+    apply(
+        &server,
+        version,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: reader
+spec:
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["confwatch", "watch", "/cfg", "a", "b", "c"]
+    volumeMounts:
+    - {{name: abc, mountPath: /cfg}}
+  volumes:
+  - name: abc
+    configMap: {{name: abc}}
+"#
+        ),
+    );
+    wait_for_log(&server, version, "reader", "app", "seen a=v0 b=v0 c=v0");
+    let mut last_patch = SystemTime::now();
+    let started = Instant::now();
+    for n in 1..=100 {
+        last_patch = SystemTime::now();
+        k(&["patch", "configmap", "abc", "--type=merge", "-p", &data(n)]);
+    }
+    eprintln!("100 patches took {:?}", started.elapsed());
+    let seen = wait_for_log(
+        &server,
+        version,
+        "reader",
+        "app",
+        "seen a=v100 b=v100 c=v100",
+    );
+    let latency = seen.duration_since(last_patch).unwrap_or_default();
+    assert!(latency < PROPAGATION, "the last version took {latency:?}");
+    let out = logs(&server, version, "reader", "app");
+    let mut versions = 0;
+    for line in out
+        .lines()
+        .filter_map(|l| l.split_once(" seen ").map(|(_, s)| s))
+    {
+        let values: Vec<&str> = line.split(' ').map(|kv| &kv[2..]).collect();
+        assert!(values.iter().all(|v| *v == values[0]), "torn read: {line}");
+        versions += 1;
+    }
+    eprintln!(
+        "the guest saw {versions} versions; the last {latency:?} after the last patch started"
+    );
+}
+
+#[test]
+fn no_torn_reads_over_100_patches_with_oldest_kubectl() {
+    no_torn_reads_over_100_patches(KUBECTL_VERSIONS[0]);
+}
+
+#[test]
+fn no_torn_reads_over_100_patches_with_newest_kubectl() {
+    no_torn_reads_over_100_patches(KUBECTL_VERSIONS[1]);
+}
