@@ -48,8 +48,17 @@ fn wait_for_log(
         logs(server, version, pod, container)
             .lines()
             .find(|l| l.split_once(' ').is_some_and(|(_, rest)| rest == text))
-            .map(|l| line_time(l))
+            .map(line_time)
     })
+}
+
+/// Asserts that the `app` container of `pod` logged each of `lines`.
+fn assert_logged(server: &Server, version: &str, pod: &str, lines: &[&str]) {
+    let out = logs(server, version, pod, "app");
+    for want in lines {
+        let found = out.lines().any(|l| l.ends_with(&format!(" {want}")));
+        assert!(found, "{want} not in {out}");
+    }
 }
 
 /// The time `kubectl logs --timestamps` puts in front of a line.
@@ -125,13 +134,12 @@ spec:
         "app",
         "GREETING=Hello from ConfigMap",
     );
-    let out = logs(&server, version, "config-test", "app");
-    for want in ["APP_MODE=development", "DB_PASSWORD=zaphodbeeblebrox"] {
-        assert!(
-            out.lines().any(|l| l.ends_with(&format!(" {want}"))),
-            "{want} in {out}"
-        );
-    }
+    assert_logged(
+        &server,
+        version,
+        "config-test",
+        &["APP_MODE=development", "DB_PASSWORD=zaphodbeeblebrox"],
+    );
 
     // envFrom with a prefix, the downward API and $(VAR) expansion in args.
     apply(
@@ -173,20 +181,19 @@ spec:
         ),
     );
     wait_for_log(&server, version, "env-from", "app", "POD_NAME=env-from");
-    let out = logs(&server, version, "env-from", "app");
-    for want in [
-        "CFG_GREETING=Hello from ConfigMap",
-        "CFG_APP_MODE=development",
-        "DB_PASSWORD=zaphodbeeblebrox",
-        "APP_LABEL=demo",
-        "MEMORY_MIB=64",
-        "MESSAGE=Hello from ConfigMap to env-from, $(kept) $(UNDEFINED)",
-    ] {
-        assert!(
-            out.lines().any(|l| l.ends_with(&format!(" {want}"))),
-            "{want} in {out}"
-        );
-    }
+    assert_logged(
+        &server,
+        version,
+        "env-from",
+        &[
+            "CFG_GREETING=Hello from ConfigMap",
+            "CFG_APP_MODE=development",
+            "DB_PASSWORD=zaphodbeeblebrox",
+            "APP_LABEL=demo",
+            "MEMORY_MIB=64",
+            "MESSAGE=Hello from ConfigMap to env-from, $(kept) $(UNDEFINED)",
+        ],
+    );
 
     // Consuming as mounted files; a second container mounts one key by subPath.
     apply(

@@ -36,6 +36,66 @@ pub struct Sources {
     pub secrets: HashMap<String, Secret>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    ConfigMap,
+    Secret,
+}
+
+impl SourceKind {
+    /// The kind as kubelet names it in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::ConfigMap => "ConfigMap",
+            SourceKind::Secret => "Secret",
+        }
+    }
+}
+
+impl Sources {
+    /// The keys and values of the ConfigMap or Secret `name`, `None` if it was not found.
+    /// A ConfigMap's `binaryData` counts only `with_binary` (volumes do, env does not).
+    pub fn entries(
+        &self,
+        kind: SourceKind,
+        name: &str,
+        with_binary: bool,
+    ) -> Option<Vec<(String, Vec<u8>)>> {
+        match kind {
+            SourceKind::ConfigMap => self.config_maps.get(name).map(|cm| {
+                let text = cm
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
+                let binary = cm
+                    .binary_data
+                    .iter()
+                    .flatten()
+                    .filter(|_| with_binary)
+                    .map(|(k, v)| (k.clone(), v.0.clone()));
+                text.chain(binary).collect()
+            }),
+            SourceKind::Secret => self.secrets.get(name).map(|s| {
+                s.data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect()
+            }),
+        }
+    }
+}
+
+impl EnvError {
+    fn not_found(kind: SourceKind, name: &str) -> Self {
+        match kind {
+            SourceKind::ConfigMap => EnvError::ConfigMapNotFound(name.to_string()),
+            SourceKind::Secret => EnvError::SecretNotFound(name.to_string()),
+        }
+    }
+}
+
 /// Names of the ConfigMaps and Secrets a container's environment refers to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct References {
@@ -84,69 +144,57 @@ pub fn resolve(
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let mut env = Env::default();
     for from in container.env_from.iter().flatten() {
-        let prefix = from.prefix.as_deref().unwrap_or_default();
-        let pairs: Vec<(String, String)> = if let Some(r) = &from.config_map_ref {
-            match sources.config_maps.get(&r.name) {
-                Some(cm) => cm.data.clone().into_iter().flatten().collect(),
-                None if r.optional == Some(true) => continue,
-                None => return Err(EnvError::ConfigMapNotFound(r.name.clone())),
-            }
+        let (kind, name, optional) = if let Some(r) = &from.config_map_ref {
+            (SourceKind::ConfigMap, &r.name, r.optional)
         } else if let Some(r) = &from.secret_ref {
-            match sources.secrets.get(&r.name) {
-                Some(s) => s
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
-                    .collect(),
-                None if r.optional == Some(true) => continue,
-                None => return Err(EnvError::SecretNotFound(r.name.clone())),
-            }
+            (SourceKind::Secret, &r.name, r.optional)
         } else {
             continue;
         };
-        for (k, v) in pairs {
+        let entries = match sources.entries(kind, name, false) {
+            Some(entries) => entries,
+            None if optional == Some(true) => continue,
+            None => return Err(EnvError::not_found(kind, name)),
+        };
+        let prefix = from.prefix.as_deref().unwrap_or_default();
+        for (k, v) in entries {
             let name = format!("{prefix}{k}");
             // Kubelet skips keys that are not valid variable names (and says so in an
             // event); they are not an error.
             if control::validation::names::is_env_var_name(&name).is_empty() {
-                env.set(name, v);
+                env.set(name, String::from_utf8_lossy(&v).into_owned());
             }
         }
     }
-    let missing_key = |kind, name: &str, key: &str| EnvError::MissingKey {
-        kind,
-        namespace: namespace.clone(),
-        name: name.to_string(),
-        key: key.to_string(),
-    };
     for e in container.env.iter().flatten() {
         let value = match (&e.value, &e.value_from) {
             (Some(v), _) => expand(v, |name| env.get(name)),
             (None, Some(from)) => {
-                if let Some(r) = &from.config_map_key_ref {
-                    let optional = r.optional == Some(true);
-                    let found = match sources.config_maps.get(&r.name) {
-                        Some(cm) => cm.data.as_ref().and_then(|d| d.get(&r.key)).cloned(),
+                let key_ref = if let Some(r) = &from.config_map_key_ref {
+                    Some((SourceKind::ConfigMap, &r.name, &r.key, r.optional))
+                } else {
+                    from.secret_key_ref
+                        .as_ref()
+                        .map(|r| (SourceKind::Secret, &r.name, &r.key, r.optional))
+                };
+                if let Some((kind, name, key, optional)) = key_ref {
+                    let optional = optional == Some(true);
+                    let entries = match sources.entries(kind, name, false) {
+                        Some(entries) => entries,
                         None if optional => continue,
-                        None => return Err(EnvError::ConfigMapNotFound(r.name.clone())),
+                        None => return Err(EnvError::not_found(kind, name)),
                     };
-                    match found {
-                        Some(v) => v,
+                    match entries.into_iter().find(|(k, _)| k == key) {
+                        Some((_, v)) => String::from_utf8_lossy(&v).into_owned(),
                         None if optional => continue,
-                        None => return Err(missing_key("ConfigMap", &r.name, &r.key)),
-                    }
-                } else if let Some(r) = &from.secret_key_ref {
-                    let optional = r.optional == Some(true);
-                    let found = match sources.secrets.get(&r.name) {
-                        Some(s) => s.data.as_ref().and_then(|d| d.get(&r.key)).cloned(),
-                        None if optional => continue,
-                        None => return Err(EnvError::SecretNotFound(r.name.clone())),
-                    };
-                    match found {
-                        Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
-                        None if optional => continue,
-                        None => return Err(missing_key("Secret", &r.name, &r.key)),
+                        None => {
+                            return Err(EnvError::MissingKey {
+                                kind: kind.name(),
+                                namespace: namespace.clone(),
+                                name: name.clone(),
+                                key: key.clone(),
+                            })
+                        }
                     }
                 } else if let Some(f) = &from.field_ref {
                     downward::field(pod, node, f)?

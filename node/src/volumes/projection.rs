@@ -1,12 +1,10 @@
 //! What a virtual volume (configMap, secret, downwardAPI, projected) holds, given the
 //! objects it projects: kubelet's rules for keys, `items`, modes and `optional`. Pure.
 
-use k8s_openapi::api::core::v1::{
-    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume, VolumeProjection,
-};
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume, VolumeProjection};
 
 use crate::downward::{self, DownwardError, NodeFacts};
-use crate::env::{References, Sources};
+use crate::env::{References, SourceKind, Sources};
 use crate::vfs::{tree::TreeError, Dir, File};
 
 /// Kubernetes' default file mode of projected volumes (`0644`).
@@ -68,25 +66,13 @@ pub fn files(
     let mut out: Vec<(String, File)> = Vec::new();
     let result = if let Some(cm) = &v.config_map {
         let mode = mode_or_default(cm.default_mode);
-        config_map(
-            &mut out,
-            sources,
-            &cm.name,
-            cm.items.as_deref(),
-            cm.optional,
-            mode,
-        )
+        let (items, kind) = (cm.items.as_deref(), SourceKind::ConfigMap);
+        object_files(&mut out, sources, kind, &cm.name, items, cm.optional, mode)
     } else if let Some(s) = &v.secret {
         let name = s.secret_name.clone().unwrap_or_default();
         let mode = mode_or_default(s.default_mode);
-        secret(
-            &mut out,
-            sources,
-            &name,
-            s.items.as_deref(),
-            s.optional,
-            mode,
-        )
+        let (items, kind) = (s.items.as_deref(), SourceKind::Secret);
+        object_files(&mut out, sources, kind, &name, items, s.optional, mode)
     } else if let Some(d) = &v.downward_api {
         let mode = mode_or_default(d.default_mode);
         downward_files(
@@ -127,17 +113,12 @@ fn projection(
     mode: u32,
 ) -> Result<(), ProjectionError> {
     if let Some(cm) = &src.config_map {
-        config_map(
-            out,
-            sources,
-            &cm.name,
-            cm.items.as_deref(),
-            cm.optional,
-            mode,
-        )?;
+        let (items, kind) = (cm.items.as_deref(), SourceKind::ConfigMap);
+        object_files(out, sources, kind, &cm.name, items, cm.optional, mode)?;
     }
     if let Some(s) = &src.secret {
-        secret(out, sources, &s.name, s.items.as_deref(), s.optional, mode)?;
+        let (items, kind) = (s.items.as_deref(), SourceKind::Secret);
+        object_files(out, sources, kind, &s.name, items, s.optional, mode)?;
     }
     if let Some(d) = &src.downward_api {
         downward_files(out, pod, node, d.items.as_deref().unwrap_or_default(), mode)?;
@@ -145,69 +126,30 @@ fn projection(
     Ok(())
 }
 
-fn config_map(
+/// The keys of a ConfigMap or Secret as files (see [`keys`]); a missing object is an
+/// error unless optional (then it adds nothing).
+fn object_files(
     out: &mut Vec<(String, File)>,
     sources: &Sources,
+    kind: SourceKind,
     name: &str,
     items: Option<&[KeyToPath]>,
     optional: Option<bool>,
     mode: u32,
 ) -> Result<(), ProjectionError> {
-    let Some(cm) = sources.config_maps.get(name) else {
-        return match optional {
-            Some(true) => Ok(()),
-            _ => Err(ProjectionError::ConfigMapNotFound(name.to_string())),
+    let (not_found, missing): (fn(String) -> ProjectionError, fn(String) -> ProjectionError) =
+        match kind {
+            SourceKind::ConfigMap => (
+                ProjectionError::ConfigMapNotFound,
+                ProjectionError::ConfigMapKey,
+            ),
+            SourceKind::Secret => (ProjectionError::SecretNotFound, ProjectionError::SecretKey),
         };
-    };
-    let data = config_map_data(cm);
-    keys(
-        out,
-        data,
-        items,
-        optional,
-        mode,
-        ProjectionError::ConfigMapKey,
-    )
-}
-
-fn config_map_data(cm: &ConfigMap) -> Vec<(String, Vec<u8>)> {
-    let text = cm
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
-    let binary = cm
-        .binary_data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.0.clone()));
-    text.chain(binary).collect()
-}
-
-fn secret(
-    out: &mut Vec<(String, File)>,
-    sources: &Sources,
-    name: &str,
-    items: Option<&[KeyToPath]>,
-    optional: Option<bool>,
-    mode: u32,
-) -> Result<(), ProjectionError> {
-    let Some(s) = sources.secrets.get(name) else {
-        return match optional {
-            Some(true) => Ok(()),
-            _ => Err(ProjectionError::SecretNotFound(name.to_string())),
-        };
-    };
-    let data = secret_data(s);
-    keys(out, data, items, optional, mode, ProjectionError::SecretKey)
-}
-
-fn secret_data(s: &Secret) -> Vec<(String, Vec<u8>)> {
-    s.data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect()
+    match sources.entries(kind, name, true) {
+        Some(data) => keys(out, data, items, optional, mode, missing),
+        None if optional == Some(true) => Ok(()),
+        None => Err(not_found(name.to_string())),
+    }
 }
 
 /// Every key as a file named after it, or only the `items`, at their paths and modes. A
@@ -282,6 +224,7 @@ fn downward_files(
 mod tests {
     use super::*;
     use crate::vfs::Node;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
     use serde_json::{json, Value};
 
     fn sources() -> Sources {
