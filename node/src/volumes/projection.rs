@@ -126,6 +126,9 @@ fn projection(
     Ok(())
 }
 
+/// Makes the error for a name or key.
+type Message = fn(String) -> ProjectionError;
+
 /// The keys of a ConfigMap or Secret as files (see [`keys`]); a missing object is an
 /// error unless optional (then it adds nothing).
 fn object_files(
@@ -137,14 +140,13 @@ fn object_files(
     optional: Option<bool>,
     mode: u32,
 ) -> Result<(), ProjectionError> {
-    let (not_found, missing): (fn(String) -> ProjectionError, fn(String) -> ProjectionError) =
-        match kind {
-            SourceKind::ConfigMap => (
-                ProjectionError::ConfigMapNotFound,
-                ProjectionError::ConfigMapKey,
-            ),
-            SourceKind::Secret => (ProjectionError::SecretNotFound, ProjectionError::SecretKey),
-        };
+    let (not_found, missing): (Message, Message) = match kind {
+        SourceKind::ConfigMap => (
+            ProjectionError::ConfigMapNotFound,
+            ProjectionError::ConfigMapKey,
+        ),
+        SourceKind::Secret => (ProjectionError::SecretNotFound, ProjectionError::SecretKey),
+    };
     match sources.entries(kind, name, true) {
         Some(data) => keys(out, data, items, optional, mode, missing),
         None if optional == Some(true) => Ok(()),
@@ -160,7 +162,7 @@ fn keys(
     items: Option<&[KeyToPath]>,
     optional: Option<bool>,
     mode: u32,
-    missing: fn(String) -> ProjectionError,
+    missing: Message,
 ) -> Result<(), ProjectionError> {
     let file = |bytes: &[u8], mode: u32| File {
         data: bytes.to_vec().into(),
