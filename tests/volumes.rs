@@ -59,6 +59,7 @@ apiVersion: v1
 kind: Pod
 metadata:
   name: volumes
+  labels: {{app: v1}}
 spec:
   restartPolicy: OnFailure
   containers:
@@ -72,7 +73,7 @@ spec:
     volumeMounts: [{{name: shared, mountPath: /shared}}]
   - name: info
     image: {IMAGE}
-    command: ["confwatch", "watch", "/etc/podinfo", "name", "cfg/a", "pw"]
+    command: ["confwatch", "watch", "/etc/podinfo", "name", "app", "cfg/a", "pw"]
     volumeMounts: [{{name: podinfo, mountPath: /etc/podinfo}}]
   - name: host
     image: {IMAGE}
@@ -85,7 +86,9 @@ spec:
     projected:
       sources:
       - downwardAPI:
-          items: [{{path: name, fieldRef: {{fieldPath: metadata.name}}}}]
+          items:
+          - {{path: name, fieldRef: {{fieldPath: metadata.name}}}}
+          - {{path: app, fieldRef: {{fieldPath: "metadata.labels['app']"}}}}
       - configMap:
           name: vol-config
           items: [{{key: a, path: cfg/a}}]
@@ -109,7 +112,7 @@ spec:
         version,
         "volumes",
         "info",
-        "seen name=volumes cfg/a=alpha pw=s3cret",
+        "seen name=volumes app=v1 cfg/a=alpha pw=s3cret",
     );
     wait_for_line(&server, version, "volumes", "host", "from the host");
     // The projected configMap follows its source.
@@ -125,7 +128,17 @@ spec:
         version,
         "volumes",
         "info",
-        "seen name=volumes cfg/a=beta pw=s3cret",
+        "seen name=volumes app=v1 cfg/a=beta pw=s3cret",
+    );
+
+    // So do the downwardAPI files, for the pod's labels.
+    k(&["label", "pod", "volumes", "app=v2", "--overwrite"]);
+    wait_for_line(
+        &server,
+        version,
+        "volumes",
+        "info",
+        "seen name=volumes app=v2 cfg/a=beta pw=s3cret",
     );
 
     // A missing Secret holds the pod in ContainerCreating with kubelet's FailedMount event,

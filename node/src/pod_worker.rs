@@ -253,7 +253,8 @@ impl<C: ControlPlane> Worker<C> {
             return false;
         }
         let facts = self.node_facts();
-        match PodVolumes::set_up(&self.ctx.client, &self.pod, &facts, &self.ctx.volume_root).await {
+        let root = &self.ctx.volume_root;
+        match PodVolumes::set_up(&self.ctx.client, &self.updates, &facts, root).await {
             Ok(v) => {
                 self.volumes = Some(v);
                 self.volume_retry = None;

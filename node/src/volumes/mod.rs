@@ -5,9 +5,10 @@
 //! - `hostPath`: the node's directory, after kubelet's `type` check ([`host_path`]).
 //! - `configMap`, `secret`, `downwardAPI`, `projected`: virtual ([`crate::vfs`]), built by
 //!   [`projection`] from objects read through the [`ControlPlane`] and kept in memory only.
-//!   A task per volume watches its ConfigMaps/Secrets (not the `immutable: true` ones) and
-//!   publishes a new snapshot on every change of content, so a running guest sees the
-//!   change within milliseconds of the API write. If a source turns invalid (deleted, key
+//!   A task per volume watches its ConfigMaps/Secrets (not the `immutable: true` ones),
+//!   and the pod itself for downwardAPI files (labels, annotations), and publishes a new
+//!   snapshot on every change of content, so a running guest sees the change within
+//!   milliseconds of the API write. If a source turns invalid (deleted, key
 //!   gone) the volume keeps its last content, as kubelet does.
 //!
 //! `subPath` mounts are fixed at container start and never updated, as in Kubernetes.
@@ -78,14 +79,16 @@ pub fn pod_dir(root: &Path, pod: &Pod) -> PathBuf {
 }
 
 impl PodVolumes {
-    /// Sets up every volume of `pod`; fails on the first that cannot be (a missing
-    /// non-optional ConfigMap, a failed hostPath check, ...), to be retried.
+    /// Sets up every volume of the pod (`pod` holds its newest version and sees later
+    /// ones); fails on the first that cannot be (a missing non-optional ConfigMap, a failed
+    /// hostPath check, ...), to be retried.
     pub async fn set_up<C: ControlPlane>(
         client: &Arc<C>,
-        pod: &Pod,
+        pod_updates: &watch::Receiver<Pod>,
         node: &NodeFacts,
         root: &Path,
     ) -> Result<PodVolumes, VolumeError> {
+        let pod = &pod_updates.borrow().clone();
         let pod_dir = pod_dir(root, pod);
         let mut volumes = HashMap::new();
         let mut watchers = Vec::new();
@@ -105,7 +108,7 @@ impl PodVolumes {
                 host_path::check(&path, hp.type_.as_deref()).map_err(|e| set_up(e.to_string()))?;
                 Prepared::Host(path)
             } else if projection::is_virtual(v) {
-                let (content, watcher) = follow(client, v, pod, node).await?;
+                let (content, watcher) = follow(client, v, pod_updates, node).await?;
                 watchers.extend(watcher);
                 Prepared::Virtual(content)
             } else {
@@ -220,14 +223,15 @@ enum SourceUpdate {
 }
 
 /// Reads the sources of virtual volume `v`, builds its first snapshot and starts the
-/// task that follows their changes (none if every source is immutable or absent-optional
-/// and never watched).
+/// task that follows their changes (none if nothing it shows can change).
 async fn follow<C: ControlPlane>(
     client: &Arc<C>,
     v: &Volume,
-    pod: &Pod,
+    pod_updates: &watch::Receiver<Pod>,
     node: &NodeFacts,
 ) -> Result<(Content, Option<AbortOnDrop>), VolumeError> {
+    let mut pod_updates = pod_updates.clone();
+    let pod = &pod_updates.borrow_and_update().clone();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let refs = projection::references(v);
     let mut sources = Sources::default();
@@ -266,25 +270,43 @@ async fn follow<C: ControlPlane>(
             watches.push(forward(open, name.clone(), updates_tx.clone()));
         }
     }
-    if watches.is_empty() {
+    drop(updates_tx);
+    let mut follow_pod = projection::uses_pod(v);
+    if watches.is_empty() && !follow_pod {
         return Ok((content, None));
     }
-    let (v, pod, node) = (v.clone(), pod.clone(), node.clone());
+    let (v, mut pod, node) = (v.clone(), pod.clone(), node.clone());
+    let mut follow_sources = !watches.is_empty();
     let task = tokio::spawn(async move {
         // The forwarders end with this task.
         let _watches: Vec<AbortOnDrop> = watches;
-        while let Some(update) = updates.recv().await {
+        while follow_sources || follow_pod {
+            let update = tokio::select! {
+                update = updates.recv(), if follow_sources => {
+                    // Every forwarder ended: the sources became immutable.
+                    follow_sources = update.is_some();
+                    update
+                }
+                changed = pod_updates.changed(), if follow_pod => {
+                    match changed {
+                        Ok(()) => pod = pod_updates.borrow_and_update().clone(),
+                        Err(_) => follow_pod = false,
+                    }
+                    None
+                }
+            };
             match update {
-                SourceUpdate::ConfigMap(name, Some(cm)) => {
+                None => {}
+                Some(SourceUpdate::ConfigMap(name, Some(cm))) => {
                     sources.config_maps.insert(name, cm);
                 }
-                SourceUpdate::ConfigMap(name, None) => {
+                Some(SourceUpdate::ConfigMap(name, None)) => {
                     sources.config_maps.remove(&name);
                 }
-                SourceUpdate::Secret(name, Some(s)) => {
+                Some(SourceUpdate::Secret(name, Some(s))) => {
                     sources.secrets.insert(name, s);
                 }
-                SourceUpdate::Secret(name, None) => {
+                Some(SourceUpdate::Secret(name, None)) => {
                     sources.secrets.remove(&name);
                 }
             }

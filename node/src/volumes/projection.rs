@@ -34,6 +34,15 @@ pub fn is_virtual(v: &Volume) -> bool {
         || v.projected.is_some()
 }
 
+/// Whether the volume shows fields of the pod (labels and annotations can change).
+pub fn uses_pod(v: &Volume) -> bool {
+    v.downward_api.is_some()
+        || v.projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+            .any(|s| s.downward_api.is_some())
+}
+
 /// The ConfigMaps and Secrets a volume projects.
 pub fn references(v: &Volume) -> References {
     let mut r = References::default();
@@ -373,11 +382,15 @@ mod tests {
             {"configMap": {"name": "a"}}, {"secret": {"name": "s"}}]}}))
         .unwrap();
         assert!(is_virtual(&v));
+        assert!(!uses_pod(&v));
         let r = references(&v);
         assert_eq!(r.config_maps, ["a".to_string()].into());
         assert_eq!(r.secrets, ["s".to_string()].into());
         let empty: Volume = serde_json::from_value(json!({"name": "v", "emptyDir": {}})).unwrap();
         assert!(!is_virtual(&empty));
+        let downward: Volume =
+            serde_json::from_value(json!({"name": "v", "downwardAPI": {"items": []}})).unwrap();
+        assert!(uses_pod(&downward));
         assert!(files(&empty, &pod(), &node(), &sources()).is_none());
     }
 }
