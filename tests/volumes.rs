@@ -208,6 +208,51 @@ spec:
         "--from-literal=token=t0k3n",
     ]);
     wait_for_line(&server, version, "mount-wait", "app", "seen token=t0k3n");
+
+    // An immutable ConfigMap is read once and not watched: replacing it (the only way to
+    // change it) does not reach the pod, while a mutable one beside it does.
+    let frozen = |v: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frozen\nimmutable: true\ndata: {{v: \"{v}\"}}\n")
+    };
+    apply(&server, version, &frozen("1"));
+    k(&["create", "configmap", "barrier", "--from-literal=v=1"]);
+    apply(
+        &server,
+        version,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: frozen
+spec:
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["confwatch", "watch", "/cfg", "frozen", "barrier"]
+    volumeMounts: [{{name: both, mountPath: /cfg}}]
+  volumes:
+  - name: both
+    projected:
+      sources:
+      - configMap: {{name: frozen, items: [{{key: v, path: frozen}}]}}
+      - configMap: {{name: barrier, items: [{{key: v, path: barrier}}]}}
+"#
+        ),
+    );
+    wait_for_line(&server, version, "frozen", "app", "seen frozen=1 barrier=1");
+    k(&["delete", "configmap", "frozen"]);
+    apply(&server, version, &frozen("2"));
+    k(&[
+        "patch",
+        "configmap",
+        "barrier",
+        "-p",
+        r#"{"data":{"v":"2"}}"#,
+    ]);
+    wait_for_line(&server, version, "frozen", "app", "seen frozen=1 barrier=2");
+    let out = server.kubectl_ok(version, &["logs", "frozen"]);
+    assert!(!out.contains("frozen=2"), "{out}");
 }
 
 #[test]
