@@ -7,6 +7,7 @@
 //! treated as defaulted rather than reported as missing.
 
 mod configmap;
+mod downward;
 mod event;
 mod meta;
 pub mod names;

@@ -1,5 +1,6 @@
 //! Pod: `ValidatePodCreate` / `ValidatePodUpdate` for the fields wkube acts on.
 
+use super::downward;
 use super::meta::{self, NameRule};
 use super::names::{is_dns1123_label, is_env_var_name, is_valid_port_name, is_valid_port_num};
 use super::quantity::parse_quantity;
@@ -220,6 +221,7 @@ fn validate_env(c: &Value, cp: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(&ep, json!(name), msg));
             }
         }
+        downward::validate_env_var(e, &format!("{cp}.env[{i}]"), errs);
     }
 }
 

@@ -2,6 +2,7 @@
 //! `validateLocalDescendingPath`, ...): the rules that keep a volume's files and a
 //! mount inside where they belong.
 
+use super::downward::{self, Use};
 use super::FieldError;
 use crate::obj;
 use serde_json::{json, Value};
@@ -127,6 +128,12 @@ fn downward_items(d: &Value, p: &str, errs: &mut Vec<FieldError>) {
         let ip = format!("{p}.items[{i}]");
         item_path(item, &ip, errs);
         mode(item, "mode", &ip, errs);
+        if let Some(f) = item.get("fieldRef") {
+            downward::field_ref(f, &format!("{ip}.fieldRef"), Use::Volume, errs);
+        }
+        if let Some(r) = item.get("resourceFieldRef") {
+            downward::resource_field_ref(r, &format!("{ip}.resourceFieldRef"), errs);
+        }
     }
 }
 
