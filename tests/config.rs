@@ -574,7 +574,7 @@ spec:
     volumeMounts: [{{name: host, mountPath: /host, readOnly: true}}]
   volumes:
   - name: shared
-    emptyDir: {{}}
+    emptyDir: {{medium: Memory}}
   - name: podinfo
     projected:
       sources:
@@ -608,6 +608,12 @@ spec:
         "seen name=volumes app=v1 cfg/a=alpha pw=s3cret",
     );
     wait_for_log(&server, version, "volumes", "host", "from the host");
+    let uid = server.jsonpath(version, &["pod", "volumes"], "{.metadata.uid}");
+    let shm = format!("/dev/shm/wkube/{uid}/volumes/kubernetes.io~empty-dir/shared/msg");
+    assert_eq!(
+        std::fs::read_to_string(&shm).unwrap(),
+        "hello from the writer"
+    );
     // The projected configMap follows its source.
     k(&[
         "patch",
@@ -746,6 +752,13 @@ spec:
     wait_for_log(&server, version, "frozen", "app", "seen frozen=1 barrier=2");
     let out = server.kubectl_ok(version, &["logs", "frozen"]);
     assert!(!out.contains("frozen=2"), "{out}");
+
+    // Deleting the pod removes its emptyDir.
+    k(&["delete", "pod", "volumes"]);
+    assert!(
+        !std::path::Path::new(&shm).exists(),
+        "{shm} outlived its pod"
+    );
 }
 
 /// Each scenario runs twice: with the oldest and with the newest kubectl.

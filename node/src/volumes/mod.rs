@@ -1,7 +1,9 @@
 //! A pod's volumes on this node, for WASI guests (kubelet's volume manager).
 //!
 //! - `emptyDir`: a directory under the node's volume root, shared by the pod's
-//!   containers, kept across container restarts, removed with the pod.
+//!   containers, kept across container restarts, removed with the pod; with
+//!   `medium: Memory` it is on tmpfs (`/dev/shm`), as kubelet mounts a tmpfs (`sizeLimit`
+//!   is not enforced yet).
 //! - `hostPath`: the node's directory, after kubelet's `type` check ([`host_path`]).
 //! - `configMap`, `secret`, `downwardAPI`, `projected`: virtual ([`crate::vfs`]), built by
 //!   [`projection`] from objects read through the [`ControlPlane`] and kept in memory only.
@@ -61,7 +63,8 @@ enum Prepared {
 /// also removes the pod's emptyDirs.
 pub struct PodVolumes {
     volumes: HashMap<String, Prepared>,
-    pod_dir: PathBuf,
+    /// Where the pod's disk and memory emptyDirs are.
+    pod_dirs: [PathBuf; 2],
     _watchers: Vec<AbortOnDrop>,
 }
 
@@ -73,8 +76,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The tmpfs for `medium: Memory` emptyDirs, shared by every node agent of the machine
+/// (pod uids keep them apart).
+const MEMORY_ROOT: &str = "/dev/shm/wkube";
+
 /// Where a pod's emptyDirs live: `<root>/<pod uid>/volumes/kubernetes.io~empty-dir/`.
-pub fn pod_dir(root: &Path, pod: &Pod) -> PathBuf {
+fn pod_dir(root: &Path, pod: &Pod) -> PathBuf {
     root.join(pod.metadata.uid.as_deref().unwrap_or("unknown"))
 }
 
@@ -89,7 +96,7 @@ impl PodVolumes {
         root: &Path,
     ) -> Result<PodVolumes, VolumeError> {
         let pod = &pod_updates.borrow().clone();
-        let pod_dir = pod_dir(root, pod);
+        let pod_dirs = [pod_dir(root, pod), pod_dir(Path::new(MEMORY_ROOT), pod)];
         let mut volumes = HashMap::new();
         let mut watchers = Vec::new();
         for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
@@ -97,8 +104,9 @@ impl PodVolumes {
                 volume: v.name.clone(),
                 message,
             };
-            let prepared = if v.empty_dir.is_some() {
-                let dir = pod_dir
+            let prepared = if let Some(e) = &v.empty_dir {
+                let memory = e.medium.as_deref() == Some("Memory");
+                let dir = pod_dirs[usize::from(memory)]
                     .join("volumes/kubernetes.io~empty-dir")
                     .join(&v.name);
                 std::fs::create_dir_all(&dir).map_err(|e| set_up(e.to_string()))?;
@@ -125,7 +133,7 @@ impl PodVolumes {
         }
         Ok(PodVolumes {
             volumes,
-            pod_dir,
+            pod_dirs,
             _watchers: watchers,
         })
     }
@@ -186,9 +194,11 @@ impl PodVolumes {
 
     /// Removes the pod's emptyDirs (the pod is gone).
     pub fn tear_down(self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.pod_dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %self.pod_dir.display(), error = %e, "removing pod volumes");
+        for dir in &self.pod_dirs {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing pod volumes");
+                }
             }
         }
     }
