@@ -145,6 +145,13 @@ spec:
     );
 
     // envFrom with a prefix, the downward API and $(VAR) expansion in args.
+    k(&[
+        "create",
+        "configmap",
+        "odd-keys",
+        "--from-literal=1st=x",
+        "--from-literal=FINE=yes",
+    ]);
     apply(
         &server,
         version,
@@ -167,6 +174,7 @@ spec:
       prefix: CFG_
     - secretRef: {{name: app-secret}}
     - configMapRef: {{name: not-there, optional: true}}
+    - configMapRef: {{name: odd-keys}}
     env:
     - name: MODE
       value: env
@@ -195,7 +203,16 @@ spec:
             "APP_LABEL=demo",
             "MEMORY_MIB=64",
             "MESSAGE=Hello from ConfigMap to env-from, $(kept) $(UNDEFINED)",
+            "FINE=yes",
         ],
+    );
+    // A key that is no variable name is skipped, with kubelet's warning.
+    let describe = k(&["describe", "pod", "env-from"]);
+    assert!(
+        describe.contains("InvalidEnvironmentVariableNames")
+            && describe
+                .contains("Keys [1st] from the EnvFrom configMap default/odd-keys were skipped"),
+        "{describe}"
     );
 
     // Consuming as mounted files; a second container mounts one key by subPath.

@@ -132,6 +132,9 @@ pub struct Resolved {
     pub env: Vec<(String, String)>,
     pub command: Vec<String>,
     pub args: Vec<String>,
+    /// `envFrom` keys that are no valid variable names, skipped: kubelet's
+    /// `InvalidEnvironmentVariableNames` warnings, one per source.
+    pub skipped: Vec<String>,
 }
 
 /// Kubelet's environment rules for `container` of `pod`.
@@ -143,6 +146,7 @@ pub fn resolve(
 ) -> Result<Resolved, EnvError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let mut env = Env::default();
+    let mut skipped = Vec::new();
     for from in container.env_from.iter().flatten() {
         let (kind, name, optional) = if let Some(r) = &from.config_map_ref {
             (SourceKind::ConfigMap, &r.name, r.optional)
@@ -157,13 +161,27 @@ pub fn resolve(
             None => return Err(EnvError::not_found(kind, name)),
         };
         let prefix = from.prefix.as_deref().unwrap_or_default();
+        let mut invalid = Vec::new();
         for (k, v) in entries {
             let name = format!("{prefix}{k}");
-            // Kubelet skips keys that are not valid variable names (and says so in an
-            // event); they are not an error.
+            // Kubelet skips keys that are not valid variable names and says so in an
+            // event; they are not an error.
             if control::validation::names::is_env_var_name(&name).is_empty() {
                 env.set(name, String::from_utf8_lossy(&v).into_owned());
+            } else {
+                invalid.push(name);
             }
+        }
+        if !invalid.is_empty() {
+            invalid.sort();
+            let source = match kind {
+                SourceKind::ConfigMap => "configMap",
+                SourceKind::Secret => "secret",
+            };
+            skipped.push(format!(
+                "Keys [{}] from the EnvFrom {source} {namespace}/{name} were skipped since they are considered invalid environment variable names.",
+                invalid.join(", ")
+            ));
         }
     }
     for e in container.env.iter().flatten() {
@@ -218,6 +236,7 @@ pub fn resolve(
         command: expand_all(&container.command),
         args: expand_all(&container.args),
         env: env.vars,
+        skipped,
     })
 }
 
@@ -427,6 +446,12 @@ mod tests {
         assert_eq!(
             got.unwrap(),
             ["CFG_GREETING=hello", "CFG_MODE=dev", "PASSWORD=override"]
+        );
+        let r =
+            run(json!({"name": "c", "image": "i", "envFrom": [{"configMapRef": {"name": "cfg"}}]}));
+        assert_eq!(
+            r.unwrap().skipped,
+            ["Keys [bad key] from the EnvFrom configMap default/cfg were skipped since they are considered invalid environment variable names."]
         );
         let missing = env_of(json!({"name": "c", "image": "i",
             "envFrom": [{"secretRef": {"name": "nope"}}]}));

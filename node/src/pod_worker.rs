@@ -413,6 +413,11 @@ impl<C: ControlPlane> Worker<C> {
         }
         let resolved = env::resolve(&self.pod, spec, &self.node_facts(), &sources)
             .map_err(|e| StartError::Config(e.to_string()))?;
+        for message in &resolved.skipped {
+            client
+                .record_event(&self.pod, true, "InvalidEnvironmentVariableNames", message)
+                .await;
+        }
         let mounts = match &self.volumes {
             Some(v) => v
                 .mounts(spec)
