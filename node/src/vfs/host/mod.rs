@@ -115,3 +115,6 @@ fn trap(e: FsError) -> wasmtime::Error {
     e.downcast()
         .map_or_else(|e| e, |code| wasmtime::Error::msg(format!("{code:?}")))
 }
+
+#[cfg(test)]
+mod tests;
