@@ -1,6 +1,7 @@
 //! Environment variable sources and downward API selectors (`validateEnvVarValueFrom`,
-//! `validateObjectFieldSelector`, `validateContainerResourceFieldSelector`).
+//! `validateEnvFrom`, `validateObjectFieldSelector`, `validateContainerResourceFieldSelector`).
 
+use super::names::is_env_var_name;
 use super::FieldError;
 use crate::obj;
 use serde_json::{json, Value};
@@ -90,6 +91,40 @@ pub fn validate_env_var(e: &Value, ep: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// `envFrom[i]` at `ep`: one source with a name, and a prefix that is a variable name.
+pub fn validate_env_from(e: &Value, ep: &str, errs: &mut Vec<FieldError>) {
+    let sources: Vec<&str> = ["configMapRef", "secretRef"]
+        .into_iter()
+        .filter(|s| e.get(*s).is_some_and(|v| !v.is_null()))
+        .collect();
+    match sources.as_slice() {
+        [] => errs.push(FieldError::invalid(
+            ep,
+            json!(""),
+            "must specify one of: `configMapRef` or `secretRef`",
+        )),
+        [source] => {
+            if obj::str_or_empty(e, &[source, "name"]).is_empty() {
+                errs.push(FieldError::required(format!("{ep}.{source}.name"), ""));
+            }
+        }
+        _ => errs.push(FieldError::invalid(
+            ep,
+            json!(""),
+            "may not have more than one field specified at a time",
+        )),
+    }
+    if let Some(prefix) = obj::get_str(e, &["prefix"]).filter(|p| !p.is_empty()) {
+        for msg in is_env_var_name(prefix) {
+            errs.push(FieldError::invalid(
+                format!("{ep}.prefix"),
+                json!(prefix),
+                msg,
+            ));
+        }
+    }
+}
+
 /// `fieldRef` at `p`: a supported path, or `metadata.labels['k']`/`annotations['k']`.
 pub fn field_ref(f: &Value, p: &str, usage: Use, errs: &mut Vec<FieldError>) {
     let path = obj::str_or_empty(f, &["fieldPath"]);
@@ -161,6 +196,31 @@ mod tests {
         ];
         for (e, want) in cases {
             assert_eq!(env_msgs(e.clone()), want, "{e}");
+        }
+    }
+
+    #[test]
+    fn env_from_table() {
+        let cases: Vec<(Value, Vec<&str>)> = vec![
+            (json!({"configMapRef": {"name": "c"}, "prefix": "CFG_"}), vec![]),
+            (json!({}), vec!["f: Invalid value: \"\": must specify one of: `configMapRef` or `secretRef`"]),
+            (
+                json!({"configMapRef": {"name": "c"}, "secretRef": {"name": "s"}}),
+                vec!["f: Invalid value: \"\": may not have more than one field specified at a time"],
+            ),
+            (
+                json!({"secretRef": {}, "prefix": "1X"}),
+                vec![
+                    "f.secretRef.name: Required value",
+                    "f.prefix: Invalid value: \"1X\": a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')",
+                ],
+            ),
+        ];
+        for (e, want) in cases {
+            let mut errs = Vec::new();
+            validate_env_from(&e, "f", &mut errs);
+            let got: Vec<String> = errs.iter().map(ToString::to_string).collect();
+            assert_eq!(got, want, "{e}");
         }
     }
 

@@ -223,6 +223,9 @@ fn validate_env(c: &Value, cp: &str, errs: &mut Vec<FieldError>) {
         }
         downward::validate_env_var(e, &format!("{cp}.env[{i}]"), errs);
     }
+    for (i, e) in obj::array(c, &["envFrom"]).iter().enumerate() {
+        downward::validate_env_from(e, &format!("{cp}.envFrom[{i}]"), errs);
+    }
 }
 
 fn validate_mounts(c: &Value, cp: &str, volumes: &[String], errs: &mut Vec<FieldError>) {
