@@ -13,8 +13,8 @@ use node::runtime::{
     ContainerConfig, ExitReason, Mount, MountSource, RunningContainer, Runtime, RuntimeError,
     KILLED_EXIT_CODE,
 };
-use node::testing::Guest;
-use node::vfs::{Dir, File, Snapshot};
+use node::testing::{snapshot, Guest};
+use node::vfs::Snapshot;
 use std::sync::Arc;
 use tempfile::TempDir;
 use tokio::sync::watch;
@@ -350,18 +350,6 @@ async fn fifty_tickers_run_concurrently_from_one_instance_pre_and_all_stop() {
     wait_for_line(&log, "tick 1").await;
     after.stop(Duration::ZERO);
     assert_eq!(wait_exit(&mut after).await.code, KILLED_EXIT_CODE);
-}
-
-/// A virtual directory of `(path, content, mode)` files.
-fn snapshot(files: &[(&str, &str, u32)]) -> Arc<Snapshot> {
-    let files = files.iter().map(|(path, content, mode)| {
-        let file = File {
-            data: content.as_bytes().to_vec().into(),
-            mode: *mode,
-        };
-        (path.to_string(), file)
-    });
-    Snapshot::new(Dir::from_files(files).unwrap())
 }
 
 /// Runs `confwatch` with `args` and `mounts` to its exit; returns its exit code and

@@ -13,18 +13,8 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 use wasmtime_wasi::p2::FsResult;
 
 use super::MAX_OPEN;
-use crate::vfs::{Dir, File, Snapshot, VfsState, VfsView, VirtualMount};
-
-fn snapshot(files: &[(&str, &str, u32)]) -> Arc<Snapshot> {
-    let files = files.iter().map(|(path, content, mode)| {
-        let file = File {
-            data: content.as_bytes().to_vec().into(),
-            mode: *mode,
-        };
-        (path.to_string(), file)
-    });
-    Snapshot::new(Dir::from_files(files).unwrap())
-}
+use crate::testing::snapshot;
+use crate::vfs::{Snapshot, VfsState, VfsView, VirtualMount};
 
 /// A guest's filesystem state with one virtual mount at `/cfg`.
 struct Guest {
