@@ -102,34 +102,7 @@ fn tutorial(version: &str) {
     );
 
     // Consuming as env vars.
-    apply(
-        &server,
-        version,
-        &format!(
-            r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: config-test
-spec:
-  restartPolicy: Never
-  containers:
-  - name: app
-    image: {IMAGE}
-    command: ["confwatch", "env"]
-    env:
-    - name: GREETING
-      valueFrom:
-        configMapKeyRef: {{name: app-config, key: GREETING}}
-    - name: APP_MODE
-      valueFrom:
-        configMapKeyRef: {{name: app-config, key: APP_MODE}}
-    - name: DB_PASSWORD
-      valueFrom:
-        secretKeyRef: {{name: app-secret, key: DB_PASSWORD}}
-"#
-        ),
-    );
+    apply(&server, version, &config_pod());
     wait_for_log(
         &server,
         version,
@@ -333,8 +306,12 @@ spec:
     );
 
     // Clean up.
+    let out = server.kubectl_with_stdin(version, &["delete", "-f", "-"], Some(&config_pod()));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pod \"config-test\" deleted"
+    );
     for args in [
-        ["delete", "pod", "config-test"],
         ["delete", "pod", "env-from"],
         ["delete", "pod", "config-test-vol"],
         ["delete", "configmap", "app-config"],
@@ -342,7 +319,65 @@ spec:
     ] {
         k(&args);
     }
+
+    // Declarative definitions: the same pod reads the manifest's base64 secret.
+    apply(&server, version, DECLARATIVE);
+    apply(&server, version, &config_pod());
+    wait_for_log(
+        &server,
+        version,
+        "config-test",
+        "app",
+        "DB_PASSWORD=sup3rs3cr3t",
+    );
 }
+
+/// The tutorial's `config-pod.yaml`: the three values as environment variables.
+fn config_pod() -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: config-test
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["confwatch", "env"]
+    env:
+    - name: GREETING
+      valueFrom:
+        configMapKeyRef: {{name: app-config, key: GREETING}}
+    - name: APP_MODE
+      valueFrom:
+        configMapKeyRef: {{name: app-config, key: APP_MODE}}
+    - name: DB_PASSWORD
+      valueFrom:
+        secretKeyRef: {{name: app-secret, key: DB_PASSWORD}}
+"#
+    )
+}
+
+/// The tutorial's declarative ConfigMap and Secret.
+const DECLARATIVE: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-config
+data:
+  GREETING: "Hello from ConfigMap"
+  APP_MODE: "development"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: app-secret
+type: Opaque
+data:
+  DB_PASSWORD: c3VwM3JzM2NyM3Q=
+"#;
 
 fn waiting_message(server: &Server, version: &str, pod: &str) -> String {
     server.jsonpath(
