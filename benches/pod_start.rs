@@ -20,15 +20,15 @@
 //! `WKUBE_BENCH_BIN` runs another build of `wkube` (before/after comparisons).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{ms, wait_node_ready, Server, Stats};
+
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use tokio::sync::mpsc;
 
 const LABEL: &str = "bench=pod-start";
@@ -53,18 +53,16 @@ async fn main() -> anyhow::Result<()> {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(200);
-    let server = Server::start()?;
+    let server = Server::start(PATIENCE)?;
     let result = tokio::time::timeout(RUN_LIMIT, run(&server, pods_per_phase)).await;
     server.stop();
     result.map_err(|_| anyhow::anyhow!("the bench took more than {RUN_LIMIT:?}"))?
 }
 
 async fn run(server: &Server, n: usize) -> anyhow::Result<()> {
-    server.import_ticker()?;
-    let kubeconfig = Kubeconfig::read_from(server.kubeconfig())?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    let client = Client::try_from(config)?;
-    wait_node_ready(&client).await?;
+    server.import("ticker", "ticker:bench")?;
+    let client = server.client().await?;
+    wait_node_ready(&client, PATIENCE).await?;
 
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let mut watch = PodWatch::open(&pods).await?;
@@ -324,129 +322,5 @@ impl PodWatch {
             .get(&(name.to_string(), what))
             .copied()
             .ok_or_else(|| anyhow::anyhow!("{name} was never seen {what:?}"))
-    }
-}
-
-async fn wait_node_ready(client: &Client) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let ready = nodes
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .any(|n| {
-                let conditions = n.status.as_ref().and_then(|s| s.conditions.as_ref());
-                conditions
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            });
-        if ready {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "no Ready node");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-impl Stats {
-    /// Nearest-rank percentiles.
-    fn of(samples: &[Duration]) -> Stats {
-        let mut v = samples.to_vec();
-        v.sort();
-        let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-        Stats {
-            p50: rank(0.50),
-            p99: rank(0.99),
-            max: *v.last().expect("samples"),
-        }
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-/// The `wkube` binary built with this bench, or `WKUBE_BENCH_BIN` to compare builds.
-fn wkube_bin() -> PathBuf {
-    std::env::var_os("WKUBE_BENCH_BIN")
-        .map_or_else(|| env!("CARGO_BIN_EXE_wkube").into(), PathBuf::from)
-}
-
-/// A `wkube server` process with its data in a temporary directory.
-struct Server {
-    data: tempfile::TempDir,
-    child: Child,
-}
-
-impl Server {
-    fn start() -> anyhow::Result<Self> {
-        let data = tempfile::tempdir()?;
-        // Kept where asked, for profiling with `WKUBE_LOG` (see BENCHMARKS.md).
-        let log_path = std::env::var_os("WKUBE_BENCH_SERVER_LOG")
-            .map_or_else(|| data.path().join("server.log"), PathBuf::from);
-        let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(wkube_bin())
-            .args(["server", "--listen", "127.0.0.1:0", "--node-name", "bench"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env(
-                "WKUBE_LOG",
-                std::env::var("WKUBE_LOG").unwrap_or("warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        let server = Server { data, child };
-        let deadline = Instant::now() + PATIENCE;
-        while !server.kubeconfig().exists() {
-            anyhow::ensure!(Instant::now() < deadline, "the server wrote no kubeconfig");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        println!("server log: {}", log_path.display());
-        Ok(server)
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.data.path().join("kubeconfig")
-    }
-
-    fn import_ticker(&self) -> anyhow::Result<()> {
-        let guest = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/out/ticker.wasm");
-        let status = Command::new(wkube_bin())
-            .args(["image", "import"])
-            .arg(&guest)
-            .arg("ticker:bench")
-            .arg("--data-dir")
-            .arg(self.data.path())
-            .stdout(Stdio::null())
-            .status()?;
-        anyhow::ensure!(status.success(), "importing {}: {status}", guest.display());
-        Ok(())
-    }
-
-    /// SIGTERM, then SIGKILL if the server is not gone within the bound.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("the server ignored SIGTERM for 10 s; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

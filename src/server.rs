@@ -189,6 +189,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         runtime: Arc::new(WasmRuntime::new(&data.join("cache"))?),
         images: ImageStore::open(&crate::image::store_dir(data))?,
         log_root: log_root.clone(),
+        volume_root: data.join("pods"),
         host_ip,
         backoff: Backoff::default(),
         active_logs: Arc::clone(&active_logs),

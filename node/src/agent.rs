@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::sync::watch;
 
-use crate::client::{ControlPlane, PodEventKind};
+use crate::client::{ControlPlane, EventKind};
 use crate::pod_worker::{self, NodeContext, WorkerHandle};
 
 /// How often the node reports it is alive (kubelet's nodeStatusReportFrequency is 5 min
@@ -55,7 +55,7 @@ impl<C: ControlPlane> NodeAgent<C> {
             loop {
                 tokio::select! {
                     event = pods.next() => match event {
-                        Some(Ok(e)) => self.dispatch(&mut workers, e.kind, e.pod),
+                        Some(Ok(e)) => self.dispatch(&mut workers, e.kind, e.object),
                         Some(Err(e)) => tracing::warn!(error = %e, "undecodable pod event"),
                         None => {
                             tokio::time::sleep(REWATCH).await;
@@ -77,16 +77,16 @@ impl<C: ControlPlane> NodeAgent<C> {
     fn dispatch(
         &self,
         workers: &mut HashMap<String, WorkerHandle>,
-        kind: PodEventKind,
+        kind: EventKind,
         pod: k8s_openapi::api::core::v1::Pod,
     ) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         match kind {
-            PodEventKind::Deleted => {
+            EventKind::Deleted => {
                 // Dropping the handle tells the worker the pod is gone.
                 workers.remove(&uid);
             }
-            PodEventKind::Upsert => match workers.get(&uid) {
+            EventKind::Upsert => match workers.get(&uid) {
                 Some(w) if !w.task.is_finished() => {
                     w.updates.send_replace(pod);
                 }
@@ -209,11 +209,11 @@ fn arch() -> &'static str {
     }
 }
 
-fn cpus() -> usize {
+pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn memory_kib() -> u64 {
+pub(crate) fn memory_kib() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {

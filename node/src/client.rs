@@ -3,7 +3,9 @@
 
 use std::future::Future;
 
-use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod, PodStatus};
+use std::marker::PhantomData;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Node, NodeStatus, Pod, PodStatus, Secret};
 use serde_json::{json, Value};
 
 use control::api::objects::{DeleteOptions, ListOptions, Part, Watch};
@@ -23,34 +25,46 @@ pub enum ClientError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PodEventKind {
+pub enum EventKind {
     /// Added or changed (including "marked for deletion").
     Upsert,
     /// Gone from the API.
     Deleted,
 }
 
-pub struct PodEvent {
-    pub kind: PodEventKind,
-    pub pod: Pod,
+pub struct ObjectEvent<T> {
+    pub kind: EventKind,
+    pub object: T,
 }
 
-/// A stream of changes to the pods bound to one node; ends on error (then re-watch).
-pub struct PodWatch {
+/// A stream of changes to the objects a watch selects; ends on error (then re-watch).
+pub struct ObjectWatch<T> {
     inner: Watch,
+    kind: &'static str,
+    _object: PhantomData<fn() -> T>,
 }
 
-impl PodWatch {
-    pub async fn next(&mut self) -> Option<Result<PodEvent, ClientError>> {
+impl<T: serde::de::DeserializeOwned> ObjectWatch<T> {
+    fn new(inner: Watch, kind: &'static str) -> Self {
+        ObjectWatch {
+            inner,
+            kind,
+            _object: PhantomData,
+        }
+    }
+
+    pub async fn next(&mut self) -> Option<Result<ObjectEvent<T>, ClientError>> {
         let e = self.inner.next().await?;
         let kind = match e.kind {
             "ERROR" => return None,
-            "DELETED" => PodEventKind::Deleted,
-            _ => PodEventKind::Upsert,
+            "DELETED" => EventKind::Deleted,
+            _ => EventKind::Upsert,
         };
-        Some(decode::<Pod>("Pod", e.object).map(|pod| PodEvent { kind, pod }))
+        Some(decode::<T>(self.kind, e.object).map(|object| ObjectEvent { kind, object }))
     }
 }
+
+pub type PodWatch = ObjectWatch<Pod>;
 
 fn decode<T: serde::de::DeserializeOwned>(kind: &'static str, v: Value) -> Result<T, ClientError> {
     serde_json::from_value(v).map_err(|source| ClientError::Decode { kind, source })
@@ -59,6 +73,28 @@ fn decode<T: serde::de::DeserializeOwned>(kind: &'static str, v: Value) -> Resul
 pub trait ControlPlane: Send + Sync + 'static {
     /// Current pods bound to `node` (as ADDED events) and then their changes.
     fn watch_pods(&self, node: &str) -> Result<PodWatch, ClientError>;
+    /// A ConfigMap of `namespace`, `None` when there is none of that name.
+    fn get_config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ConfigMap>, ClientError>> + Send;
+    /// A Secret of `namespace`, `None` when there is none of that name. Its data stays in
+    /// memory: nothing of it is written to the node's disk.
+    fn get_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Secret>, ClientError>> + Send;
+    /// The ConfigMap (as ADDED if it exists) and then its changes.
+    fn watch_config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ObjectWatch<ConfigMap>, ClientError>;
+    /// The Secret (as ADDED if it exists) and then its changes.
+    fn watch_secret(&self, namespace: &str, name: &str)
+        -> Result<ObjectWatch<Secret>, ClientError>;
     /// Writes a pod's status; the pod's uid must still match (a recreated pod of the same
     /// name is another pod).
     fn update_pod_status(
@@ -100,6 +136,39 @@ impl InProcess {
     }
 }
 
+impl InProcess {
+    fn get_named<T: serde::de::DeserializeOwned>(
+        &self,
+        plural: &str,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<T>, ClientError> {
+        match self.api.get(res(plural)?, Some(namespace), name) {
+            Ok(v) => decode(kind, v).map(Some),
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn watch_named<T: serde::de::DeserializeOwned>(
+        &self,
+        plural: &str,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ObjectWatch<T>, ClientError> {
+        let selector = FieldSelector::parse(&format!("metadata.name={name}"))
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let opts = ListOptions {
+            field_selector: Some(selector),
+            ..Default::default()
+        };
+        let watch = self.api.watch(res(plural)?, Some(namespace), opts)?;
+        Ok(ObjectWatch::new(watch, kind))
+    }
+}
+
 fn res(plural: &str) -> Result<&'static resources::ResourceInfo, ClientError> {
     resources::find("", "v1", plural)
         .ok_or_else(|| ApiError::Internal(format!("{plural} unknown")).into())
@@ -121,9 +190,38 @@ impl ControlPlane for InProcess {
             field_selector: Some(selector),
             ..Default::default()
         };
-        Ok(PodWatch {
-            inner: self.api.watch(res("pods")?, None, opts)?,
-        })
+        Ok(PodWatch::new(
+            self.api.watch(res("pods")?, None, opts)?,
+            "Pod",
+        ))
+    }
+
+    async fn get_config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, ClientError> {
+        self.get_named("configmaps", "ConfigMap", namespace, name)
+    }
+
+    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ClientError> {
+        self.get_named("secrets", "Secret", namespace, name)
+    }
+
+    fn watch_config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ObjectWatch<ConfigMap>, ClientError> {
+        self.watch_named("configmaps", "ConfigMap", namespace, name)
+    }
+
+    fn watch_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ObjectWatch<Secret>, ClientError> {
+        self.watch_named("secrets", "Secret", namespace, name)
     }
 
     async fn update_pod_status(&self, pod: &Pod, status: PodStatus) -> Result<(), ClientError> {

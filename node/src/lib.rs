@@ -7,11 +7,16 @@
 //! - [`images`]: the local OCI image layout; wasm components are OCI artifacts.
 //! - [`runtime`]: the seam the pod worker drives ([`runtime::Runtime`]) with the
 //!   wasmtime implementation and a scripted fake.
+//! - [`env`], [`downward`]: a container's environment and argv, pure.
+//! - [`volumes`]: a pod's volumes (emptyDir, hostPath, and the virtual ones).
+//! - [`vfs`]: the in-memory `wasi:filesystem` for ConfigMap/Secret/downwardAPI volumes.
 //! - [`logs`]: CRI-format container log files and the `kubectl logs` reader;
 //!   [`pod_logs`] serves them to the API server.
 
 pub mod agent;
 pub mod client;
+pub mod downward;
+pub mod env;
 pub mod images;
 pub mod logs;
 pub mod pod_logs;
@@ -19,3 +24,5 @@ pub mod pod_worker;
 pub mod runtime;
 pub mod status;
 pub mod testing;
+pub mod vfs;
+pub mod volumes;

@@ -13,10 +13,18 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::client::ControlPlane;
+use crate::downward::NodeFacts;
+use crate::env::{self, Sources};
 use crate::images::{ImageStore, ResolvedImage};
 use crate::logs::{container_log_path, LogWriter};
 use crate::runtime::{ContainerConfig, ExitStatus, RunningContainer, Runtime};
 use crate::status::{self, ContainerRecord, RestartPolicy, State, StatusInput, Terminated};
+use crate::volumes::PodVolumes;
+
+/// How soon a container blocked on its configuration (`CreateContainerConfigError`) or a
+/// pod blocked on its volumes (`FailedMount`) tries again: short, so that it starts about
+/// as soon as the missing ConfigMap or Secret is created.
+const CONFIG_RETRY: Duration = Duration::from_secs(1);
 
 /// A container slot (by index in the pod spec) and how its run ended.
 type SlotExit = (usize, ExitStatus);
@@ -52,6 +60,8 @@ pub struct NodeContext<C> {
     pub runtime: Arc<dyn Runtime>,
     pub images: ImageStore,
     pub log_root: PathBuf,
+    /// Where pods' emptyDir volumes live.
+    pub volume_root: PathBuf,
     pub host_ip: String,
     pub backoff: Backoff,
     /// Log files of containers still running: `kubectl logs -f` follows these until they end.
@@ -95,6 +105,18 @@ struct Worker<C> {
     /// Each container's waiter reports `(slot index, exit)` here.
     exits: (UnboundedSender<SlotExit>, UnboundedReceiver<SlotExit>),
     published: Option<k8s_openapi::api::core::v1::PodStatus>,
+    /// Set up before the first container starts; kept across container restarts.
+    volumes: Option<PodVolumes>,
+    /// When to try setting up the volumes again, and the error last reported.
+    volume_retry: Option<(Instant, String)>,
+}
+
+/// Why a container could not be started.
+enum StartError {
+    /// Its configuration refers to what is missing: `CreateContainerConfigError`.
+    Config(String),
+    /// Anything else: `CreateContainerError`.
+    Create(String),
 }
 
 fn pod_name(pod: &Pod) -> &str {
@@ -130,6 +152,8 @@ impl<C: ControlPlane> Worker<C> {
             policy,
             start_time,
             exits: mpsc::unbounded_channel(),
+            volumes: None,
+            volume_retry: None,
         }
     }
 
@@ -150,6 +174,7 @@ impl<C: ControlPlane> Worker<C> {
         loop {
             if self.pod.metadata.deletion_timestamp.is_some() {
                 self.terminate().await;
+                self.tear_down_volumes();
                 if let Err(e) = self.ctx.client.finish_pod_deletion(&self.pod).await {
                     tracing::warn!(pod = pod_name(&self.pod), error = %e, "cannot remove pod");
                 }
@@ -162,6 +187,7 @@ impl<C: ControlPlane> Worker<C> {
                 .iter()
                 .filter(|s| s.run.is_none() && !s.done)
                 .filter_map(|s| s.not_before)
+                .chain(self.volume_retry.as_ref().map(|(at, _)| *at))
                 .min();
             tokio::select! {
                 Some((i, exit)) = self.exits.1.recv() => self.exited(i, exit).await,
@@ -169,6 +195,7 @@ impl<C: ControlPlane> Worker<C> {
                     if changed.is_err() {
                         // The pod is gone from the API: stop what still runs.
                         self.terminate().await;
+                        self.tear_down_volumes();
                         return;
                     }
                     self.pod = self.updates.borrow_and_update().clone();
@@ -202,12 +229,69 @@ impl<C: ControlPlane> Worker<C> {
 
     async fn start_due(&mut self) {
         let now = Instant::now();
-        for i in 0..self.slots.len() {
-            let slot = &self.slots[i];
-            if slot.run.is_some() || slot.done || slot.not_before.is_some_and(|t| t > now) {
-                continue;
-            }
+        let due: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| {
+                let slot = &self.slots[i];
+                slot.run.is_none() && !slot.done && slot.not_before.is_none_or(|t| t <= now)
+            })
+            .collect();
+        if due.is_empty() || !self.volumes_ready(now).await {
+            return;
+        }
+        for i in due {
             self.start(i).await;
+        }
+    }
+
+    /// Sets up the pod's volumes once; while that fails (a missing ConfigMap, say) the
+    /// containers wait in `ContainerCreating` and it is retried every [`CONFIG_RETRY`].
+    async fn volumes_ready(&mut self, now: Instant) -> bool {
+        if self.volumes.is_some() {
+            return true;
+        }
+        if self.volume_retry.as_ref().is_some_and(|(at, _)| *at > now) {
+            return false;
+        }
+        let facts = self.node_facts();
+        let root = &self.ctx.volume_root;
+        match PodVolumes::set_up(&self.ctx.client, &self.updates, &facts, root).await {
+            Ok(v) => {
+                self.volumes = Some(v);
+                self.volume_retry = None;
+                true
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let repeated = self
+                    .volume_retry
+                    .as_ref()
+                    .is_some_and(|(_, last)| *last == message);
+                if !repeated {
+                    let pod = self.pod.clone();
+                    self.ctx
+                        .client
+                        .record_event(&pod, true, "FailedMount", &message)
+                        .await;
+                }
+                self.volume_retry = Some((Instant::now() + CONFIG_RETRY, message));
+                false
+            }
+        }
+    }
+
+    fn tear_down_volumes(&mut self) {
+        if let Some(v) = self.volumes.take() {
+            v.tear_down();
+        }
+    }
+
+    fn node_facts(&self) -> NodeFacts {
+        NodeFacts {
+            host_ip: self.ctx.host_ip.clone(),
+            // Guests share the node's network: the pod IP is the node's.
+            pod_ip: self.ctx.host_ip.clone(),
+            cpu_cores: crate::agent::cpus() as f64,
+            memory_bytes: crate::agent::memory_kib() as f64 * 1024.0,
         }
     }
 
@@ -219,6 +303,16 @@ impl<C: ControlPlane> Worker<C> {
         };
         self.slots[i].pull_backoff = None;
         let pod = self.pod.clone();
+        let restart = if self.slots[i].ran_before {
+            self.slots[i].record.restart_count + 1
+        } else {
+            0
+        };
+        let config = match self.container_config(i, restart).await {
+            Ok(c) => c,
+            Err(StartError::Config(message)) => return self.config_failed(i, message).await,
+            Err(StartError::Create(message)) => return self.create_failed(i, message).await,
+        };
         self.ctx
             .client
             .record_event(
@@ -228,15 +322,6 @@ impl<C: ControlPlane> Worker<C> {
                 &format!("Container image \"{image_name}\" already present on machine"),
             )
             .await;
-        let restart = if self.slots[i].ran_before {
-            self.slots[i].record.restart_count + 1
-        } else {
-            0
-        };
-        let config = match self.container_config(i, restart) {
-            Ok(c) => c,
-            Err(message) => return self.create_failed(i, message).await,
-        };
         let log_path = config.log.path().to_path_buf();
         let name = self.slots[i].spec.name.clone();
         let starting = std::time::Instant::now();
@@ -300,36 +385,87 @@ impl<C: ControlPlane> Worker<C> {
         }
     }
 
-    fn container_config(&self, i: usize, restart: i32) -> Result<ContainerConfig, String> {
+    async fn container_config(
+        &self,
+        i: usize,
+        restart: i32,
+    ) -> Result<ContainerConfig, StartError> {
         let spec = &self.slots[i].spec;
         let meta = &self.pod.metadata;
+        let namespace = meta.namespace.as_deref().unwrap_or_default();
+        let mut sources = Sources::default();
+        let refs = env::references(spec);
+        let client = &self.ctx.client;
+        let failed = |e: crate::client::ClientError| StartError::Create(e.to_string());
+        for name in refs.config_maps {
+            if let Some(cm) = client
+                .get_config_map(namespace, &name)
+                .await
+                .map_err(failed)?
+            {
+                sources.config_maps.insert(name, cm);
+            }
+        }
+        for name in refs.secrets {
+            if let Some(s) = client.get_secret(namespace, &name).await.map_err(failed)? {
+                sources.secrets.insert(name, s);
+            }
+        }
+        let resolved = env::resolve(&self.pod, spec, &self.node_facts(), &sources)
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        for message in &resolved.skipped {
+            client
+                .record_event(&self.pod, true, "InvalidEnvironmentVariableNames", message)
+                .await;
+        }
+        let mounts = match &self.volumes {
+            Some(v) => v
+                .mounts(spec)
+                .map_err(|e| StartError::Create(e.to_string()))?,
+            None => Vec::new(),
+        };
         let uid = meta.uid.as_deref().unwrap_or_default();
         let path = container_log_path(
             &self.ctx.log_root,
-            meta.namespace.as_deref().unwrap_or_default(),
+            namespace,
             pod_name(&self.pod),
             uid,
             &spec.name,
             restart as u32,
         );
-        let log = LogWriter::create(&path).map_err(|e| e.to_string())?;
-        let mut argv = spec
-            .command
-            .clone()
-            .unwrap_or_else(|| vec![spec.name.clone()]);
-        argv.extend(spec.args.clone().unwrap_or_default());
-        let env = spec
-            .env
-            .iter()
-            .flatten()
-            .filter_map(|e| e.value.as_ref().map(|v| (e.name.clone(), v.clone())))
-            .collect();
+        let log = LogWriter::create(&path).map_err(|e| StartError::Create(e.to_string()))?;
+        let mut argv = resolved.command;
+        if argv.is_empty() {
+            argv.push(spec.name.clone());
+        }
+        argv.extend(resolved.args);
         Ok(ContainerConfig {
             id: format!("{uid}-{}-{restart}", spec.name),
             argv,
-            env,
+            env: resolved.env,
             log,
+            mounts,
         })
+    }
+
+    /// Kubelet's `CreateContainerConfigError`: the container waits, and is tried again
+    /// shortly; the event is recorded when the reason is new.
+    async fn config_failed(&mut self, i: usize, message: String) {
+        let pod = self.pod.clone();
+        let slot = &mut self.slots[i];
+        slot.not_before = Some(Instant::now() + CONFIG_RETRY);
+        let state = State::Waiting {
+            reason: "CreateContainerConfigError".into(),
+            message: Some(message.clone()),
+        };
+        if slot.record.state == state {
+            return;
+        }
+        slot.record.state = state;
+        self.ctx
+            .client
+            .record_event(&pod, true, "Failed", &format!("Error: {message}"))
+            .await;
     }
 
     async fn pull_failed(&mut self, i: usize, image: &str, message: String) {

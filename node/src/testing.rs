@@ -1,7 +1,25 @@
-//! Test guests built by `guests/build.sh`, for this crate's tests and for other
-//! crates' tests (the pod worker, end-to-end tests).
+//! Test helpers for this crate's tests and other crates' (the pod worker, end-to-end
+//! tests): virtual mount contents, and the guests built by `guests/build.sh`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::vfs::{Dir, File, Snapshot};
+
+/// The content of a virtual mount holding `(path, content, mode)` files.
+///
+/// # Panics
+/// If two files share a path.
+pub fn snapshot(files: &[(&str, &str, u32)]) -> Arc<Snapshot> {
+    let files = files.iter().map(|(path, content, mode)| {
+        let file = File {
+            data: content.as_bytes().to_vec().into(),
+            mode: *mode,
+        };
+        (path.to_string(), file)
+    });
+    Snapshot::new(Dir::from_files(files).expect("distinct paths"))
+}
 
 /// A guest component in `guests/out/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,16 +30,26 @@ pub enum Guest {
     Ticker,
     /// Prints a line to stdout and one to stderr; exits with `argv[1]` (default 1).
     ExitCode,
+    /// `env`, `cat FILE...`, `ls DIR`, or `watch DIR KEY...`: prints the environment and
+    /// files it sees; `watch` prints `seen K=V ...` on every change, read through one
+    /// directory descriptor.
+    Confwatch,
 }
 
 impl Guest {
-    pub const ALL: [Guest; 3] = [Guest::Hello, Guest::Ticker, Guest::ExitCode];
+    pub const ALL: [Guest; 4] = [
+        Guest::Hello,
+        Guest::Ticker,
+        Guest::ExitCode,
+        Guest::Confwatch,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Guest::Hello => "hello",
             Guest::Ticker => "ticker",
             Guest::ExitCode => "exit-code",
+            Guest::Confwatch => "confwatch",
         }
     }
 

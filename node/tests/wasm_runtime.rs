@@ -1,6 +1,7 @@
 //! The WASI runtime against real wasmtime and the real test guests (`guests/out`,
 //! built by `guests/build.sh`): argv/env in, CRI logs out, exit codes, the compile
-//! cache, the stop path and the pooling allocator.
+//! cache, the stop path and the pooling allocator, and mounts: virtual (in-memory,
+//! updated atomically) beside host directories.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,10 +10,14 @@ use node::images::{ImageStore, ResolvedImage};
 use node::logs::LogWriter;
 use node::runtime::wasm::{WasmConfig, WasmRuntime};
 use node::runtime::{
-    ContainerConfig, ExitReason, RunningContainer, Runtime, RuntimeError, KILLED_EXIT_CODE,
+    ContainerConfig, ExitReason, Mount, MountSource, RunningContainer, Runtime, RuntimeError,
+    KILLED_EXIT_CODE,
 };
-use node::testing::Guest;
+use node::testing::{snapshot, Guest};
+use node::vfs::Snapshot;
+use std::sync::Arc;
 use tempfile::TempDir;
+use tokio::sync::watch;
 
 /// Bound for anything that should take milliseconds; generous because the machine is
 /// shared and a debug build compiles the guests on first use.
@@ -58,6 +63,7 @@ impl Node {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             log: LogWriter::create(&path).unwrap(),
+            mounts: Vec::new(),
         };
         (config, path)
     }
@@ -344,4 +350,164 @@ async fn fifty_tickers_run_concurrently_from_one_instance_pre_and_all_stop() {
     wait_for_line(&log, "tick 1").await;
     after.stop(Duration::ZERO);
     assert_eq!(wait_exit(&mut after).await.code, KILLED_EXIT_CODE);
+}
+
+/// Runs `confwatch` with `args` and `mounts` to its exit; returns its exit code and
+/// stdout and stderr lines.
+async fn confwatch(node: &Node, id: &str, args: &[&str], mounts: Vec<Mount>) -> (i32, Vec<String>) {
+    let runtime = node.runtime();
+    let mut argv = vec!["confwatch"];
+    argv.extend_from_slice(args);
+    let (mut config, log) = node.config(id, &argv, &[]);
+    config.mounts = mounts;
+    let mut run = runtime
+        .start(&node.image(Guest::Confwatch), config)
+        .await
+        .unwrap();
+    let code = wait_exit(&mut run).await.code;
+    let lines = records(&log).into_iter().map(|(_, _, l)| l).collect();
+    (code, lines)
+}
+
+fn virtual_mount(at: &str, content: &watch::Receiver<Arc<Snapshot>>) -> Mount {
+    Mount {
+        guest_path: at.into(),
+        source: MountSource::Virtual(content.clone()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_mount_serves_files_read_only_with_their_modes() {
+    let node = Node::new();
+    let (_tx, content) = watch::channel(snapshot(&[
+        ("GREETING", "hello", 0o644),
+        ("nested/deep.conf", "x=1", 0o400),
+        ("locked", "nope", 0o200),
+    ]));
+    let mounts = || vec![virtual_mount("/etc/config", &content)];
+    let (code, out) = confwatch(
+        &node,
+        "cat",
+        &[
+            "cat",
+            "/etc/config/GREETING",
+            "/etc/config/nested/deep.conf",
+        ],
+        mounts(),
+    )
+    .await;
+    assert_eq!(
+        (code, out),
+        (0, vec!["hello".to_string(), "x=1".to_string()])
+    );
+
+    let (code, out) = confwatch(&node, "ls", &["ls", "/etc/config"], mounts()).await;
+    assert_eq!(code, 0);
+    assert_eq!(out, ["GREETING 5", "locked 4", "nested 1"]);
+
+    let (code, out) = confwatch(
+        &node,
+        "write",
+        &["write", "/etc/config/GREETING", "x"],
+        mounts(),
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(out[0].contains("Read-only file system"), "{out:?}");
+
+    // A mode without read permission: WASI has no permission bits to show, so it is
+    // enforced at open.
+    let (code, out) = confwatch(&node, "locked", &["cat", "/etc/config/locked"], mounts()).await;
+    assert_eq!(code, 1);
+    assert!(out[0].contains("ermission denied"), "{out:?}");
+
+    // Nothing of the host is visible, and `..` does not leave the mount.
+    let (code, _) = confwatch(
+        &node,
+        "host",
+        &["cat", "/etc/passwd", "/etc/config/../../etc/passwd"],
+        mounts(),
+    )
+    .await;
+    assert_eq!(code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_and_host_directories_coexist_nested() {
+    let node = Node::new();
+    let host = node.dir.path().join("empty-dir");
+    std::fs::create_dir_all(&host).unwrap();
+    let (_tx, content) = watch::channel(snapshot(&[("a", "from-configmap", 0o644)]));
+    let mounts = || {
+        vec![
+            Mount {
+                guest_path: "/data".into(),
+                source: MountSource::Host {
+                    path: host.clone(),
+                    read_only: false,
+                },
+            },
+            virtual_mount("/data/config", &content),
+        ]
+    };
+    let (code, out) = confwatch(&node, "w", &["write", "/data/out.txt", "written"], mounts()).await;
+    assert_eq!((code, out), (0, vec![]));
+    assert_eq!(
+        std::fs::read_to_string(host.join("out.txt")).unwrap(),
+        "written"
+    );
+    let (code, out) = confwatch(
+        &node,
+        "r",
+        &["cat", "/data/out.txt", "/data/config/a"],
+        mounts(),
+    )
+    .await;
+    assert_eq!(
+        (code, out),
+        (0, vec!["written".to_string(), "from-configmap".to_string()])
+    );
+}
+
+/// A guest reading three keys through one directory descriptor in a loop while the
+/// content is replaced 100 times never sees keys of two versions, and sees the last
+/// version promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_are_atomic_per_directory_open_and_prompt() {
+    let node = Node::new();
+    let version = |n: u32| {
+        let v = format!("v{n}");
+        snapshot(&[("a", &v, 0o644), ("b", &v, 0o644), ("c", &v, 0o644)])
+    };
+    let (tx, content) = watch::channel(version(0));
+    let runtime = node.runtime();
+    let (mut config, log) =
+        node.config("watch", &["confwatch", "watch", "/cfg", "a", "b", "c"], &[]);
+    config.mounts = vec![virtual_mount("/cfg", &content)];
+    let run = runtime
+        .start(&node.image(Guest::Confwatch), config)
+        .await
+        .unwrap();
+    wait_for_line(&log, "seen a=v0 b=v0 c=v0").await;
+    for n in 1..=100 {
+        tx.send_replace(version(n));
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let sent = Instant::now();
+    wait_for_line(&log, "seen a=v100 b=v100 c=v100").await;
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "last version seen after {took:?}"
+    );
+    let seen: Vec<String> = stdout_lines(&log)
+        .into_iter()
+        .filter(|l| l.starts_with("seen "))
+        .collect();
+    for line in &seen {
+        let values: Vec<&str> = line.split(' ').skip(1).map(|kv| &kv[2..]).collect();
+        assert!(values.iter().all(|v| *v == values[0]), "torn read: {line}");
+    }
+    assert!(seen.len() > 2, "{seen:?}");
+    run.stop(Duration::ZERO);
 }

@@ -7,6 +7,7 @@
 //! treated as defaulted rather than reported as missing.
 
 mod configmap;
+mod downward;
 mod event;
 mod meta;
 pub mod names;
@@ -16,6 +17,7 @@ mod pod;
 mod quantity;
 mod runtimeclass;
 mod secret;
+mod volume;
 
 use serde_json::{json, Value};
 use std::fmt;

@@ -1,8 +1,10 @@
 //! Pod: `ValidatePodCreate` / `ValidatePodUpdate` for the fields wkube acts on.
 
+use super::downward;
 use super::meta::{self, NameRule};
 use super::names::{is_dns1123_label, is_env_var_name, is_valid_port_name, is_valid_port_num};
 use super::quantity::parse_quantity;
+use super::volume;
 use super::FieldError;
 use crate::obj;
 use serde_json::{json, Value};
@@ -103,7 +105,7 @@ fn validate_volumes(spec: &Value, path: &str, errs: &mut Vec<FieldError>) -> Vec
             .unwrap_or_default();
         match sources.as_slice() {
             [] => errs.push(FieldError::required(&vp, "must specify a volume type")),
-            [_] => {}
+            [_] => volume::validate_source(v, &vp, errs),
             [_, second, ..] => errs.push(FieldError::forbidden(
                 format!("{vp}.{second}"),
                 "may not specify more than 1 volume type",
@@ -219,6 +221,10 @@ fn validate_env(c: &Value, cp: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(&ep, json!(name), msg));
             }
         }
+        downward::validate_env_var(e, &format!("{cp}.env[{i}]"), errs);
+    }
+    for (i, e) in obj::array(c, &["envFrom"]).iter().enumerate() {
+        downward::validate_env_from(e, &format!("{cp}.envFrom[{i}]"), errs);
     }
 }
 
@@ -244,6 +250,7 @@ fn validate_mounts(c: &Value, cp: &str, volumes: &[String], errs: &mut Vec<Field
                 "must be unique",
             ));
         }
+        volume::validate_mount_paths(m, &mp, errs);
         paths.push(path);
     }
 }

@@ -199,6 +199,7 @@ mod tests {
             argv: vec!["app".into()],
             env: vec![("A".into(), "1".into())],
             log: LogWriter::create(&dir.join(format!("{id}.log"))).unwrap(),
+            mounts: Vec::new(),
         }
     }
 

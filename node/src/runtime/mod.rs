@@ -53,6 +53,12 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("mounting {path} at {guest_path}: {message}")]
+    Mount {
+        path: std::path::PathBuf,
+        guest_path: String,
+        message: String,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -65,6 +71,28 @@ pub struct ContainerConfig {
     pub env: Vec<(String, String)>,
     /// Receives stdout and stderr; closed by the runtime at exit.
     pub log: LogWriter,
+    /// The pod's volumes this container mounts; the guest sees these and nothing else of
+    /// the node's filesystem.
+    pub mounts: Vec<Mount>,
+}
+
+/// A volume as a container sees it at `guest_path`.
+#[derive(Clone)]
+pub struct Mount {
+    pub guest_path: String,
+    pub source: MountSource,
+}
+
+#[derive(Clone)]
+pub enum MountSource {
+    /// A real directory of the node (emptyDir, hostPath).
+    Host {
+        path: std::path::PathBuf,
+        read_only: bool,
+    },
+    /// A directory served from memory that follows updates (ConfigMap, Secret,
+    /// downwardAPI, projected): see [`crate::vfs`].
+    Virtual(crate::vfs::Content),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

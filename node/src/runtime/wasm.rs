@@ -1,8 +1,10 @@
 //! WASI components run in-process by wasmtime.
 //!
 //! One [`wasmtime::Engine`] per node, configured for many short-lived instances:
-//! - **component model + WASI preview 2** (`wasi:cli/command`), no filesystem
-//!   preopens, no network (TCP, UDP and name lookup are denied);
+//! - **component model + WASI preview 2** (`wasi:cli/command`), no network (TCP, UDP
+//!   and name lookup are denied); the only files a guest sees are its pod's volumes, each
+//!   a preopen: host directories (emptyDir, hostPath) through wasmtime-wasi, virtual
+//!   ones (ConfigMap, Secret, ...) through our `wasi:filesystem` host ([`crate::vfs`]);
 //! - **pooling allocator** with copy-on-write memory images, so instantiation is
 //!   mostly bookkeeping: slots are reserved up front (see [`WasmConfig`]);
 //! - **epoch interruption**: a thread bumps the epoch every [`WasmConfig::epoch_tick`],
@@ -38,13 +40,15 @@ use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::filesystem::WasiFilesystemView as _;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxView, WasiView};
 
-use super::{ContainerConfig, ExitStatus, RunningContainer, Runtime, RuntimeError};
+use super::{ContainerConfig, ExitStatus, MountSource, RunningContainer, Runtime, RuntimeError};
 use crate::images::ResolvedImage;
 use crate::logs::{Stream, StreamWriter};
+use crate::vfs::{self, VfsState, VfsView, VirtualMount};
 
 /// Exit code for a trapped guest: 128 + SIGABRT, what the wasmtime CLI reports.
 pub const TRAP_EXIT_CODE: i32 = 134;
@@ -77,17 +81,39 @@ impl Default for WasmConfig {
     }
 }
 
-/// What one store holds: the guest's WASI context and its resource table.
+/// What one store holds: the guest's WASI context and resource table, and its virtual
+/// mounts.
 pub struct GuestState {
+    wasi: Wasi,
+    vfs: VfsState,
+}
+
+/// A separate struct so that the virtual filesystem's view can borrow it beside `vfs`.
+struct Wasi {
     ctx: WasiCtx,
     table: ResourceTable,
 }
 
-impl WasiView for GuestState {
+impl WasiView for Wasi {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.ctx,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.wasi.ctx()
+    }
+}
+
+impl GuestState {
+    fn vfs(&mut self) -> VfsView<'_> {
+        VfsView {
+            wasi: self.wasi.filesystem(),
+            state: &mut self.vfs,
         }
     }
 }
@@ -171,6 +197,7 @@ impl WasmRuntime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| vfs::add_to_linker(&mut linker, GuestState::vfs))
             .map_err(|e| RuntimeError::Engine(chain(&e)))?;
 
         let ticker = EpochTicker::start(engine.clone(), cfg.epoch_tick);
@@ -247,7 +274,7 @@ impl WasmRuntime {
             let t = Instant::now();
             let mut store = self
                 .inner
-                .new_store(WasiCtx::builder().arg("bench").build());
+                .new_store(WasiCtx::builder().arg("bench").build(), VfsState::default());
             let command = pre.instantiate_async(&mut store).await;
             with_store.push(t.elapsed());
             command.map_err(|e| RuntimeError::Instantiate {
@@ -347,12 +374,15 @@ impl Inner {
         })
     }
 
-    fn new_store(&self, ctx: WasiCtx) -> Store<GuestState> {
+    fn new_store(&self, ctx: WasiCtx, vfs: VfsState) -> Store<GuestState> {
         let mut store = Store::new(
             &self.engine,
             GuestState {
-                ctx,
-                table: ResourceTable::new(),
+                wasi: Wasi {
+                    ctx,
+                    table: ResourceTable::new(),
+                },
+                vfs,
             },
         );
         store.set_epoch_deadline(1);
@@ -373,7 +403,13 @@ impl Runtime for WasmRuntime {
     ) -> BoxFuture<'a, Result<RunningContainer, RuntimeError>> {
         Box::pin(async move {
             let pre = self.command_pre(image).await?;
-            let ContainerConfig { id, argv, env, log } = config;
+            let ContainerConfig {
+                id,
+                argv,
+                env,
+                log,
+                mounts,
+            } = config;
 
             let mut wasi = WasiCtx::builder();
             wasi.args(&argv)
@@ -383,7 +419,31 @@ impl Runtime for WasmRuntime {
                 .allow_tcp(false)
                 .allow_udp(false)
                 .allow_ip_name_lookup(false);
-            let mut store = self.inner.new_store(wasi.build());
+            let mut virtual_mounts = Vec::new();
+            for m in mounts {
+                match m.source {
+                    MountSource::Host { path, read_only } => {
+                        let perms = if read_only {
+                            FsPerms::ReadOnly
+                        } else {
+                            FsPerms::ReadWrite
+                        };
+                        wasi.preopened_dir(&path, &m.guest_path, perms)
+                            .map_err(|e| RuntimeError::Mount {
+                                path,
+                                guest_path: m.guest_path.clone(),
+                                message: chain(&e),
+                            })?;
+                    }
+                    MountSource::Virtual(content) => virtual_mounts.push(VirtualMount {
+                        guest_path: m.guest_path,
+                        content,
+                    }),
+                }
+            }
+            let mut store = self
+                .inner
+                .new_store(wasi.build(), VfsState::new(virtual_mounts));
             let command =
                 pre.instantiate_async(&mut store)
                     .await
