@@ -1,0 +1,597 @@
+//! Deployments, ReplicaSets and the garbage collector, driven by the real kubectl (oldest
+//! and newest) against a real `wkube server`, with WASI guests as the pods: the issue's user
+//! flow (apply, rollout status, set image, history, undo, scale, get -o wide), a rolling
+//! update watched pod by pod, pause/resume, a progress deadline, ReplicaSet adoption and
+//! release, and deletion with each propagation policy.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{wait_for, Server, KUBECTL_VERSIONS};
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn example(name: &str) -> String {
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A server with the long-running guest imported as `echo:1.0` and `echo:2.0`.
+fn server() -> Server {
+    let server = Server::start();
+    server.import("ticker", "echo:1.0");
+    server.import("ticker", "echo:2.0");
+    server
+}
+
+fn names(server: &Server, version: &str, what: &str, selector: &str) -> Vec<String> {
+    let out = server.kubectl_ok(version, &["get", what, "-l", selector, "-o", "name"]);
+    out.lines().map(str::to_string).collect()
+}
+
+/// Waits until `jsonpath` on `object` reads `want`.
+fn wait_jsonpath(server: &Server, version: &str, object: &[&str], path: &str, want: &str) {
+    wait_for(
+        &format!("{} {path} = {want}", object.join(" ")),
+        DEADLINE,
+        || (server.jsonpath(version, object, path) == want).then_some(()),
+    );
+}
+
+fn header(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect()
+}
+
+/// `kubectl get pods -w` over a label selector, as JSON watch events, folded into the
+/// latest state of every pod.
+struct PodWatch {
+    child: Child,
+    pods: Arc<Mutex<BTreeMap<String, Value>>>,
+    /// The fewest ready pods seen after the first `settled` were ready.
+    min_ready: Arc<Mutex<Option<usize>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Ready and not on its way out: a pod a Service would send traffic to.
+fn serving(pod: &Value) -> bool {
+    pod["metadata"].get("deletionTimestamp").is_none()
+        && pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+impl PodWatch {
+    fn start(server: &Server, version: &str, selector: &str, settled: usize) -> PodWatch {
+        let mut child = Command::new(common::kubectl_path(version))
+            .env("KUBECONFIG", server.kubeconfig())
+            .args([
+                "get",
+                "pods",
+                "-l",
+                selector,
+                "-w",
+                "--output-watch-events",
+                "-o",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl get -w");
+        let pods = Arc::new(Mutex::new(BTreeMap::new()));
+        let min_ready = Arc::new(Mutex::new(None::<usize>));
+        let stdout = child.stdout.take().expect("stdout");
+        let reader = {
+            let (pods, min_ready) = (pods.clone(), min_ready.clone());
+            std::thread::spawn(move || {
+                let events = serde_json::Deserializer::from_reader(BufReader::new(stdout))
+                    .into_iter::<Value>();
+                for event in events.map_while(Result::ok) {
+                    let mut pods = pods.lock().unwrap();
+                    let name = event["object"]["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    if event["type"] == "DELETED" {
+                        pods.remove(&name);
+                    } else {
+                        pods.insert(name, event["object"].clone());
+                    }
+                    let ready = pods.values().filter(|p| serving(p)).count();
+                    let mut min = min_ready.lock().unwrap();
+                    match *min {
+                        Some(m) => *min = Some(m.min(ready)),
+                        None if ready >= settled => *min = Some(ready),
+                        None => {}
+                    }
+                }
+            })
+        };
+        let watch = PodWatch {
+            child,
+            pods,
+            min_ready,
+            reader: Some(reader),
+        };
+        wait_for("the watch to see the settled pods", DEADLINE, || {
+            watch.min_ready().map(drop)
+        });
+        watch
+    }
+
+    fn min_ready(&self) -> Option<usize> {
+        *self.min_ready.lock().unwrap()
+    }
+
+    /// The images of the serving pods.
+    fn serving_images(&self) -> Vec<String> {
+        let pods = self.pods.lock().unwrap();
+        pods.values()
+            .filter(|p| serving(p))
+            .map(|p| {
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+fn deployment_flow(version: &str) {
+    let server = server();
+    let out = server.kubectl_ok(version, &["apply", "-f", &example("deployment.yaml")]);
+    assert_eq!(out.trim(), "deployment.apps/echo created");
+    let status = server.kubectl_ok(
+        version,
+        &["rollout", "status", "deploy/echo", "--timeout=60s"],
+    );
+    assert!(
+        status.contains("deployment \"echo\" successfully rolled out"),
+        "{status}"
+    );
+    assert_eq!(names(&server, version, "pods", "app=echo").len(), 3);
+
+    // A rolling update, watched pod by pod: never fewer than replicas - maxUnavailable
+    // (3 - 1) pods serve, and at the end all serving pods run the new image.
+    let watch = PodWatch::start(&server, version, "app=echo", 3);
+    let out = server.kubectl_ok(version, &["set", "image", "deploy/echo", "app=echo:2.0"]);
+    assert_eq!(out.trim(), "deployment.apps/echo image updated");
+    server.kubectl_ok(
+        version,
+        &["rollout", "status", "deploy/echo", "--timeout=60s"],
+    );
+    wait_for("the watch to see only new pods serving", DEADLINE, || {
+        let images = watch.serving_images();
+        (images.len() == 3 && images.iter().all(|i| i == "echo:2.0")).then_some(())
+    });
+    let min = watch.min_ready().expect("settled");
+    assert!(
+        min >= 2,
+        "only {min} pods were serving at one point of the rollout"
+    );
+    drop(watch);
+
+    let history = server.kubectl_ok(version, &["rollout", "history", "deploy/echo"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip_while(|l| !l.starts_with("REVISION"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+
+    let out = server.kubectl_ok(
+        version,
+        &["rollout", "undo", "deploy/echo", "--to-revision=1"],
+    );
+    assert_eq!(out.trim(), "deployment.apps/echo rolled back");
+    server.kubectl_ok(
+        version,
+        &["rollout", "status", "deploy/echo", "--timeout=60s"],
+    );
+    let image = "{.spec.template.spec.containers[0].image}";
+    assert_eq!(
+        server.jsonpath(version, &["deploy", "echo"], image),
+        "echo:1.0"
+    );
+    // Revision 1's ReplicaSet is reused as revision 3; no third ReplicaSet appears.
+    let revision = "{.metadata.annotations.deployment\\.kubernetes\\.io/revision}";
+    assert_eq!(server.jsonpath(version, &["deploy", "echo"], revision), "3");
+    assert_eq!(names(&server, version, "rs", "app=echo").len(), 2);
+
+    let out = server.kubectl_ok(version, &["scale", "deploy/echo", "--replicas=5"]);
+    assert_eq!(out.trim(), "deployment.apps/echo scaled");
+    wait_jsonpath(
+        &server,
+        version,
+        &["deploy", "echo"],
+        "{.status.availableReplicas}",
+        "5",
+    );
+
+    let wide = server.kubectl_ok(version, &["get", "deploy,rs,pods", "-o", "wide"]);
+    let sections: Vec<&str> = wide.split("\n\n").collect();
+    assert_eq!(sections.len(), 3, "{wide}");
+    assert_eq!(
+        header(sections[0]),
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert_eq!(
+        header(sections[1]),
+        [
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert_eq!(
+        header(sections[2])[..5],
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
+    let deploy_row: Vec<&str> = sections[0]
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        [
+            deploy_row[0],
+            deploy_row[1],
+            deploy_row[2],
+            deploy_row[3],
+            deploy_row[5],
+            deploy_row[6],
+            deploy_row[7]
+        ],
+        [
+            "deployment.apps/echo",
+            "5/5",
+            "5",
+            "5",
+            "app",
+            "echo:1.0",
+            "app=echo"
+        ],
+        "{wide}"
+    );
+    assert!(sections[1].contains("pod-template-hash="), "{wide}");
+    let plain = server.kubectl_ok(version, &["get", "deploy"]);
+    assert_eq!(
+        header(&plain),
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    );
+
+    // A deleted pod is replaced.
+    let pods = names(&server, version, "pods", "app=echo");
+    server.kubectl_ok(version, &["delete", &pods[0]]);
+    wait_for("a replacement pod", DEADLINE, || {
+        let now = names(&server, version, "pods", "app=echo");
+        (now.len() == 5 && !now.contains(&pods[0])).then_some(())
+    });
+    wait_jsonpath(
+        &server,
+        version,
+        &["deploy", "echo"],
+        "{.status.readyReplicas}",
+        "5",
+    );
+
+    // Deleting the Deployment (background, kubectl's default) removes its ReplicaSets and pods.
+    server.kubectl_ok(version, &["delete", "deploy", "echo"]);
+    wait_for("the ReplicaSets and pods to go", DEADLINE, || {
+        (names(&server, version, "rs", "app=echo").is_empty()
+            && names(&server, version, "pods", "app=echo").is_empty())
+        .then_some(())
+    });
+}
+
+#[test]
+fn deployment_flow_with_oldest_kubectl() {
+    deployment_flow(KUBECTL_VERSIONS[0]);
+}
+
+#[test]
+fn deployment_flow_with_newest_kubectl() {
+    deployment_flow(KUBECTL_VERSIONS[1]);
+}
+
+/// Pause holds a template change back; resume rolls it out. A rollout that cannot
+/// progress (an image that does not exist) fails `rollout status` at its deadline.
+fn pause_resume_and_deadline(version: &str) {
+    let server = server();
+    server.kubectl_ok(version, &["apply", "-f", &example("deployment.yaml")]);
+    server.kubectl_ok(
+        version,
+        &["rollout", "status", "deploy/echo", "--timeout=60s"],
+    );
+    server.kubectl_ok(version, &["rollout", "pause", "deploy/echo"]);
+    server.kubectl_ok(version, &["set", "image", "deploy/echo", "app=echo:2.0"]);
+    let progressing = "{.status.conditions[?(@.type=='Progressing')].reason}";
+    wait_jsonpath(
+        &server,
+        version,
+        &["deploy", "echo"],
+        progressing,
+        "DeploymentPaused",
+    );
+    assert_eq!(
+        names(&server, version, "rs", "app=echo").len(),
+        1,
+        "no rollout while paused"
+    );
+    server.kubectl_ok(version, &["rollout", "resume", "deploy/echo"]);
+    server.kubectl_ok(
+        version,
+        &["rollout", "status", "deploy/echo", "--timeout=60s"],
+    );
+    assert_eq!(names(&server, version, "rs", "app=echo").len(), 2);
+
+    server.kubectl_ok(
+        version,
+        &[
+            "patch",
+            "deploy/echo",
+            "-p",
+            r#"{"spec":{"progressDeadlineSeconds":2}}"#,
+        ],
+    );
+    server.kubectl_ok(version, &["set", "image", "deploy/echo", "app=missing:1.0"]);
+    let out = server.kubectl(
+        version,
+        &["rollout", "status", "deploy/echo", "--timeout=60s"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a stuck rollout succeeded");
+    assert!(
+        err.contains("deployment \"echo\" exceeded its progress deadline"),
+        "{err}"
+    );
+    assert_eq!(
+        server.jsonpath(version, &["deploy", "echo"], progressing),
+        "ProgressDeadlineExceeded"
+    );
+}
+
+#[test]
+fn pause_resume_and_deadline_with_oldest_kubectl() {
+    pause_resume_and_deadline(KUBECTL_VERSIONS[0]);
+}
+
+#[test]
+fn pause_resume_and_deadline_with_newest_kubectl() {
+    pause_resume_and_deadline(KUBECTL_VERSIONS[1]);
+}
+
+const REPLICA_SET: &str = "apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: front
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      tier: front
+  template:
+    metadata:
+      labels:
+        tier: front
+    spec:
+      containers:
+        - name: app
+          image: echo:1.0
+";
+
+const ORPHAN_POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: stray
+  labels:
+    tier: front
+spec:
+  containers:
+    - name: app
+      image: echo:1.0
+";
+
+/// A ReplicaSet adopts a matching orphan (and so creates one pod, not two), releases a pod
+/// relabelled away and replaces it, scales through the scale subresource, and reports its
+/// status.
+fn replicaset_ownership(version: &str) {
+    let server = server();
+    server.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(ORPHAN_POD));
+    let out = server.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(REPLICA_SET));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let owner = "{.metadata.ownerReferences[0].name}";
+    wait_jsonpath(&server, version, &["pod", "stray"], owner, "front");
+    wait_jsonpath(
+        &server,
+        version,
+        &["rs", "front"],
+        "{.status.availableReplicas}",
+        "2",
+    );
+    assert_eq!(names(&server, version, "pods", "tier=front").len(), 2);
+    let status: Value =
+        serde_json::from_str(&server.kubectl_ok(version, &["get", "rs", "front", "-o", "json"]))
+            .unwrap();
+    let s = &status["status"];
+    assert_eq!(
+        (
+            &s["replicas"],
+            &s["readyReplicas"],
+            &s["fullyLabeledReplicas"],
+            &s["observedGeneration"]
+        ),
+        (
+            &Value::from(2),
+            &Value::from(2),
+            &Value::from(2),
+            &Value::from(1)
+        ),
+        "{s}"
+    );
+    let controller = "{.metadata.ownerReferences[0].controller}/{.metadata.ownerReferences[0].blockOwnerDeletion}";
+    assert_eq!(
+        server.jsonpath(version, &["pod", "stray"], controller),
+        "true/true"
+    );
+
+    server.kubectl_ok(
+        version,
+        &["label", "pod", "stray", "tier=elsewhere", "--overwrite"],
+    );
+    wait_jsonpath(&server, version, &["pod", "stray"], owner, "");
+    wait_for("a replacement for the released pod", DEADLINE, || {
+        (names(&server, version, "pods", "tier=front").len() == 2).then_some(())
+    });
+
+    let out = server.kubectl_ok(version, &["scale", "rs/front", "--replicas=4"]);
+    assert_eq!(out.trim(), "replicaset.apps/front scaled");
+    wait_jsonpath(
+        &server,
+        version,
+        &["rs", "front"],
+        "{.status.readyReplicas}",
+        "4",
+    );
+    let table = server.kubectl_ok(version, &["get", "rs", "front"]);
+    assert_eq!(
+        header(&table),
+        ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    );
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..4], ["front", "4", "4", "4"], "{table}");
+}
+
+#[test]
+fn replicaset_ownership_with_oldest_kubectl() {
+    replicaset_ownership(KUBECTL_VERSIONS[0]);
+}
+
+#[test]
+fn replicaset_ownership_with_newest_kubectl() {
+    replicaset_ownership(KUBECTL_VERSIONS[1]);
+}
+
+/// `--cascade=orphan` leaves the ReplicaSet and its pods, without the Deployment's
+/// reference; `--cascade=foreground` removes the owner only after its dependents.
+fn cascades(version: &str) {
+    let server = server();
+    server.kubectl_ok(version, &["apply", "-f", &example("deployment.yaml")]);
+    server.kubectl_ok(
+        version,
+        &["rollout", "status", "deploy/echo", "--timeout=60s"],
+    );
+    let rs = names(&server, version, "rs", "app=echo");
+    server.kubectl_ok(version, &["delete", "deploy", "echo", "--cascade=orphan"]);
+    let gone = server.kubectl(version, &["get", "deploy", "echo"]);
+    assert!(
+        !gone.status.success(),
+        "kubectl returns once the Deployment is gone"
+    );
+    assert_eq!(names(&server, version, "rs", "app=echo"), rs);
+    let rs_name = rs[0].trim_start_matches("replicaset.apps/");
+    assert_eq!(
+        server.jsonpath(version, &["rs", rs_name], "{.metadata.ownerReferences}"),
+        "[]"
+    );
+    assert_eq!(names(&server, version, "pods", "app=echo").len(), 3);
+
+    // The orphaned ReplicaSet still keeps its pods; now delete it in the foreground.
+    server.kubectl_ok(version, &["delete", "rs", rs_name, "--cascade=foreground"]);
+    assert!(names(&server, version, "rs", "app=echo").is_empty());
+    assert!(
+        names(&server, version, "pods", "app=echo").is_empty(),
+        "the owner went before its pods"
+    );
+}
+
+#[test]
+fn cascades_with_oldest_kubectl() {
+    cascades(KUBECTL_VERSIONS[0]);
+}
+
+#[test]
+fn cascades_with_newest_kubectl() {
+    cascades(KUBECTL_VERSIONS[1]);
+}
+
+/// Bad Deployments get Kubernetes' 422 messages and nothing is stored.
+#[test]
+fn invalid_deployments_are_refused() {
+    let server = Server::start();
+    let bad_labels = std::fs::read_to_string(example("deployment.yaml"))
+        .unwrap()
+        .replace(
+            "    metadata:\n      labels:\n        app: echo",
+            "    metadata:\n      labels:\n        app: other",
+        );
+    let negative = std::fs::read_to_string(example("deployment.yaml"))
+        .unwrap()
+        .replace("replicas: 3", "replicas: -1");
+    for version in KUBECTL_VERSIONS {
+        let out = server.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(&bad_labels));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains(
+                "The Deployment \"echo\" is invalid: spec.template.metadata.labels: Invalid value"
+            ) && err.contains("`selector` does not match template `labels`"),
+            "{err}"
+        );
+        let out = server.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(&negative));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
+            "{err}"
+        );
+        assert!(names(&server, version, "deploy", "app=echo").is_empty());
+    }
+}
