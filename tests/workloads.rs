@@ -57,8 +57,9 @@ fn header(table: &str) -> Vec<&str> {
 struct PodWatch {
     child: Child,
     pods: Arc<Mutex<BTreeMap<String, Value>>>,
-    /// The fewest ready pods seen after the first `settled` were ready.
-    min_ready: Arc<Mutex<Option<usize>>>,
+    /// The fewest serving pods and the most pods not being deleted, seen since the first
+    /// `settled` pods were serving.
+    bounds: Arc<Mutex<Option<(usize, usize)>>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -91,10 +92,10 @@ impl PodWatch {
             .spawn()
             .expect("kubectl get -w");
         let pods = Arc::new(Mutex::new(BTreeMap::new()));
-        let min_ready = Arc::new(Mutex::new(None::<usize>));
+        let bounds = Arc::new(Mutex::new(None::<(usize, usize)>));
         let stdout = child.stdout.take().expect("stdout");
         let reader = {
-            let (pods, min_ready) = (pods.clone(), min_ready.clone());
+            let (pods, bounds) = (pods.clone(), bounds.clone());
             std::thread::spawn(move || {
                 let events = serde_json::Deserializer::from_reader(BufReader::new(stdout))
                     .into_iter::<Value>();
@@ -110,10 +111,14 @@ impl PodWatch {
                         pods.insert(name, event["object"].clone());
                     }
                     let ready = pods.values().filter(|p| serving(p)).count();
-                    let mut min = min_ready.lock().unwrap();
-                    match *min {
-                        Some(m) => *min = Some(m.min(ready)),
-                        None if ready >= settled => *min = Some(ready),
+                    let staying = pods
+                        .values()
+                        .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
+                        .count();
+                    let mut bounds = bounds.lock().unwrap();
+                    match *bounds {
+                        Some((min, max)) => *bounds = Some((min.min(ready), max.max(staying))),
+                        None if ready >= settled => *bounds = Some((ready, staying)),
                         None => {}
                     }
                 }
@@ -122,17 +127,17 @@ impl PodWatch {
         let watch = PodWatch {
             child,
             pods,
-            min_ready,
+            bounds,
             reader: Some(reader),
         };
         wait_for("the watch to see the settled pods", DEADLINE, || {
-            watch.min_ready().map(drop)
+            watch.bounds().map(drop)
         });
         watch
     }
 
-    fn min_ready(&self) -> Option<usize> {
-        *self.min_ready.lock().unwrap()
+    fn bounds(&self) -> Option<(usize, usize)> {
+        *self.bounds.lock().unwrap()
     }
 
     /// The images of the serving pods.
@@ -187,11 +192,14 @@ fn deployment_flow(version: &str) {
         let images = watch.serving_images();
         (images.len() == 3 && images.iter().all(|i| i == "echo:2.0")).then_some(())
     });
-    let min = watch.min_ready().expect("settled");
+    // ... and never more than replicas + maxSurge (3 + 1) pods exist besides those leaving.
+    let (min, max) = watch.bounds().expect("settled");
+    eprintln!("rolling update: at least {min} pods serving, at most {max} pods");
     assert!(
         min >= 2,
         "only {min} pods were serving at one point of the rollout"
     );
+    assert!(max <= 4, "{max} pods existed at one point of the rollout");
     drop(watch);
 
     let history = server.kubectl_ok(version, &["rollout", "history", "deploy/echo"]);
@@ -293,6 +301,17 @@ fn deployment_flow(version: &str) {
         "{wide}"
     );
     assert!(sections[1].contains("pod-template-hash="), "{wide}");
+    let describe = server.kubectl_ok(version, &["describe", "deploy", "echo"]);
+    for want in [
+        "NewReplicaSetAvailable",
+        "ScalingReplicaSet",
+        "Scaled up replica set echo-",
+    ] {
+        assert!(
+            describe.contains(want),
+            "describe lacks {want}:\n{describe}"
+        );
+    }
     let plain = server.kubectl_ok(version, &["get", "deploy"]);
     assert_eq!(
         header(&plain),

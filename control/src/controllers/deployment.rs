@@ -18,9 +18,10 @@ use super::owners::{self, being_deleted, claim_all, controlled_by, controller_of
 use super::reflector::Cache;
 use super::replicaset::{self, is_active, selecting};
 use super::runner::{self, Action, Source};
-use super::{Caches, ControllerError, Key};
+use super::{Caches, Context, ControllerError, Key};
 use crate::api::objects::{DeleteOptions, Part};
 use crate::api::{Api, ApiError};
+use crate::events::EventType;
 use crate::obj;
 use crate::selectors::LabelSelector;
 use crate::store::revision_of;
@@ -50,8 +51,8 @@ pub enum Change {
     /// meanwhile.
     UpdateReplicaSet(Value),
     DeleteReplicaSet(Arc<Value>),
-    /// The Deployment's new annotations (its revision).
-    Annotate(Map<String, Value>),
+    /// The Deployment's revision annotation: its new ReplicaSet's.
+    SetRevision(String),
     Status(Value),
 }
 
@@ -378,11 +379,7 @@ pub fn plan(
     if let Some((rs, _)) = &sets.new {
         let rev = revision(rs).to_string();
         if obj::get_str(d, &["metadata", "annotations", REVISION]) != Some(rev.as_str()) {
-            let mut annotations = obj::object(d, &["metadata", "annotations"])
-                .cloned()
-                .unwrap_or_default();
-            annotations.insert(REVISION.into(), json!(rev));
-            changes.push(Change::Annotate(annotations));
+            changes.push(Change::SetRevision(rev));
         }
     }
     let (status, action) = status(d, &sets, conditions, now);
@@ -821,7 +818,8 @@ fn status(
 
 // ---- I/O ------------------------------------------------------------------------------
 
-async fn reconcile(api: &Api, caches: &Caches, key: Key) -> Result<Action, ControllerError> {
+async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
+    let (api, caches) = (&ctx.api, &*ctx.caches);
     let Some(d) = caches.deployments.get(&key.namespace, &key.name) else {
         return Ok(Action::done());
     };
@@ -830,8 +828,7 @@ async fn reconcile(api: &Api, caches: &Caches, key: Key) -> Result<Action, Contr
     let plan = plan(&d, &replica_sets, &pods, Utc::now());
     let rs_res = caches.replicasets.resource();
     let ns = Some(key.namespace.as_str());
-    let mut rs_revision = 0;
-    let mut d_revision = 0;
+    let (mut rs_revision, mut d_revision) = (0, 0);
     let mut action = plan.action;
     for change in plan.changes {
         match change {
@@ -844,22 +841,35 @@ async fn reconcile(api: &Api, caches: &Caches, key: Key) -> Result<Action, Contr
                     rs_revision.max(owners::write_claim(api, rs_res, &d, &rs, false).await?)
             }
             Change::CreateReplicaSet(rs) => match api.create(rs_res, ns, rs.clone(), false).await {
-                Ok(created) => rs_revision = rs_revision.max(revision_of(&created)),
+                Ok(created) => {
+                    rs_revision = rs_revision.max(revision_of(&created));
+                    scaling_event(ctx, &d, &created, 0).await;
+                }
                 Err(ApiError::AlreadyExists { .. }) => {
                     d_revision = d_revision.max(on_name_taken(api, caches, &d, &rs).await?);
                     action = Action::requeue(Duration::ZERO);
                 }
                 Err(e) => return Err(e.into()),
             },
-            Change::UpdateReplicaSet(rs) => match api
-                .update(rs_res, ns, obj::name(&rs), rs.clone(), Part::Main, false)
-                .await
-            {
-                Ok(written) => rs_revision = rs_revision.max(revision_of(&written)),
-                // Changed meanwhile: its event brings this Deployment back.
-                Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            },
+            Change::UpdateReplicaSet(rs) => {
+                let name = obj::name(&rs);
+                let before = caches
+                    .replicasets
+                    .get(&key.namespace, name)
+                    .map_or(0, |o| spec_replicas(&o));
+                match api
+                    .update(rs_res, ns, name, rs.clone(), Part::Main, false)
+                    .await
+                {
+                    Ok(written) => {
+                        rs_revision = rs_revision.max(revision_of(&written));
+                        scaling_event(ctx, &d, &written, before).await;
+                    }
+                    // Changed meanwhile: its event brings this Deployment back.
+                    Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Change::DeleteReplicaSet(rs) => {
                 let opts = DeleteOptions {
                     precondition_uid: Some(uid(&rs).to_string()),
@@ -871,12 +881,12 @@ async fn reconcile(api: &Api, caches: &Caches, key: Key) -> Result<Action, Contr
                     Err(e) => return Err(e.into()),
                 }
             }
-            Change::Annotate(annotations) => {
+            Change::SetRevision(revision) => {
                 let res = caches.deployments.resource();
                 let written = api
                     .update_with(res, ns, &key.name, Part::Main, |current| {
                         let mut next = current.clone();
-                        next["metadata"]["annotations"][REVISION] = annotations[REVISION].clone();
+                        annotations_mut(&mut next).insert(REVISION.into(), json!(revision));
                         Ok(Some(next))
                     })
                     .await;
@@ -895,6 +905,23 @@ async fn reconcile(api: &Api, caches: &Caches, key: Key) -> Result<Action, Contr
     caches.replicasets.caught_up(rs_revision).await;
     caches.deployments.caught_up(d_revision).await;
     Ok(action)
+}
+
+/// `ScalingReplicaSet`, as `kubectl describe deployment` shows it.
+async fn scaling_event(ctx: &Context, d: &Value, rs: &Value, before: i64) {
+    let after = spec_replicas(rs);
+    let direction = match after.cmp(&before) {
+        std::cmp::Ordering::Greater => "up",
+        std::cmp::Ordering::Less => "down",
+        std::cmp::Ordering::Equal => return,
+    };
+    let msg = format!(
+        "Scaled {direction} replica set {} from {before} to {after}",
+        obj::name(rs)
+    );
+    ctx.events
+        .record(d, EventType::Normal, "ScalingReplicaSet", &msg)
+        .await;
 }
 
 /// The new ReplicaSet's name is taken. If by this Deployment's own ReplicaSet for this
@@ -977,5 +1004,6 @@ pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
             mapper: Arc::new(move |pod: &Value| owner_of_pod(&replicasets, pod)),
         },
     ];
-    runner::run("deployment", sources, |key| reconcile(&api, &caches, key)).await
+    let ctx = Context::new(api, caches, "deployment-controller");
+    runner::run("deployment", sources, |key| reconcile(&ctx, key)).await
 }

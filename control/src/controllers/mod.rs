@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::api::resources::{ResourceInfo, RESOURCES};
 use crate::api::{Api, ApiError};
+use crate::events::EventRecorder;
 use crate::obj;
 use reflector::{Cache, Reflector};
 
@@ -100,6 +101,25 @@ impl Caches {
 
     pub fn resource_of(&self, o: &Value) -> Result<&'static ResourceInfo, ControllerError> {
         self.cache_of(o).map(Cache::resource)
+    }
+}
+
+/// What a controller's reconciles work with.
+pub struct Context {
+    pub api: Api,
+    pub caches: Arc<Caches>,
+    /// Events on behalf of the controller (`kubectl describe` shows them).
+    pub events: EventRecorder,
+}
+
+impl Context {
+    pub fn new(api: Api, caches: Arc<Caches>, component: &str) -> Context {
+        let events = EventRecorder::new(api.clone(), component, None);
+        Context {
+            api,
+            caches,
+            events,
+        }
     }
 }
 

@@ -12,9 +12,10 @@ use serde_json::{json, Map, Value};
 use super::owners::{self, being_deleted, claim_all, controller_of};
 use super::reflector::Cache;
 use super::runner::{self, Action, Source};
-use super::{Caches, ControllerError, Key};
+use super::{Caches, Context, ControllerError, Key};
 use crate::api::objects::{DeleteOptions, Part};
 use crate::api::{Api, ApiError};
+use crate::events::EventType;
 use crate::obj;
 use crate::selectors::LabelSelector;
 use crate::store::revision_of;
@@ -184,27 +185,37 @@ fn new_pod(rs: &Value) -> Value {
 /// Slow start (`slowStartBatch`): batches of 1, 2, 4, ... pods, stopping after a batch with
 /// a failure, so a pod that cannot be created (quota, a terminating namespace) fails once
 /// instead of `count` times. Returns the highest revision written.
-async fn create_pods(
-    api: &Api,
-    caches: &Caches,
-    rs: &Value,
-    count: usize,
-) -> Result<u64, ControllerError> {
+async fn create_pods(ctx: &Context, rs: &Value, count: usize) -> Result<u64, ControllerError> {
     let pod = new_pod(rs);
     let ns = obj::namespace(rs);
     let (mut done, mut batch, mut revision) = (0, 1, 0);
     while done < count {
         let size = batch.min(count - done);
-        let creates =
-            (0..size).map(|_| api.create(caches.pods.resource(), Some(ns), pod.clone(), false));
-        let results = futures::future::join_all(creates).await;
-        for r in &results {
-            if let Ok(p) = r {
-                revision = revision.max(revision_of(p));
+        let creates = (0..size).map(|_| async {
+            let pods = ctx.caches.pods.resource();
+            let created = ctx.api.create(pods, Some(ns), pod.clone(), false).await;
+            match &created {
+                Ok(p) => {
+                    let msg = format!("Created pod: {}", obj::name(p));
+                    ctx.events
+                        .record(rs, EventType::Normal, "SuccessfulCreate", &msg)
+                        .await;
+                }
+                Err(e) => {
+                    let msg = format!("Error creating: {e}");
+                    ctx.events
+                        .record(rs, EventType::Warning, "FailedCreate", &msg)
+                        .await;
+                }
             }
+            created
+        });
+        let results = futures::future::join_all(creates).await;
+        for p in results.iter().flatten() {
+            revision = revision.max(revision_of(p));
         }
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-            caches.pods.caught_up(revision).await;
+            ctx.caches.pods.caught_up(revision).await;
             return Err(e.into());
         }
         done += size;
@@ -213,7 +224,8 @@ async fn create_pods(
     Ok(revision)
 }
 
-async fn reconcile(api: &Api, caches: &Caches, key: Key) -> Result<Action, ControllerError> {
+async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
+    let (api, caches) = (&ctx.api, &ctx.caches);
     let Some(rs) = caches.replicasets.get(&key.namespace, &key.name) else {
         return Ok(Action::done());
     };
@@ -225,20 +237,21 @@ async fn reconcile(api: &Api, caches: &Caches, key: Key) -> Result<Action, Contr
         let written = match change {
             Change::Adopt(p) => owners::write_claim(api, pods, &rs, &p, true).await?,
             Change::Release(p) => owners::write_claim(api, pods, &rs, &p, false).await?,
-            Change::Create(n) => create_pods(api, caches, &rs, n).await?,
+            Change::Create(n) => create_pods(ctx, &rs, n).await?,
             Change::Delete(victims) => {
                 let mut highest = 0;
                 for p in victims {
-                    match api
-                        .delete(
-                            pods,
-                            Some(&key.namespace),
-                            obj::name(&p),
-                            &DeleteOptions::default(),
-                        )
-                        .await
-                    {
-                        Ok((o, _)) => highest = revision_of(&o).max(highest),
+                    let name = obj::name(&p);
+                    let opts = DeleteOptions::default();
+                    match api.delete(pods, Some(&key.namespace), name, &opts).await {
+                        Ok((o, _)) => {
+                            highest = revision_of(&o).max(highest);
+                            let msg = format!("Deleted pod: {name}");
+                            let reason = "SuccessfulDelete";
+                            ctx.events
+                                .record(&rs, EventType::Normal, reason, &msg)
+                                .await;
+                        }
                         Err(ApiError::NotFound { .. }) => {}
                         Err(e) => return Err(e.into()),
                     }
@@ -331,7 +344,8 @@ pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
             mapper: Arc::new(move |pod: &Value| owners_of_pod(&rs_cache, pod)),
         },
     ];
-    runner::run("replicaset", sources, |key| reconcile(&api, &caches, key)).await
+    let ctx = Context::new(api, caches, "replicaset-controller");
+    runner::run("replicaset", sources, |key| reconcile(&ctx, key)).await
 }
 
 #[cfg(test)]
