@@ -1007,3 +1007,269 @@ pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
     let ctx = Context::new(api, caches, "deployment-controller");
     runner::run("deployment", sources, |key| reconcile(&ctx, key)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 1, 0, 10, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn template(image: &str) -> Value {
+        json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": image}]}})
+    }
+
+    fn deployment(replicas: i64, strategy: Value, image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "uid": "d-uid", "generation": 1},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}}, "strategy": strategy,
+                     "template": template(image), "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600}})
+    }
+
+    fn rolling(surge: Value, unavailable: Value) -> Value {
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}})
+    }
+
+    /// A ReplicaSet of `d` for `image`, at `replicas` with `available` of them available.
+    fn rs(
+        d: &Value,
+        image: &str,
+        replicas: i64,
+        available: i64,
+        revision: i64,
+        created_min: u32,
+    ) -> Arc<Value> {
+        let mut with_image = d.clone();
+        with_image["spec"]["template"] = template(image);
+        let mut rs = new_replica_set(&with_image, revision, replicas);
+        rs["metadata"]["uid"] = json!(format!("rs-{image}"));
+        rs["metadata"]["creationTimestamp"] = json!(format!("2024-01-01T00:{created_min:02}:00Z"));
+        rs["metadata"]["generation"] = json!(1);
+        rs["status"] = json!({"replicas": replicas, "readyReplicas": available, "availableReplicas": available, "observedGeneration": 1});
+        Arc::new(rs)
+    }
+
+    /// The plan's ReplicaSet writes as `create|update <image> <replicas>` and
+    /// `delete <name>`.
+    fn writes(p: &Plan) -> Vec<String> {
+        let image = |rs: &Value| {
+            rs["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        p.changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::CreateReplicaSet(rs) => {
+                    Some(format!("create {} {}", image(rs), spec_replicas(rs)))
+                }
+                Change::UpdateReplicaSet(rs) => {
+                    Some(format!("update {} {}", image(rs), spec_replicas(rs)))
+                }
+                Change::DeleteReplicaSet(rs) => Some(format!("delete {}", image(rs))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn template_hashes_ignore_key_order_nulls_and_the_hash_label() {
+        let a = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let b = json!({"spec": {"containers": [{"image": "i", "name": "c"}]},
+                       "metadata": {"creationTimestamp": null, "labels": {"app": "web", "pod-template-hash": "x"}}});
+        assert_eq!(template_hash(&a, None), template_hash(&b, None));
+        assert_ne!(template_hash(&a, None), template_hash(&a, Some(1)));
+        assert!(template_hash(&a, None)
+            .bytes()
+            .all(|c| b"bcdfghjklmnpqrstvwxz2456789".contains(&c)));
+        assert!(same_template(&a, &b));
+    }
+
+    #[test]
+    fn fenceposts_resolve_like_kubernetes() {
+        let cases = [
+            (3, json!(1), json!(1), (1, 1)),
+            (10, json!("25%"), json!("25%"), (3, 2)),
+            (4, json!(0), json!(0), (0, 1)),
+            (3, json!("0%"), json!("10%"), (0, 1)),
+            (5, json!("100%"), json!(2), (5, 2)),
+        ];
+        for (replicas, surge, unavailable, want) in cases {
+            let d = deployment(replicas, rolling(surge.clone(), unavailable.clone()), "v1");
+            assert_eq!(
+                fenceposts(&d),
+                want,
+                "{replicas} replicas, surge {surge}, unavailable {unavailable}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rolling_update_steps_within_surge_and_unavailability() {
+        let d = deployment(3, rolling(json!(1), json!(1)), "v2");
+        // (what, the ReplicaSets, the writes planned)
+        let cases = [
+            (
+                "a new template: the new set starts at the surge",
+                vec![rs(&d, "v1", 3, 3, 1, 0)],
+                vec!["create v2 1"],
+            ),
+            (
+                "the new pod is not available yet: one old pod may go",
+                vec![rs(&d, "v1", 3, 3, 1, 0), rs(&d, "v2", 1, 0, 2, 1)],
+                vec!["update v1 2"],
+            ),
+            (
+                "room again: the new set grows",
+                vec![rs(&d, "v1", 2, 2, 1, 0), rs(&d, "v2", 1, 0, 2, 1)],
+                vec!["update v2 2"],
+            ),
+            (
+                "nothing new is available: nothing more goes",
+                vec![rs(&d, "v1", 2, 2, 1, 0), rs(&d, "v2", 2, 0, 2, 1)],
+                vec![],
+            ),
+            (
+                "unavailable old pods go first",
+                vec![rs(&d, "v1", 2, 0, 1, 0), rs(&d, "v2", 2, 2, 2, 1)],
+                vec!["update v1 0"],
+            ),
+            (
+                "done",
+                vec![rs(&d, "v1", 0, 0, 1, 0), rs(&d, "v2", 3, 3, 2, 1)],
+                vec![],
+            ),
+        ];
+        for (what, sets, want) in cases {
+            assert_eq!(writes(&plan(&d, &sets, &[], now())), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn scaling_a_settled_deployment_scales_its_replicaset() {
+        let d = deployment(5, rolling(json!("25%"), json!("25%")), "v1");
+        let sets = vec![rs(&d, "v1", 3, 3, 1, 0)];
+        assert_eq!(writes(&plan(&d, &sets, &[], now())), ["update v1 5"]);
+        let d = deployment(1, rolling(json!("25%"), json!("25%")), "v1");
+        assert_eq!(writes(&plan(&d, &sets, &[], now())), ["update v1 1"]);
+    }
+
+    #[test]
+    fn recreate_waits_for_old_pods_to_go() {
+        let d = deployment(3, json!({"type": "Recreate"}), "v2");
+        let old_running = vec![rs(&d, "v1", 3, 3, 1, 0)];
+        assert_eq!(writes(&plan(&d, &old_running, &[], now())), ["update v1 0"]);
+        let old_scaled_down = vec![rs(&d, "v1", 0, 0, 1, 0)];
+        let pod = Arc::new(
+            json!({"metadata": {"name": "p", "ownerReferences": [{"uid": "rs-v1", "controller": true}]},
+                                  "status": {"phase": "Running"}}),
+        );
+        assert!(writes(&plan(&d, &old_scaled_down, &[pod], now())).is_empty());
+        assert_eq!(
+            writes(&plan(&d, &old_scaled_down, &[], now())),
+            ["create v2 3"]
+        );
+    }
+
+    #[test]
+    fn a_paused_deployment_does_not_roll_out() {
+        let mut d = deployment(3, rolling(json!(1), json!(1)), "v2");
+        d["spec"]["paused"] = json!(true);
+        let p = plan(&d, &[rs(&d, "v1", 3, 3, 1, 0)], &[], now());
+        assert!(writes(&p).is_empty());
+        let Some(Change::Status(s)) = p.changes.last() else {
+            panic!("{:?}", p.changes)
+        };
+        let progressing = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Progressing")
+            .unwrap();
+        assert_eq!(progressing["reason"], "DeploymentPaused");
+        // Scaling still works while paused.
+        d["spec"]["replicas"] = json!(4);
+        assert_eq!(
+            writes(&plan(&d, &[rs(&d, "v1", 3, 3, 1, 0)], &[], now())),
+            ["update v1 4"]
+        );
+    }
+
+    #[test]
+    fn a_rollback_makes_the_old_replicaset_the_newest_revision() {
+        let d = deployment(3, rolling(json!(1), json!(1)), "v1");
+        let sets = vec![rs(&d, "v1", 0, 0, 1, 0), rs(&d, "v2", 3, 3, 2, 1)];
+        let p = plan(&d, &sets, &[], now());
+        let promoted = p
+            .changes
+            .iter()
+            .find_map(|c| match c {
+                Change::UpdateReplicaSet(rs) if revision(rs) == 3 => Some(rs.clone()),
+                _ => None,
+            })
+            .expect("revision 1 promoted to 3");
+        assert_eq!(promoted["metadata"]["annotations"][REVISION_HISTORY], "1");
+        assert_eq!(spec_replicas(&promoted), 1, "and scaled up by the surge");
+        assert!(p.changes.contains(&Change::SetRevision("3".into())));
+    }
+
+    #[test]
+    fn old_replicasets_beyond_the_history_limit_are_deleted() {
+        let mut d = deployment(1, rolling(json!(1), json!(0)), "v4");
+        d["spec"]["revisionHistoryLimit"] = json!(1);
+        let sets = vec![
+            rs(&d, "v1", 0, 0, 1, 0),
+            rs(&d, "v2", 0, 0, 2, 1),
+            rs(&d, "v3", 0, 0, 3, 2),
+            rs(&d, "v4", 1, 1, 4, 3),
+        ];
+        assert_eq!(
+            writes(&plan(&d, &sets, &[], now())),
+            ["delete v1", "delete v2"]
+        );
+    }
+
+    fn progressing(p: &Plan) -> (String, String) {
+        let Some(Change::Status(s)) = p.changes.iter().find(|c| matches!(c, Change::Status(_)))
+        else {
+            panic!("no status in {:?}", p.changes)
+        };
+        let c = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Progressing")
+            .unwrap();
+        (
+            c["status"].as_str().unwrap().into(),
+            c["reason"].as_str().unwrap().into(),
+        )
+    }
+
+    #[test]
+    fn progress_conditions_follow_the_rollout() {
+        let mut d = deployment(3, rolling(json!(1), json!(1)), "v1");
+        let done = vec![rs(&d, "v1", 3, 3, 1, 0)];
+        d["metadata"]["annotations"] = json!({REVISION: "1"});
+        assert_eq!(
+            progressing(&plan(&d, &done, &[], now())),
+            ("True".into(), "NewReplicaSetAvailable".into())
+        );
+
+        // Stuck since 00:00 with a 60 s deadline, at 00:10: timed out.
+        d["spec"]["progressDeadlineSeconds"] = json!(60);
+        d["status"] = json!({"replicas": 4, "updatedReplicas": 1, "readyReplicas": 3, "availableReplicas": 3, "conditions": [
+            {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "",
+             "lastUpdateTime": "2024-01-01T00:00:00Z", "lastTransitionTime": "2024-01-01T00:00:00Z"}]});
+        let stuck = vec![rs(&d, "v0", 3, 3, 1, 0), rs(&d, "v1", 1, 0, 2, 1)];
+        assert_eq!(
+            progressing(&plan(&d, &stuck, &[], now())),
+            ("False".into(), "ProgressDeadlineExceeded".into())
+        );
+    }
+}
