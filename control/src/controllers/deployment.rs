@@ -447,10 +447,8 @@ fn scale_only(d: &Value, sets: &mut Sets) {
                 }
             }
         }
-        ([only], false) => {
-            if spec_replicas(&sets.old[*only].0) != desired {
-                sets.scale_old(*only, desired, d);
-            }
+        ([only], false) if spec_replicas(&sets.old[*only].0) != desired => {
+            sets.scale_old(*only, desired, d);
         }
         _ => {}
     }
