@@ -43,6 +43,50 @@ fn wait_jsonpath(server: &Server, version: &str, object: &[&str], path: &str, wa
     );
 }
 
+/// examples/deployment.yaml, applied and rolled out.
+fn apply_example(server: &Server, version: &str) {
+    let out = server.kubectl_ok(version, &["apply", "-f", &example("deployment.yaml")]);
+    assert_eq!(out.trim(), "deployment.apps/echo created");
+    rollout_status(server, version);
+}
+
+/// `kubectl rollout status` of the example, which must succeed.
+fn rollout_status(server: &Server, version: &str) {
+    let status = server.kubectl_ok(
+        version,
+        &["rollout", "status", "deploy/echo", "--timeout=60s"],
+    );
+    assert!(
+        status.contains("deployment \"echo\" successfully rolled out"),
+        "{status}"
+    );
+}
+
+/// One test per kubectl version under test (the oldest and the newest), named
+/// `<flow>::oldest_kubectl` and `<flow>::newest_kubectl`.
+macro_rules! with_each_kubectl {
+    ($($flow:ident),*) => {$(
+        mod $flow {
+            #[test]
+            fn oldest_kubectl() {
+                super::$flow(super::KUBECTL_VERSIONS[0]);
+            }
+
+            #[test]
+            fn newest_kubectl() {
+                super::$flow(super::KUBECTL_VERSIONS[1]);
+            }
+        }
+    )*};
+}
+
+with_each_kubectl!(
+    deployment_flow,
+    pause_resume_and_deadline,
+    replicaset_ownership,
+    cascades
+);
+
 fn header(table: &str) -> Vec<&str> {
     table
         .lines()
@@ -167,16 +211,7 @@ impl Drop for PodWatch {
 
 fn deployment_flow(version: &str) {
     let server = server();
-    let out = server.kubectl_ok(version, &["apply", "-f", &example("deployment.yaml")]);
-    assert_eq!(out.trim(), "deployment.apps/echo created");
-    let status = server.kubectl_ok(
-        version,
-        &["rollout", "status", "deploy/echo", "--timeout=60s"],
-    );
-    assert!(
-        status.contains("deployment \"echo\" successfully rolled out"),
-        "{status}"
-    );
+    apply_example(&server, version);
     assert_eq!(names(&server, version, "pods", "app=echo").len(), 3);
 
     // A rolling update, watched pod by pod: never fewer than replicas - maxUnavailable
@@ -184,10 +219,7 @@ fn deployment_flow(version: &str) {
     let watch = PodWatch::start(&server, version, "app=echo", 3);
     let out = server.kubectl_ok(version, &["set", "image", "deploy/echo", "app=echo:2.0"]);
     assert_eq!(out.trim(), "deployment.apps/echo image updated");
-    server.kubectl_ok(
-        version,
-        &["rollout", "status", "deploy/echo", "--timeout=60s"],
-    );
+    rollout_status(&server, version);
     wait_for("the watch to see only new pods serving", DEADLINE, || {
         let images = watch.serving_images();
         (images.len() == 3 && images.iter().all(|i| i == "echo:2.0")).then_some(())
@@ -216,10 +248,7 @@ fn deployment_flow(version: &str) {
         &["rollout", "undo", "deploy/echo", "--to-revision=1"],
     );
     assert_eq!(out.trim(), "deployment.apps/echo rolled back");
-    server.kubectl_ok(
-        version,
-        &["rollout", "status", "deploy/echo", "--timeout=60s"],
-    );
+    rollout_status(&server, version);
     let image = "{.spec.template.spec.containers[0].image}";
     assert_eq!(
         server.jsonpath(version, &["deploy", "echo"], image),
@@ -342,25 +371,11 @@ fn deployment_flow(version: &str) {
     });
 }
 
-#[test]
-fn deployment_flow_with_oldest_kubectl() {
-    deployment_flow(KUBECTL_VERSIONS[0]);
-}
-
-#[test]
-fn deployment_flow_with_newest_kubectl() {
-    deployment_flow(KUBECTL_VERSIONS[1]);
-}
-
 /// Pause holds a template change back; resume rolls it out. A rollout that cannot
 /// progress (an image that does not exist) fails `rollout status` at its deadline.
 fn pause_resume_and_deadline(version: &str) {
     let server = server();
-    server.kubectl_ok(version, &["apply", "-f", &example("deployment.yaml")]);
-    server.kubectl_ok(
-        version,
-        &["rollout", "status", "deploy/echo", "--timeout=60s"],
-    );
+    apply_example(&server, version);
     server.kubectl_ok(version, &["rollout", "pause", "deploy/echo"]);
     server.kubectl_ok(version, &["set", "image", "deploy/echo", "app=echo:2.0"]);
     let progressing = "{.status.conditions[?(@.type=='Progressing')].reason}";
@@ -377,10 +392,7 @@ fn pause_resume_and_deadline(version: &str) {
         "no rollout while paused"
     );
     server.kubectl_ok(version, &["rollout", "resume", "deploy/echo"]);
-    server.kubectl_ok(
-        version,
-        &["rollout", "status", "deploy/echo", "--timeout=60s"],
-    );
+    rollout_status(&server, version);
     assert_eq!(names(&server, version, "rs", "app=echo").len(), 2);
 
     server.kubectl_ok(
@@ -407,16 +419,6 @@ fn pause_resume_and_deadline(version: &str) {
         server.jsonpath(version, &["deploy", "echo"], progressing),
         "ProgressDeadlineExceeded"
     );
-}
-
-#[test]
-fn pause_resume_and_deadline_with_oldest_kubectl() {
-    pause_resume_and_deadline(KUBECTL_VERSIONS[0]);
-}
-
-#[test]
-fn pause_resume_and_deadline_with_newest_kubectl() {
-    pause_resume_and_deadline(KUBECTL_VERSIONS[1]);
 }
 
 const REPLICA_SET: &str = "apiVersion: apps/v1
@@ -529,25 +531,11 @@ fn replicaset_ownership(version: &str) {
     assert_eq!(row[..4], ["front", "4", "4", "4"], "{table}");
 }
 
-#[test]
-fn replicaset_ownership_with_oldest_kubectl() {
-    replicaset_ownership(KUBECTL_VERSIONS[0]);
-}
-
-#[test]
-fn replicaset_ownership_with_newest_kubectl() {
-    replicaset_ownership(KUBECTL_VERSIONS[1]);
-}
-
 /// `--cascade=orphan` leaves the ReplicaSet and its pods, without the Deployment's
 /// reference; `--cascade=foreground` removes the owner only after its dependents.
 fn cascades(version: &str) {
     let server = server();
-    server.kubectl_ok(version, &["apply", "-f", &example("deployment.yaml")]);
-    server.kubectl_ok(
-        version,
-        &["rollout", "status", "deploy/echo", "--timeout=60s"],
-    );
+    apply_example(&server, version);
     let rs = names(&server, version, "rs", "app=echo");
     server.kubectl_ok(version, &["delete", "deploy", "echo", "--cascade=orphan"]);
     let gone = server.kubectl(version, &["get", "deploy", "echo"]);
@@ -570,16 +558,6 @@ fn cascades(version: &str) {
         names(&server, version, "pods", "app=echo").is_empty(),
         "the owner went before its pods"
     );
-}
-
-#[test]
-fn cascades_with_oldest_kubectl() {
-    cascades(KUBECTL_VERSIONS[0]);
-}
-
-#[test]
-fn cascades_with_newest_kubectl() {
-    cascades(KUBECTL_VERSIONS[1]);
 }
 
 /// Bad Deployments get Kubernetes' 422 messages and nothing is stored.
