@@ -531,11 +531,18 @@ fn replicaset_ownership(version: &str) {
     assert_eq!(row[..4], ["front", "4", "4", "4"], "{table}");
 }
 
-/// `--cascade=orphan` leaves the ReplicaSet and its pods, without the Deployment's
-/// reference; `--cascade=foreground` removes the owner only after its dependents.
+/// A Deployment made by `kubectl create deployment`; `--cascade=orphan` leaves its
+/// ReplicaSet and pods, without the Deployment's reference; `--cascade=foreground` removes
+/// the owner only after its dependents.
 fn cascades(version: &str) {
     let server = server();
-    apply_example(&server, version);
+    // kubectl 1.33 sends this one as protobuf.
+    let out = server.kubectl_ok(
+        version,
+        &["create", "deployment", "echo", "--image=echo:1.0", "--replicas=3"],
+    );
+    assert_eq!(out.trim(), "deployment.apps/echo created");
+    rollout_status(&server, version);
     let rs = names(&server, version, "rs", "app=echo");
     server.kubectl_ok(version, &["delete", "deploy", "echo", "--cascade=orphan"]);
     let gone = server.kubectl(version, &["get", "deploy", "echo"]);
