@@ -539,7 +539,13 @@ fn cascades(version: &str) {
     // kubectl 1.33 sends this one as protobuf.
     let out = server.kubectl_ok(
         version,
-        &["create", "deployment", "echo", "--image=echo:1.0", "--replicas=3"],
+        &[
+            "create",
+            "deployment",
+            "echo",
+            "--image=echo:1.0",
+            "--replicas=3",
+        ],
     );
     assert_eq!(out.trim(), "deployment.apps/echo created");
     rollout_status(&server, version);

@@ -3,10 +3,7 @@
 //! `<deployment>-<pod-template-hash>`; the new one scaled up and the old ones down within
 //! `maxSurge`/`maxUnavailable` (RollingUpdate) or all old ones first (Recreate); revisions
 //! and their history in annotations; the status and conditions `kubectl rollout status`
-//! reads.
-//!
-//! Left out for now: proportional scaling of several active ReplicaSets when a Deployment is
-//! scaled in the middle of a rollout (the rolling update's own bounds apply instead).
+//! reads; a Deployment resized mid-rollout resizes its active ReplicaSets in proportion.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -230,9 +227,7 @@ impl Sets {
     }
 
     fn scale_old(&mut self, i: usize, replicas: i64, d: &Value) {
-        let (rs, changed) = &mut self.old[i];
-        set_replicas(rs, replicas, d);
-        *changed = true;
+        resize(&mut self.old[i], replicas, d);
     }
 }
 
@@ -408,8 +403,8 @@ fn roll(
     if let Some((rs, changed)) = &mut sets.new {
         *changed |= promote(d, rs, max_old_revision + 1);
     }
-    if paused {
-        scale_only(d, sets);
+    if paused || is_scaling_event(d, sets) {
+        scale(d, sets);
         cleanup(d, sets, changes);
         return;
     }
@@ -423,34 +418,126 @@ fn roll(
     }
 }
 
-/// A paused Deployment is only scaled: the one active (else the newest) ReplicaSet gets
-/// `replicas` when no rollout is under way (`scale` in `sync.go`).
-fn scale_only(d: &Value, sets: &mut Sets) {
-    let active: Vec<usize> = sets
-        .old
-        .iter()
-        .enumerate()
-        .filter(|(_, (rs, _))| spec_replicas(rs) > 0)
-        .map(|(i, _)| i)
-        .collect();
-    let new_active = sets
-        .new
-        .as_ref()
-        .is_some_and(|(rs, _)| spec_replicas(rs) > 0);
+/// `isScalingEvent`: an active ReplicaSet was sized for another `replicas`.
+fn is_scaling_event(d: &Value, sets: &Sets) -> bool {
+    let desired = spec_replicas(d).to_string();
+    sets.old.iter().chain(&sets.new).any(|(rs, _)| {
+        spec_replicas(rs) > 0
+            && obj::get_str(rs, &["metadata", "annotations", DESIRED_REPLICAS])
+                .is_some_and(|a| a != desired)
+    })
+}
+
+/// `scale` in `sync.go`: a Deployment resized outside a rollout (or paused) resizes its one
+/// active (else newest) ReplicaSet; in the middle of a rolling update, every active one,
+/// in proportion to its size (the leftover to the largest), within `replicas + maxSurge`.
+fn scale(d: &Value, sets: &mut Sets) {
     let desired = spec_replicas(d);
-    match (active.as_slice(), new_active) {
-        ([], _) => {
-            if let Some((rs, changed)) = &mut sets.new {
-                if spec_replicas(rs) != desired {
-                    set_replicas(rs, desired, d);
-                    *changed = true;
-                }
+    let has_new = sets.new.is_some();
+    let mut all: Vec<&mut (Value, bool)> = sets.old.iter_mut().collect();
+    // Newest last: the old ones are in creation order, the new one is newer than all.
+    all.extend(sets.new.iter_mut());
+    let active: Vec<usize> = (0..all.len())
+        .filter(|i| spec_replicas(&all[*i].0) > 0)
+        .collect();
+    match active.as_slice() {
+        [] => {
+            if let Some(newest) = all.last_mut() {
+                resize(newest, desired, d);
             }
+            return;
         }
-        ([only], false) if spec_replicas(&sets.old[*only].0) != desired => {
-            sets.scale_old(*only, desired, d);
+        [only] => {
+            resize(all[*only], desired, d);
+            return;
         }
         _ => {}
+    }
+    // A saturated new ReplicaSet (one adopted, say): the old ones go.
+    let newest = all.len() - 1;
+    if has_new && saturated(d, &all[newest].0) {
+        for i in active.into_iter().filter(|i| *i != newest) {
+            resize(all[i], 0, d);
+        }
+        return;
+    }
+    if !is_rolling(d) {
+        return;
+    }
+    let total: i64 = active.iter().map(|i| spec_replicas(&all[*i].0)).sum();
+    let allowed = if desired > 0 {
+        desired + fenceposts(d).0
+    } else {
+        0
+    };
+    let to_add = allowed - total;
+    // Largest first; among equals, newer first when growing and older first when shrinking.
+    let mut order = active;
+    order.sort_by_key(|i| {
+        let recency = if to_add > 0 { -(*i as i64) } else { *i as i64 };
+        (-spec_replicas(&all[*i].0), recency)
+    });
+    let mut added = 0;
+    let mut sizes: Vec<i64> = Vec::new();
+    for i in &order {
+        let rs = &all[*i].0;
+        let share = proportion(rs, d, to_add, added);
+        sizes.push(spec_replicas(rs) + share);
+        added += share;
+    }
+    if let Some(largest) = sizes.first_mut() {
+        *largest = (*largest + to_add - added).max(0);
+    }
+    for (i, size) in order.into_iter().zip(sizes) {
+        resize(all[i], size, d);
+    }
+}
+
+/// `IsSaturated`: the new ReplicaSet alone is the whole Deployment, all available.
+fn saturated(d: &Value, new: &Value) -> bool {
+    let desired = spec_replicas(d);
+    obj::get_str(new, &["metadata", "annotations", DESIRED_REPLICAS]) == Some(&desired.to_string())
+        && spec_replicas(new) == desired
+        && status_count(new, "availableReplicas") == desired
+}
+
+/// `GetProportion`: a ReplicaSet's share of `to_add` (negative: to remove), of which
+/// `added` is handed out already.
+fn proportion(rs: &Value, d: &Value, to_add: i64, added: i64) -> i64 {
+    let size = spec_replicas(rs);
+    if size == 0 || to_add == 0 || to_add == added {
+        return 0;
+    }
+    let desired = spec_replicas(d);
+    let fraction = if desired == 0 {
+        -size
+    } else {
+        let max_now = desired + fenceposts(d).0;
+        match obj::get_str(rs, &["metadata", "annotations", MAX_REPLICAS])
+            .and_then(|m| m.parse::<i64>().ok())
+        {
+            Some(max_before) if max_before > 0 => {
+                ((size * max_now) as f64 / max_before as f64).round() as i64 - size
+            }
+            _ => size,
+        }
+    };
+    let allowed = to_add - added;
+    if to_add > 0 {
+        fraction.min(allowed)
+    } else {
+        fraction.max(allowed)
+    }
+}
+
+/// Sets a ReplicaSet's size and the Deployment sizes it was made for; marks it changed if
+/// either differs.
+fn resize(entry: &mut (Value, bool), replicas: i64, d: &Value) {
+    let mut resized = entry.0.clone();
+    set_replicas(&mut resized, replicas, d);
+    if resized != entry.0 {
+        entry.0 = resized;
+        entry.1 = true;
     }
 }
 
@@ -495,16 +582,15 @@ fn rolling(
     }
     // reconcileNewReplicaSet
     let all = sets.all();
-    if let Some((rs, changed)) = &mut sets.new {
-        let current = spec_replicas(rs);
+    if let Some(new) = &mut sets.new {
+        let current = spec_replicas(&new.0);
         let target = if current > desired {
             desired
         } else {
             new_rs_replicas(d, &all, current)
         };
         if target != current {
-            set_replicas(rs, target, d);
-            *changed = true;
+            resize(new, target, d);
             return true;
         }
     }
@@ -588,9 +674,8 @@ fn recreate(
         return true;
     }
     match &mut sets.new {
-        Some((rs, changed)) if spec_replicas(rs) != desired => {
-            set_replicas(rs, desired, d);
-            *changed = true;
+        Some(new) if spec_replicas(&new.0) != desired => {
+            resize(new, desired, d);
             true
         }
         _ => false,
@@ -1155,6 +1240,26 @@ mod tests {
         assert_eq!(writes(&plan(&d, &sets, &[], now())), ["update v1 5"]);
         let d = deployment(1, rolling(json!("25%"), json!("25%")), "v1");
         assert_eq!(writes(&plan(&d, &sets, &[], now())), ["update v1 1"]);
+    }
+
+    #[test]
+    fn a_deployment_resized_mid_rollout_scales_its_replicasets_in_proportion() {
+        // Both sets were sized for 5 replicas (Kubernetes' sync_test "proportional scaling").
+        let before = deployment(5, rolling(json!(0), json!(1)), "v2");
+        let sets = vec![rs(&before, "v1", 3, 3, 1, 0), rs(&before, "v2", 2, 2, 2, 1)];
+        let cases = [
+            (10, vec!["update v1 6", "update v2 4"]),
+            (3, vec!["update v1 2", "update v2 1"]),
+            (0, vec!["update v1 0", "update v2 0"]),
+        ];
+        for (replicas, want) in cases {
+            let d = deployment(replicas, rolling(json!(0), json!(1)), "v2");
+            assert_eq!(
+                writes(&plan(&d, &sets, &[], now())),
+                want,
+                "5 -> {replicas}"
+            );
+        }
     }
 
     #[test]
