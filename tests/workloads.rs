@@ -82,6 +82,7 @@ macro_rules! with_each_kubectl {
 
 with_each_kubectl!(
     deployment_flow,
+    recreate,
     pause_resume_and_deadline,
     replicaset_ownership,
     cascades
@@ -96,14 +97,19 @@ fn header(table: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The pods at one point of a watch: the images of those serving, and how many pods
+/// there were besides those being deleted.
+#[derive(Debug, Clone)]
+struct Moment {
+    serving: Vec<String>,
+    staying: usize,
+}
+
 /// `kubectl get pods -w` over a label selector, as JSON watch events, folded into the
-/// latest state of every pod.
+/// state of every pod after each event.
 struct PodWatch {
     child: Child,
-    pods: Arc<Mutex<BTreeMap<String, Value>>>,
-    /// The fewest serving pods and the most pods not being deleted, seen since the first
-    /// `settled` pods were serving.
-    bounds: Arc<Mutex<Option<(usize, usize)>>>,
+    moments: Arc<Mutex<Vec<Moment>>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -117,8 +123,22 @@ fn serving(pod: &Value) -> bool {
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
+fn image(pod: &Value) -> String {
+    pod["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 impl PodWatch {
-    fn start(server: &Server, version: &str, selector: &str, settled: usize) -> PodWatch {
+    /// Starts watching; returns once `settled` pods serve `image`.
+    fn start(
+        server: &Server,
+        version: &str,
+        selector: &str,
+        settled: usize,
+        image: &str,
+    ) -> PodWatch {
         let mut child = Command::new(common::kubectl_path(version))
             .env("KUBECONFIG", server.kubeconfig())
             .args([
@@ -135,16 +155,15 @@ impl PodWatch {
             .stderr(Stdio::null())
             .spawn()
             .expect("kubectl get -w");
-        let pods = Arc::new(Mutex::new(BTreeMap::new()));
-        let bounds = Arc::new(Mutex::new(None::<(usize, usize)>));
+        let moments = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().expect("stdout");
         let reader = {
-            let (pods, bounds) = (pods.clone(), bounds.clone());
+            let moments = moments.clone();
             std::thread::spawn(move || {
+                let mut pods = BTreeMap::new();
                 let events = serde_json::Deserializer::from_reader(BufReader::new(stdout))
                     .into_iter::<Value>();
                 for event in events.map_while(Result::ok) {
-                    let mut pods = pods.lock().unwrap();
                     let name = event["object"]["metadata"]["name"]
                         .as_str()
                         .unwrap_or_default()
@@ -154,47 +173,46 @@ impl PodWatch {
                     } else {
                         pods.insert(name, event["object"].clone());
                     }
-                    let ready = pods.values().filter(|p| serving(p)).count();
-                    let staying = pods
-                        .values()
-                        .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
-                        .count();
-                    let mut bounds = bounds.lock().unwrap();
-                    match *bounds {
-                        Some((min, max)) => *bounds = Some((min.min(ready), max.max(staying))),
-                        None if ready >= settled => *bounds = Some((ready, staying)),
-                        None => {}
-                    }
+                    let moment = Moment {
+                        serving: pods
+                            .values()
+                            .filter(|p| serving(p))
+                            .map(self::image)
+                            .collect(),
+                        staying: pods
+                            .values()
+                            .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
+                            .count(),
+                    };
+                    moments.lock().unwrap().push(moment);
                 }
             })
         };
         let watch = PodWatch {
             child,
-            pods,
-            bounds,
+            moments,
             reader: Some(reader),
         };
-        wait_for("the watch to see the settled pods", DEADLINE, || {
-            watch.bounds().map(drop)
-        });
+        watch.wait_serving(settled, image);
         watch
     }
 
-    fn bounds(&self) -> Option<(usize, usize)> {
-        *self.bounds.lock().unwrap()
+    /// Waits until exactly `count` pods serve, all of them `image`.
+    fn wait_serving(&self, count: usize, image: &str) {
+        wait_for(&format!("{count} pods serving {image}"), DEADLINE, || {
+            let moments = self.moments.lock().unwrap();
+            let last = moments.last()?;
+            (last.serving.len() == count && last.serving.iter().all(|i| i == image)).then_some(())
+        });
     }
 
-    /// The images of the serving pods.
-    fn serving_images(&self) -> Vec<String> {
-        let pods = self.pods.lock().unwrap();
-        pods.values()
-            .filter(|p| serving(p))
-            .map(|p| {
-                p["spec"]["containers"][0]["image"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
+    /// Every moment since `count` pods first served.
+    fn since_settled(&self, count: usize) -> Vec<Moment> {
+        let moments = self.moments.lock().unwrap();
+        moments
+            .iter()
+            .skip_while(|m| m.serving.len() < count)
+            .cloned()
             .collect()
     }
 }
@@ -216,22 +234,27 @@ fn deployment_flow(version: &str) {
 
     // A rolling update, watched pod by pod: never fewer than replicas - maxUnavailable
     // (3 - 1) pods serve, and at the end all serving pods run the new image.
-    let watch = PodWatch::start(&server, version, "app=echo", 3);
+    let watch = PodWatch::start(&server, version, "app=echo", 3, "echo:1.0");
     let out = server.kubectl_ok(version, &["set", "image", "deploy/echo", "app=echo:2.0"]);
     assert_eq!(out.trim(), "deployment.apps/echo image updated");
     rollout_status(&server, version);
-    wait_for("the watch to see only new pods serving", DEADLINE, || {
-        let images = watch.serving_images();
-        (images.len() == 3 && images.iter().all(|i| i == "echo:2.0")).then_some(())
-    });
-    // ... and never more than replicas + maxSurge (3 + 1) pods exist besides those leaving.
-    let (min, max) = watch.bounds().expect("settled");
+    watch.wait_serving(3, "echo:2.0");
+    // ... never more than replicas + maxSurge (3 + 1) pods besides those leaving, and old
+    // and new pods served side by side.
+    let moments = watch.since_settled(3);
+    let min = moments.iter().map(|m| m.serving.len()).min().unwrap_or(0);
+    let max = moments.iter().map(|m| m.staying).max().unwrap_or(0);
     eprintln!("rolling update: at least {min} pods serving, at most {max} pods");
     assert!(
         min >= 2,
         "only {min} pods were serving at one point of the rollout"
     );
     assert!(max <= 4, "{max} pods existed at one point of the rollout");
+    let mixed = |m: &Moment| m.serving.iter().any(|i| i != &m.serving[0]);
+    assert!(
+        moments.iter().any(mixed),
+        "a rolling update serves both versions for a while"
+    );
     drop(watch);
 
     let history = server.kubectl_ok(version, &["rollout", "history", "deploy/echo"]);
@@ -369,6 +392,25 @@ fn deployment_flow(version: &str) {
             && names(&server, version, "pods", "app=echo").is_empty())
         .then_some(())
     });
+}
+
+/// A Recreate rollout, watched: every old pod is gone before a new one serves.
+fn recreate(version: &str) {
+    let server = server();
+    apply_example(&server, version);
+    let to_recreate = r#"{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null}}}"#;
+    server.kubectl_ok(version, &["patch", "deploy/echo", "-p", to_recreate]);
+    let watch = PodWatch::start(&server, version, "app=echo", 3, "echo:1.0");
+    server.kubectl_ok(version, &["set", "image", "deploy/echo", "app=echo:2.0"]);
+    rollout_status(&server, version);
+    watch.wait_serving(3, "echo:2.0");
+    for m in watch.since_settled(3) {
+        let old = m.serving.iter().any(|i| i == "echo:1.0");
+        let new = m.serving.iter().any(|i| i == "echo:2.0");
+        assert!(!(old && new), "old and new pods served together: {m:?}");
+    }
+    let strategy = server.jsonpath(version, &["deploy", "echo"], "{.spec.strategy}");
+    assert_eq!(strategy, r#"{"type":"Recreate"}"#);
 }
 
 /// Pause holds a template change back; resume rolls it out. A rollout that cannot
