@@ -130,7 +130,7 @@ fn cached_kinds() -> impl Iterator<Item = &'static ResourceInfo> {
 }
 
 /// Runs the caches, the ReplicaSet and Deployment controllers and the garbage collector
-/// until the store closes or one of them fails.
+/// until one of them fails, or until dropped (when this member stops leading).
 pub async fn run(api: Api) -> Result<(), ControllerError> {
     let mut tasks = JoinSet::new();
     let mut caches = Vec::new();

@@ -185,10 +185,18 @@ impl Writer {
 }
 
 enum State {
-    /// Nothing listed yet, or the watch broke: list next.
+    /// Nothing listed yet, or the watch failed (410 Gone: it fell behind, or its revision
+    /// is no longer kept): list next.
     Empty,
+    /// The watch's feed closed without an error: watch again from the last revision seen
+    /// (if that is gone too, the new watch fails and the cache relists).
+    Resuming,
     Watching(Watch),
 }
+
+/// How long a reflector waits before it resumes a closed watch, so a store that is going
+/// away is not asked again in a tight loop.
+const RESUME_DELAY: Duration = Duration::from_millis(200);
 
 /// Keeps one kind's cache filled: list, then watch from the list's revision.
 pub struct Reflector {
@@ -208,35 +216,45 @@ impl Reflector {
         (reflector, cache)
     }
 
-    /// Advances one step; `false` once the store has closed.
-    async fn step(&mut self) -> Result<bool, ControllerError> {
+    fn watch_from(&self, revision: u64) -> Result<Watch, ControllerError> {
+        let from = ListOptions {
+            resource_version: Some(revision),
+            ..Default::default()
+        };
+        Ok(self.api.watch(self.writer.shared.res, None, from)?)
+    }
+
+    /// Advances one step.
+    async fn step(&mut self) -> Result<(), ControllerError> {
         let res = self.writer.shared.res;
         match &mut self.state {
             State::Empty => {
                 let (items, revision) = self.api.list(res, None, &ListOptions::default())?;
                 self.writer.replace(items, revision);
-                let from = ListOptions {
-                    resource_version: Some(revision),
-                    ..Default::default()
-                };
-                self.state = State::Watching(self.api.watch(res, None, from)?);
+                self.state = State::Watching(self.watch_from(revision)?);
+            }
+            State::Resuming => {
+                tokio::time::sleep(RESUME_DELAY).await;
+                let revision = *self.writer.shared.revision.borrow();
+                self.state = State::Watching(self.watch_from(revision)?);
             }
             State::Watching(watch) => match watch.next().await {
-                None => return Ok(false),
+                None => self.state = State::Resuming,
                 Some(e) if e.kind == "ERROR" => {
-                    tracing::info!(kind = res.kind, status = %e.object, "watch ended; relisting");
+                    tracing::info!(kind = res.kind, status = %e.object, "watch failed; relisting");
                     self.state = State::Empty;
                 }
                 Some(e) => self.writer.apply(e.kind, e.object),
             },
         }
-        Ok(true)
+        Ok(())
     }
 
-    /// Runs until the store closes.
+    /// Runs until it fails or is dropped (its controllers stop with the leadership).
     pub async fn run(mut self) -> Result<(), ControllerError> {
-        while self.step().await? {}
-        Ok(())
+        loop {
+            self.step().await?;
+        }
     }
 }
 
