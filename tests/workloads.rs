@@ -575,7 +575,7 @@ fn replicaset_ownership(version: &str) {
 
 /// A Deployment made by `kubectl create deployment`; `--cascade=orphan` leaves its
 /// ReplicaSet and pods, without the Deployment's reference; `--cascade=foreground` removes
-/// the owner only after its dependents.
+/// the owner only after its dependents; a deleted namespace takes its workloads along.
 fn cascades(version: &str) {
     let server = server();
     // kubectl 1.33 sends this one as protobuf.
@@ -613,6 +613,34 @@ fn cascades(version: &str) {
         names(&server, version, "pods", "app=echo").is_empty(),
         "the owner went before its pods"
     );
+
+    // Deleting a namespace removes the workloads in it; kubectl waits until it is gone.
+    server.kubectl_ok(version, &["create", "namespace", "team"]);
+    let manifest = example("deployment.yaml");
+    server.kubectl_ok(version, &["-n", "team", "apply", "-f", &manifest]);
+    let status = [
+        "-n",
+        "team",
+        "rollout",
+        "status",
+        "deploy/echo",
+        "--timeout=60s",
+    ];
+    server.kubectl_ok(version, &status);
+    server.kubectl_ok(version, &["delete", "namespace", "team"]);
+    let left = server.kubectl_ok(
+        version,
+        &[
+            "get",
+            "pods,rs,deploy",
+            "-A",
+            "-l",
+            "app=echo",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(left.trim(), "", "left behind");
 }
 
 /// Bad Deployments get Kubernetes' 422 messages and nothing is stored.
