@@ -675,3 +675,49 @@ fn invalid_deployments_are_refused() {
         assert!(names(&server, version, "deploy", "app=echo").is_empty());
     }
 }
+
+/// The controllers run on the raft leader only; when it is killed, the next leader's take
+/// over: a Deployment scaled through a survivor gets its new pods. (Until node lifecycle
+/// exists, the dead member's node is cordoned by hand so nothing is placed on it.)
+#[test]
+fn controllers_move_with_the_leader() {
+    let version = KUBECTL_VERSIONS[1];
+    let first = Server::start_member("a", None);
+    let b = Server::start_member("b", Some(&first));
+    let c = Server::start_member("c", Some(&first));
+    let mut members = vec![first, b, c];
+    for m in &members {
+        m.import("ticker", "echo:1.0");
+    }
+    apply_example(&members[0], version);
+    let leader = common::leader(&members);
+    members[leader].kill9();
+    let dead_node = ["a", "b", "c"][leader];
+    let survivor = &members[(leader + 1) % 3];
+    survivor.kubectl_ok(version, &["cordon", dead_node]);
+    survivor.kubectl_ok(version, &["scale", "deploy/echo", "--replicas=6"]);
+    wait_jsonpath(
+        survivor,
+        version,
+        &["deploy", "echo"],
+        "{.status.observedGeneration}/{.status.readyReplicas}",
+        "2/6",
+    );
+    let on_dead = survivor.kubectl_ok(
+        version,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=echo",
+            "--field-selector",
+            &format!("spec.nodeName={dead_node}"),
+            "-o",
+            "name",
+        ],
+    );
+    assert!(
+        on_dead.lines().count() <= 1,
+        "new pods went to the dead node: {on_dead}"
+    );
+}
