@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::owners::{self, being_deleted, claim_all, controlled_by, controller_of, uid};
 use super::reflector::Cache;
-use super::replicaset::{self, is_active, selecting};
+use super::replicaset::{self, is_active, selecting, REPLICA_FAILURE};
 use super::runner::{self, Action, Source};
 use super::{Caches, Context, ControllerError, Key};
 use crate::api::objects::{DeleteOptions, Part};
@@ -877,6 +877,25 @@ fn status(
             }
         }
     }
+    // getReplicaFailures: the new ReplicaSet's failure to create pods, else an old one's.
+    let failure = sets.new.iter().chain(&sets.old).find_map(|(rs, _)| {
+        obj::array(rs, &["status", "conditions"])
+            .iter()
+            .find(|c| c["type"] == REPLICA_FAILURE)
+            .cloned()
+    });
+    match failure {
+        Some(c) => {
+            let text = |k: &str| obj::str_or_empty(&c, &[k]).to_string();
+            conditions.set(
+                REPLICA_FAILURE,
+                &text("status"),
+                &text("reason"),
+                &text("message"),
+            );
+        }
+        None => conditions.list.retain(|c| c["type"] != REPLICA_FAILURE),
+    }
     let mut s = Map::new();
     s.insert("observedGeneration".into(), json!(generation));
     for (k, v) in [
@@ -1352,6 +1371,56 @@ mod tests {
             c["status"].as_str().unwrap().into(),
             c["reason"].as_str().unwrap().into(),
         )
+    }
+
+    #[test]
+    fn a_replicaset_that_cannot_create_pods_fails_its_deployment() {
+        let d = deployment(3, rolling(json!(1), json!(1)), "v1");
+        let mut failing = (*rs(&d, "v1", 3, 0, 1, 0)).clone();
+        failing["status"]["conditions"] = json!([{"type": "ReplicaFailure", "status": "True",
+            "reason": "FailedCreate", "message": "forbidden"}]);
+        let reasons = |p: &Plan| -> Vec<String> {
+            p.changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Status(s) => Some(
+                        s["conditions"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|c| {
+                                format!(
+                                    "{}={}",
+                                    c["type"].as_str().unwrap(),
+                                    c["reason"].as_str().unwrap()
+                                )
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        };
+        let p = plan(&d, &[Arc::new(failing.clone())], &[], now());
+        assert!(
+            reasons(&p).contains(&"ReplicaFailure=FailedCreate".to_string()),
+            "{:?}",
+            reasons(&p)
+        );
+        // Once the ReplicaSet recovers, the Deployment's condition goes too.
+        let mut d = d;
+        d["status"] = p
+            .changes
+            .iter()
+            .find_map(|c| match c {
+                Change::Status(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap();
+        failing["status"]["conditions"] = json!([]);
+        let p = plan(&d, &[Arc::new(failing)], &[], now());
+        assert!(!reasons(&p).iter().any(|r| r.starts_with("ReplicaFailure")));
     }
 
     #[test]

@@ -20,6 +20,9 @@ use crate::obj;
 use crate::selectors::LabelSelector;
 use crate::store::revision_of;
 
+/// The condition reporting pods that cannot be created.
+pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+
 /// At most this many pods are created or deleted per reconcile (Kubernetes' `burstReplicas`).
 const BURST: usize = 500;
 
@@ -160,8 +163,13 @@ fn status(rs: &Value, replicas: usize, labeled: usize, ready: usize, available: 
     if let Some(g) = obj::get_i64(rs, &["metadata", "generation"]) {
         s.insert("observedGeneration".into(), json!(g));
     }
-    if let Some(c) = obj::get(rs, &["status", "conditions"]) {
-        s.insert("conditions".into(), c.clone());
+    // A plan assumes its pods get created: a reconcile that fails to adds the failure back.
+    let conditions: Vec<&Value> = obj::array(rs, &["status", "conditions"])
+        .iter()
+        .filter(|c| c["type"] != REPLICA_FAILURE)
+        .collect();
+    if !conditions.is_empty() {
+        s.insert("conditions".into(), json!(conditions));
     }
     Value::Object(s)
 }
@@ -232,12 +240,20 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
     let plan = plan(&rs, &caches.pods.list(&key.namespace), Utc::now());
     let pods = caches.pods.resource();
     let mut revision = 0;
-    let mut status_written = None;
+    // The status goes last: a failure to create pods is reported in it.
+    let mut status = None;
+    let mut failure = None;
     for change in plan.changes {
         let written = match change {
             Change::Adopt(p) => owners::write_claim(api, pods, &rs, &p, true).await?,
             Change::Release(p) => owners::write_claim(api, pods, &rs, &p, false).await?,
-            Change::Create(n) => create_pods(ctx, &rs, n).await?,
+            Change::Create(n) => match create_pods(ctx, &rs, n).await {
+                Ok(written) => written,
+                Err(e) => {
+                    failure = Some(e);
+                    0
+                }
+            },
             Change::Delete(victims) => {
                 let mut highest = 0;
                 for p in victims {
@@ -258,18 +274,46 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
                 }
                 highest
             }
-            Change::Status(status) => {
-                status_written = Some(write_status(api, caches, &rs, status).await?);
+            Change::Status(s) => {
+                status = Some(s);
                 0
             }
         };
         revision = revision.max(written);
     }
-    caches.pods.caught_up(revision).await;
-    if let Some(rev) = status_written {
-        caches.replicasets.caught_up(rev).await;
+    if let Some(e) = &failure {
+        let planned = status.unwrap_or_else(|| rs["status"].clone());
+        status = Some(with_failure(&rs, planned, &e.to_string(), Utc::now()))
+            .filter(|s| Some(s) != rs.get("status"));
     }
-    Ok(plan.action)
+    caches.pods.caught_up(revision).await;
+    if let Some(s) = status {
+        let written = write_status(api, caches, &rs, s).await?;
+        caches.replicasets.caught_up(written).await;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(plan.action),
+    }
+}
+
+/// `status` with the `ReplicaFailure` condition Kubernetes sets when pods cannot be
+/// created (kept as it was if the ReplicaSet has it already).
+fn with_failure(rs: &Value, mut status: Value, message: &str, now: DateTime<Utc>) -> Value {
+    let existing = obj::array(rs, &["status", "conditions"])
+        .iter()
+        .find(|c| c["type"] == REPLICA_FAILURE)
+        .cloned();
+    let condition = existing.unwrap_or_else(|| {
+        json!({"type": REPLICA_FAILURE, "status": "True",
+               "lastTransitionTime": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+               "reason": "FailedCreate", "message": message})
+    });
+    let mut conditions: Vec<Value> = obj::array(&status, &["conditions"]).to_vec();
+    conditions.retain(|c| c["type"] != REPLICA_FAILURE);
+    conditions.push(condition);
+    status["conditions"] = json!(conditions);
+    status
 }
 
 /// Writes a workload's status, observed from `o`, onto its latest version (only the
@@ -455,6 +499,29 @@ mod tests {
         assert!(
             plan(&settled, &pods, now()).changes.is_empty(),
             "a settled set plans nothing"
+        );
+    }
+
+    #[test]
+    fn a_failure_to_create_is_a_condition_until_creating_works() {
+        let mut failing = rs(2, 0);
+        let planned = json!({"replicas": 0});
+        let s = with_failure(&failing, planned.clone(), "forbidden", now());
+        assert_eq!(s["conditions"][0]["reason"], "FailedCreate");
+        assert_eq!(s["conditions"][0]["message"], "forbidden");
+        failing["status"] = s.clone();
+        let later = now() + chrono::Duration::seconds(5);
+        assert_eq!(
+            with_failure(&failing, planned, "again", later),
+            s,
+            "kept as it was"
+        );
+        let Some(Change::Status(ok)) = plan(&failing, &[], now()).changes.pop() else {
+            panic!("a status")
+        };
+        assert!(
+            ok.get("conditions").is_none(),
+            "a plan drops the failure: {ok}"
         );
     }
 
