@@ -24,11 +24,11 @@ use crate::selectors::LabelSelector;
 use crate::store::revision_of;
 use crate::validation::int_or_percent_value;
 
-pub const REVISION: &str = "deployment.kubernetes.io/revision";
+const REVISION: &str = "deployment.kubernetes.io/revision";
 const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
-pub const HASH_LABEL: &str = "pod-template-hash";
+const HASH_LABEL: &str = "pod-template-hash";
 /// Deployment annotations not copied to its ReplicaSets (`skipCopyAnnotation`).
 const NOT_COPIED: &[&str] = &[
     "kubectl.kubernetes.io/last-applied-configuration",

@@ -118,14 +118,6 @@ impl Cache {
             );
         }
     }
-
-    /// A cache filled by hand, for controller tests.
-    #[cfg(test)]
-    pub fn from_objects(res: &'static ResourceInfo, objects: Vec<Value>) -> Cache {
-        let (writer, cache) = Writer::new(res);
-        writer.replace(objects, 1);
-        cache
-    }
 }
 
 /// The single writer of a cache.

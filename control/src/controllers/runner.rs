@@ -31,16 +31,6 @@ impl Action {
             requeue_after: Some(after),
         }
     }
-
-    /// The sooner of two requests.
-    pub fn min(self, other: Action) -> Action {
-        match (self.requeue_after, other.requeue_after) {
-            (Some(a), Some(b)) => Action::requeue(a.min(b)),
-            (a, b) => Action {
-                requeue_after: a.or(b),
-            },
-        }
-    }
 }
 
 /// Maps a changed object of a watched cache to the keys to reconcile.
@@ -149,13 +139,49 @@ async fn forward<K>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{resources, Api};
+    use crate::controllers::reflector::Reflector;
+    use crate::controllers::Key;
+    use crate::store::Store;
+    use serde_json::json;
 
-    #[test]
-    fn the_sooner_requeue_wins() {
-        let a = Action::requeue(Duration::from_secs(3));
-        let b = Action::requeue(Duration::from_secs(1));
-        assert_eq!(a.min(b), b);
-        assert_eq!(Action::done().min(a), a);
-        assert_eq!(Action::done().min(Action::done()), Action::done());
+    #[tokio::test]
+    async fn changes_become_reconciles_and_requeues_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _driver) = Store::open(dir.path()).unwrap();
+        let api = Api::new(store);
+        crate::bootstrap::ensure(&api).await.unwrap();
+        let cms = resources::find("", "v1", "configmaps").unwrap();
+        let (reflector, cache) = Reflector::new(api.clone(), cms);
+        let reflecting = tokio::spawn(reflector.run());
+        // Objects come after the first list, so each is seen once: by its ADDED event.
+        cache.synced().await;
+        let (tx, mut seen) = mpsc::unbounded_channel();
+        let sources = vec![Source {
+            cache: cache.clone(),
+            mapper: Arc::new(|o: &Value| vec![Key::of(o)]),
+        }];
+        let mut requeued = false;
+        let running = tokio::spawn(run("test", sources, move |key: Key| {
+            let again = key.name == "again" && !std::mem::replace(&mut requeued, true);
+            let _ = tx.send(key.name);
+            async move {
+                Ok(match again {
+                    true => Action::requeue(Duration::from_millis(10)),
+                    false => Action::done(),
+                })
+            }
+        }));
+        for name in ["once", "again"] {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}});
+            api.create(cms, Some("default"), cm, false).await.unwrap();
+        }
+        let mut names = Vec::new();
+        while names.len() < 3 {
+            names.push(seen.recv().await.unwrap());
+        }
+        assert_eq!(names, ["once", "again", "again"]);
+        running.abort();
+        reflecting.abort();
     }
 }
