@@ -61,15 +61,31 @@ pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 pub const ORPHAN_FINALIZER: &str = "orphan";
 
 impl Propagation {
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
-        match s {
-            "Background" => Ok(Self::Background),
-            "Foreground" => Ok(Self::Foreground),
-            "Orphan" => Ok(Self::Orphan),
-            other => Err(ApiError::BadRequest(format!(
-                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\"",
-                validation::go_quote(other)
+    /// The policy of a DeleteOptions' `propagationPolicy` and deprecated `orphanDependents`
+    /// (`ValidateDeleteOptions`: at most one of them, a known policy).
+    pub fn from_options(
+        policy: Option<&str>,
+        orphan_dependents: Option<bool>,
+    ) -> Result<Option<Self>, ApiError> {
+        let invalid =
+            |e: validation::FieldError| invalid_kind("DeleteOptions", "meta.k8s.io", "", &[e]);
+        match (policy, orphan_dependents) {
+            (Some(p), Some(_)) => Err(invalid(validation::FieldError::invalid(
+                "propagationPolicy",
+                json!(p),
+                "orphanDependents and deletionPropagation cannot be both set",
             ))),
+            (Some("Background"), None) => Ok(Some(Self::Background)),
+            (Some("Foreground"), None) => Ok(Some(Self::Foreground)),
+            (Some("Orphan"), None) => Ok(Some(Self::Orphan)),
+            (Some(other), None) => Err(invalid(validation::FieldError::not_supported(
+                "propagationPolicy",
+                json!(other),
+                &["Foreground", "Background", "Orphan", "nil"],
+            ))),
+            (None, Some(true)) => Ok(Some(Self::Orphan)),
+            (None, Some(false)) => Ok(Some(Self::Background)),
+            (None, None) => Ok(None),
         }
     }
 
@@ -924,5 +940,45 @@ impl Api {
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_options_policies_are_validated_like_kubernetes() {
+        assert_eq!(
+            Propagation::from_options(Some("Orphan"), None).unwrap(),
+            Some(Propagation::Orphan)
+        );
+        assert_eq!(
+            Propagation::from_options(None, Some(false)).unwrap(),
+            Some(Propagation::Background)
+        );
+        let bad = Propagation::from_options(Some("Sideways"), None).unwrap_err();
+        assert_eq!(bad.code(), 422);
+        assert_eq!(
+            bad.to_string(),
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"Sideways\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        );
+        let both = Propagation::from_options(Some("Orphan"), Some(true)).unwrap_err();
+        assert!(both
+            .to_string()
+            .ends_with("orphanDependents and deletionPropagation cannot be both set"));
+    }
+
+    #[test]
+    fn a_delete_policy_becomes_the_finalizer_the_collector_acts_on() {
+        let o = json!({"metadata": {"finalizers": ["example.com/keep", "orphan"]}});
+        assert_eq!(
+            Propagation::Foreground.finalizers(&o),
+            vec![json!("example.com/keep"), json!("foregroundDeletion")]
+        );
+        assert_eq!(
+            Propagation::Background.finalizers(&o),
+            vec![json!("example.com/keep")]
+        );
     }
 }

@@ -660,17 +660,7 @@ fn delete_options(q: &Query, body: Option<Value>) -> Result<DeleteOptions, ApiEr
         Some(v) => Some(v == "true"),
         None => body["orphanDependents"].as_bool(),
     };
-    let propagation = match (policy, orphan) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Invalid value: \"null\": orphanDependents and deletionPropagation cannot be both set".into(),
-            ))
-        }
-        (Some(p), None) => Some(Propagation::parse(p)?),
-        (None, Some(true)) => Some(Propagation::Orphan),
-        (None, Some(false)) => Some(Propagation::Background),
-        (None, None) => None,
-    };
+    let propagation = Propagation::from_options(policy, orphan)?;
     Ok(DeleteOptions {
         propagation,
         grace_period_seconds: grace,
