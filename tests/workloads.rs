@@ -721,3 +721,89 @@ fn controllers_move_with_the_leader() {
         "new pods went to the dead node: {on_dead}"
     );
 }
+
+/// The Rust client's typed API (kube-rs, k8s-openapi) reads and writes Deployments,
+/// ReplicaSets and their Scale as against Kubernetes: what wkube stores decodes into the
+/// Kubernetes types.
+#[test]
+fn typed_rust_client() {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+
+    let server = server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = server.kube_client().await;
+        let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+        let replica_sets: Api<ReplicaSet> = Api::default_namespaced(client);
+        let manifest = std::fs::read_to_string(example("deployment.yaml")).unwrap();
+        let d: Deployment = serde_yaml::from_str(&manifest).unwrap();
+        deployments
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
+        let available = |want: i32| {
+            let deployments = deployments.clone();
+            async move {
+                for _ in 0..600 {
+                    let d = deployments.get("echo").await.unwrap();
+                    let status = d.status.unwrap_or_default();
+                    if status.available_replicas == Some(want)
+                        && status.updated_replicas == Some(want)
+                    {
+                        return status;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                panic!("not {want} available in time");
+            }
+        };
+        let status = available(3).await;
+        let conditions = status.conditions.unwrap_or_default();
+        assert!(conditions
+            .iter()
+            .any(|c| c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True")));
+
+        let scale = deployments.get_scale("echo").await.unwrap();
+        assert_eq!(scale.spec.and_then(|s| s.replicas), Some(3));
+        assert_eq!(
+            scale.status.map(|s| s.selector),
+            Some(Some("app=echo".into()))
+        );
+        let more = Patch::Merge(serde_json::json!({"spec": {"replicas": 4}}));
+        deployments
+            .patch_scale("echo", &PatchParams::default(), &more)
+            .await
+            .unwrap();
+        available(4).await;
+
+        let sets = replica_sets
+            .list(&ListParams::default().labels("app=echo"))
+            .await
+            .unwrap();
+        assert_eq!(sets.items.len(), 1);
+        let rs = &sets.items[0];
+        let owner = &rs.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("Deployment", Some(true))
+        );
+        assert_eq!(rs.status.as_ref().map(|s| s.replicas), Some(4));
+
+        deployments
+            .delete("echo", &DeleteParams::foreground())
+            .await
+            .unwrap();
+        for _ in 0..600 {
+            let left = replica_sets
+                .list(&ListParams::default().labels("app=echo"))
+                .await
+                .unwrap();
+            if left.items.is_empty() && deployments.get_opt("echo").await.unwrap().is_none() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the Deployment and its ReplicaSet are still there");
+    });
+}
