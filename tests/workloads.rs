@@ -760,9 +760,9 @@ fn typed_rust_client() {
         };
         let status = available(3).await;
         let conditions = status.conditions.unwrap_or_default();
-        assert!(conditions
-            .iter()
-            .any(|c| c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True")));
+        assert!(conditions.iter().any(
+            |c| c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True")
+        ));
 
         let scale = deployments.get_scale("echo").await.unwrap();
         assert_eq!(scale.spec.and_then(|s| s.replicas), Some(3));

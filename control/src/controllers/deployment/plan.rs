@@ -1,42 +1,22 @@
-//! The Deployment controller (Kubernetes' `deployment_controller.go`, `rolling.go`,
-//! `recreate.go`, `sync.go`, `progress.go`): one ReplicaSet per pod template, named
-//! `<deployment>-<pod-template-hash>`; the new one scaled up and the old ones down within
-//! `maxSurge`/`maxUnavailable` (RollingUpdate) or all old ones first (Recreate); revisions
-//! and their history in annotations; the status and conditions `kubectl rollout status`
-//! reads; a Deployment resized mid-rollout resizes its active ReplicaSets in proportion.
+//! The Deployment controller's decision: which ReplicaSet is new, what to create, scale,
+//! promote (rollback) and delete, and the status to report.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::owners::{self, being_deleted, claim_all, controlled_by, controller_of, uid};
-use super::reflector::Cache;
-use super::replicaset::{self, is_active, selecting, REPLICA_FAILURE};
-use super::runner::{self, Action, Source};
-use super::{Caches, Context, ControllerError, Key};
-use crate::api::objects::{DeleteOptions, Part};
-use crate::api::{Api, ApiError};
-use crate::events::EventType;
+use super::counts::{
+    available, fenceposts, is_rolling, max_unavailable, new_rs_replicas, revision, spec_replicas,
+    status_count,
+};
+use super::status::{status, Conditions};
+use super::template::{same_template, template_hash};
+use super::{DESIRED_REPLICAS, HASH_LABEL, MAX_REPLICAS, NOT_COPIED, REVISION, REVISION_HISTORY};
+use crate::controllers::owners::{self, being_deleted, claim_all, controlled_by, uid};
+use crate::controllers::runner::Action;
 use crate::obj;
 use crate::selectors::LabelSelector;
-use crate::store::revision_of;
-use crate::validation::int_or_percent_value;
-
-const REVISION: &str = "deployment.kubernetes.io/revision";
-const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
-const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
-const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
-const HASH_LABEL: &str = "pod-template-hash";
-/// Deployment annotations not copied to its ReplicaSets (`skipCopyAnnotation`).
-const NOT_COPIED: &[&str] = &[
-    "kubectl.kubernetes.io/last-applied-configuration",
-    REVISION,
-    REVISION_HISTORY,
-    DESIRED_REPLICAS,
-    MAX_REPLICAS,
-];
 
 /// One decision of a reconcile.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,166 +39,15 @@ pub struct Plan {
     pub action: Action,
 }
 
-// ---- pod template identity ----------------------------------------------------------
-
-/// The template as compared and hashed: without the hash label and without nulls (a
-/// template that went through a Go client, as in `kubectl rollout undo`, carries
-/// `creationTimestamp: null`, which Kubernetes' typed decoding drops).
-fn normalized_template(template: &Value) -> Value {
-    let mut t = obj::strip_nulls(template);
-    if let Some(labels) = t
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        labels.remove(HASH_LABEL);
-    }
-    t
-}
-
-/// `EqualIgnoreHash`.
-fn same_template(a: &Value, b: &Value) -> bool {
-    normalized_template(a) == normalized_template(b)
-}
-
-/// JSON with object keys sorted, so equal templates hash equally whatever their key order.
-fn canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canonical(&m[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(x, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-/// `ComputeHash`: FNV-32a of the template (and the collision count, if any), rendered
-/// with `SafeEncodeString` like Kubernetes (`rand.SafeEncodeString(fmt.Sprint(hash))`).
-pub fn template_hash(template: &Value, collision_count: Option<i64>) -> String {
-    let mut text = String::new();
-    canonical(&normalized_template(template), &mut text);
-    if let Some(c) = collision_count {
-        text.push_str(&c.to_string());
-    }
-    let mut hash: u32 = 0x811c_9dc5;
-    for b in text.bytes() {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    hash.to_string()
-        .bytes()
-        .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
-        .collect()
-}
-
-// ---- counts -----------------------------------------------------------------------------
-
-fn spec_replicas(o: &Value) -> i64 {
-    obj::get_i64(o, &["spec", "replicas"]).unwrap_or(1)
-}
-
-fn status_count(o: &Value, field: &str) -> i64 {
-    obj::get_i64(o, &["status", field]).unwrap_or(0)
-}
-
-/// Available pods of a ReplicaSet, counted no higher than it is scaled to: a ReplicaSet
-/// just scaled down still reports the pods it is about to delete.
-fn available(rs: &Value) -> i64 {
-    status_count(rs, "availableReplicas").min(spec_replicas(rs))
-}
-
-fn revision(o: &Value) -> i64 {
-    obj::get_str(o, &["metadata", "annotations", REVISION])
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
-}
-
-fn is_rolling(d: &Value) -> bool {
-    obj::str_or_empty(d, &["spec", "strategy", "type"]) != "Recreate"
-}
-
-/// `GetScaledValueFromIntOrPercent`.
-fn scaled(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
-    match v {
-        Some(Value::String(s)) if s.ends_with('%') => {
-            let pct = int_or_percent_value(&Value::String(s.clone())).unwrap_or(0);
-            let x = pct * total;
-            if round_up {
-                (x + 99) / 100
-            } else {
-                x / 100
-            }
-        }
-        Some(v) => int_or_percent_value(v).unwrap_or(0),
-        None => 0,
-    }
-}
-
-/// `ResolveFenceposts`: (max surge, max unavailable) in pods.
-fn fenceposts(d: &Value) -> (i64, i64) {
-    let desired = spec_replicas(d);
-    let ru = obj::get(d, &["spec", "strategy", "rollingUpdate"]);
-    let surge = scaled(ru.and_then(|r| r.get("maxSurge")), desired, true);
-    let unavailable = scaled(ru.and_then(|r| r.get("maxUnavailable")), desired, false);
-    if surge == 0 && unavailable == 0 {
-        (0, 1)
-    } else {
-        (surge, unavailable)
-    }
-}
-
-/// `MaxUnavailable`.
-fn max_unavailable(d: &Value) -> i64 {
-    let desired = spec_replicas(d);
-    if !is_rolling(d) || desired == 0 {
-        return 0;
-    }
-    fenceposts(d).1.min(desired)
-}
-
-/// `NewRSNewReplicas` for a rolling update: the new ReplicaSet grows while all pods stay
-/// within `replicas + maxSurge`.
-fn new_rs_replicas(d: &Value, all: &[Value], new_rs_replicas: i64) -> i64 {
-    let desired = spec_replicas(d);
-    let current: i64 = all.iter().map(spec_replicas).sum();
-    let max_total = desired + fenceposts(d).0;
-    if current >= max_total {
-        return new_rs_replicas;
-    }
-    new_rs_replicas + (max_total - current).min(desired - new_rs_replicas)
-}
-
-// ---- the plan -----------------------------------------------------------------------------
-
 /// The ReplicaSets of a Deployment as this reconcile means to leave them.
-struct Sets {
+pub(super) struct Sets {
     /// Old ReplicaSets (by creation), each with whether this plan changed it.
-    old: Vec<(Value, bool)>,
-    new: Option<(Value, bool)>,
+    pub(super) old: Vec<(Value, bool)>,
+    pub(super) new: Option<(Value, bool)>,
 }
 
 impl Sets {
-    fn all(&self) -> Vec<Value> {
+    pub(super) fn all(&self) -> Vec<Value> {
         self.old
             .iter()
             .chain(&self.new)
@@ -231,7 +60,7 @@ impl Sets {
     }
 }
 
-fn set_replicas(rs: &mut Value, replicas: i64, d: &Value) {
+pub(super) fn set_replicas(rs: &mut Value, replicas: i64, d: &Value) {
     rs["spec"]["replicas"] = json!(replicas);
     let annotations = annotations_mut(rs);
     annotations.insert(DESIRED_REPLICAS.into(), json!(spec_replicas(d).to_string()));
@@ -239,7 +68,7 @@ fn set_replicas(rs: &mut Value, replicas: i64, d: &Value) {
     annotations.insert(MAX_REPLICAS.into(), json!(max.to_string()));
 }
 
-fn annotations_mut(o: &mut Value) -> &mut Map<String, Value> {
+pub(super) fn annotations_mut(o: &mut Value) -> &mut Map<String, Value> {
     let meta = &mut o["metadata"];
     if !meta["annotations"].is_object() {
         meta["annotations"] = json!({});
@@ -250,7 +79,7 @@ fn annotations_mut(o: &mut Value) -> &mut Map<String, Value> {
 }
 
 /// The ReplicaSet a Deployment makes for its current template.
-fn new_replica_set(d: &Value, revision: i64, replicas: i64) -> Value {
+pub(super) fn new_replica_set(d: &Value, revision: i64, replicas: i64) -> Value {
     let collisions = obj::get_i64(d, &["status", "collisionCount"]);
     let template = obj::get(d, &["spec", "template"]).unwrap_or(&Value::Null);
     let hash = template_hash(template, collisions);
@@ -281,7 +110,7 @@ fn new_replica_set(d: &Value, revision: i64, replicas: i64) -> Value {
 }
 
 /// Copies the Deployment's own annotations (a change cause, say) to its new ReplicaSet.
-fn copy_annotations(d: &Value, rs: &mut Value) {
+pub(super) fn copy_annotations(d: &Value, rs: &mut Value) {
     let from: Vec<(String, Value)> = obj::object(d, &["metadata", "annotations"])
         .into_iter()
         .flatten()
@@ -293,7 +122,7 @@ fn copy_annotations(d: &Value, rs: &mut Value) {
 
 /// Makes an existing ReplicaSet the newest revision again (a rollback), remembering its
 /// former revision (`SetNewReplicaSetAnnotations`). Returns whether anything changed.
-fn promote(d: &Value, rs: &mut Value, new_revision: i64) -> bool {
+pub(super) fn promote(d: &Value, rs: &mut Value, new_revision: i64) -> bool {
     let old_revision = revision(rs);
     let mut changed = false;
     if old_revision < new_revision {
@@ -327,7 +156,7 @@ fn promote(d: &Value, rs: &mut Value, new_revision: i64) -> bool {
     changed
 }
 
-fn by_creation(sets: &mut [Value]) {
+pub(super) fn by_creation(sets: &mut [Value]) {
     sets.sort_by(|a, b| {
         let t = |o: &Value| obj::str_or_empty(o, &["metadata", "creationTimestamp"]).to_string();
         t(a).cmp(&t(b)).then_with(|| obj::name(a).cmp(obj::name(b)))
@@ -385,7 +214,7 @@ pub fn plan(
 }
 
 /// The rollout step: create or promote the new ReplicaSet, scale, clean up history.
-fn roll(
+pub(super) fn roll(
     d: &Value,
     sets: &mut Sets,
     pods: &[Arc<Value>],
@@ -419,7 +248,7 @@ fn roll(
 }
 
 /// `isScalingEvent`: an active ReplicaSet was sized for another `replicas`.
-fn is_scaling_event(d: &Value, sets: &Sets) -> bool {
+pub(super) fn is_scaling_event(d: &Value, sets: &Sets) -> bool {
     let desired = spec_replicas(d).to_string();
     sets.old.iter().chain(&sets.new).any(|(rs, _)| {
         spec_replicas(rs) > 0
@@ -431,7 +260,7 @@ fn is_scaling_event(d: &Value, sets: &Sets) -> bool {
 /// `scale` in `sync.go`: a Deployment resized outside a rollout (or paused) resizes its one
 /// active (else newest) ReplicaSet; in the middle of a rolling update, every active one,
 /// in proportion to its size (the leftover to the largest), within `replicas + maxSurge`.
-fn scale(d: &Value, sets: &mut Sets) {
+pub(super) fn scale(d: &Value, sets: &mut Sets) {
     let desired = spec_replicas(d);
     let has_new = sets.new.is_some();
     let mut all: Vec<&mut (Value, bool)> = sets.old.iter_mut().collect();
@@ -494,7 +323,7 @@ fn scale(d: &Value, sets: &mut Sets) {
 }
 
 /// `IsSaturated`: the new ReplicaSet alone is the whole Deployment, all available.
-fn saturated(d: &Value, new: &Value) -> bool {
+pub(super) fn saturated(d: &Value, new: &Value) -> bool {
     let desired = spec_replicas(d);
     obj::get_str(new, &["metadata", "annotations", DESIRED_REPLICAS]) == Some(&desired.to_string())
         && spec_replicas(new) == desired
@@ -503,7 +332,7 @@ fn saturated(d: &Value, new: &Value) -> bool {
 
 /// `GetProportion`: a ReplicaSet's share of `to_add` (negative: to remove), of which
 /// `added` is handed out already.
-fn proportion(rs: &Value, d: &Value, to_add: i64, added: i64) -> i64 {
+pub(super) fn proportion(rs: &Value, d: &Value, to_add: i64, added: i64) -> i64 {
     let size = spec_replicas(rs);
     if size == 0 || to_add == 0 || to_add == added {
         return 0;
@@ -532,7 +361,7 @@ fn proportion(rs: &Value, d: &Value, to_add: i64, added: i64) -> i64 {
 
 /// Sets a ReplicaSet's size and the Deployment sizes it was made for; marks it changed if
 /// either differs.
-fn resize(entry: &mut (Value, bool), replicas: i64, d: &Value) {
+pub(super) fn resize(entry: &mut (Value, bool), replicas: i64, d: &Value) {
     let mut resized = entry.0.clone();
     set_replicas(&mut resized, replicas, d);
     if resized != entry.0 {
@@ -542,7 +371,7 @@ fn resize(entry: &mut (Value, bool), replicas: i64, d: &Value) {
 }
 
 /// Creates the new ReplicaSet if there is none; returns whether it did.
-fn create_new(
+pub(super) fn create_new(
     d: &Value,
     sets: &Sets,
     changes: &mut Vec<Change>,
@@ -561,7 +390,7 @@ fn create_new(
 }
 
 /// `rolloutRolling`: returns whether it scaled anything.
-fn rolling(
+pub(super) fn rolling(
     d: &Value,
     sets: &mut Sets,
     changes: &mut Vec<Change>,
@@ -643,7 +472,7 @@ fn rolling(
 }
 
 /// `rolloutRecreate`: old ReplicaSets to zero, wait for their pods to go, then the new one.
-fn recreate(
+pub(super) fn recreate(
     d: &Value,
     sets: &mut Sets,
     pods: &[Arc<Value>],
@@ -684,7 +513,7 @@ fn recreate(
 
 /// `cleanupDeployment`: old ReplicaSets beyond `revisionHistoryLimit`, oldest revision
 /// first, if they are scaled to zero and have no pods left.
-fn cleanup(d: &Value, sets: &Sets, changes: &mut Vec<Change>) {
+pub(super) fn cleanup(d: &Value, sets: &Sets, changes: &mut Vec<Change>) {
     let Some(limit) = obj::get_i64(d, &["spec", "revisionHistoryLimit"]) else {
         return;
     };
@@ -706,408 +535,6 @@ fn cleanup(d: &Value, sets: &Sets, changes: &mut Vec<Change>) {
             changes.push(Change::DeleteReplicaSet(Arc::new(rs.clone())));
         }
     }
-}
-
-// ---- status -------------------------------------------------------------------------------
-
-/// The Deployment's conditions being worked on (`SetDeploymentCondition` semantics).
-struct Conditions {
-    list: Vec<Value>,
-    now: String,
-}
-
-impl Conditions {
-    fn of(d: &Value, now: DateTime<Utc>) -> Conditions {
-        Conditions {
-            list: obj::array(d, &["status", "conditions"]).to_vec(),
-            now: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-        }
-    }
-
-    fn get(&self, kind: &str) -> Option<&Value> {
-        self.list.iter().find(|c| c["type"] == kind)
-    }
-
-    /// A condition with the same status and reason is left as it is; one with the same
-    /// status keeps its lastTransitionTime.
-    fn set(&mut self, kind: &str, status: &str, reason: &str, message: &str) {
-        let mut transition = self.now.clone();
-        if let Some(current) = self.get(kind) {
-            if current["status"] == status && current["reason"] == reason {
-                return;
-            }
-            if current["status"] == status {
-                transition = obj::str_or_empty(current, &["lastTransitionTime"]).to_string();
-            }
-        }
-        self.replace(kind, status, reason, message, transition);
-    }
-
-    fn replace(
-        &mut self,
-        kind: &str,
-        status: &str,
-        reason: &str,
-        message: &str,
-        transition: String,
-    ) {
-        let condition = json!({"type": kind, "status": status, "lastUpdateTime": self.now,
-            "lastTransitionTime": transition, "reason": reason, "message": message});
-        match self.list.iter_mut().find(|c| c["type"] == kind) {
-            Some(c) => *c = condition,
-            None => self.list.push(condition),
-        }
-    }
-
-    /// `checkPausedConditions`.
-    fn paused(&mut self, paused: bool) {
-        let reason = self.get("Progressing").map(|c| c["reason"].clone());
-        let was_paused = reason.as_ref().is_some_and(|r| r == "DeploymentPaused");
-        if paused && !was_paused {
-            self.set(
-                "Progressing",
-                "Unknown",
-                "DeploymentPaused",
-                "Deployment is paused",
-            );
-        } else if !paused && was_paused {
-            self.set(
-                "Progressing",
-                "Unknown",
-                "DeploymentResumed",
-                "Deployment is resumed",
-            );
-        }
-    }
-}
-
-/// `calculateStatus` and `syncRolloutStatus`: the new status, and when to look again for
-/// a progress deadline.
-fn status(
-    d: &Value,
-    sets: &Sets,
-    mut conditions: Conditions,
-    now: DateTime<Utc>,
-) -> (Value, Action) {
-    let all = sets.all();
-    let sum = |field: &str| -> i64 { all.iter().map(|rs| status_count(rs, field)).sum() };
-    let desired = spec_replicas(d);
-    let available_pods = sum("availableReplicas");
-    let total: i64 = all.iter().map(spec_replicas).sum();
-    let replicas = sum("replicas");
-    let updated = sets
-        .new
-        .as_ref()
-        .map_or(0, |(rs, _)| status_count(rs, "replicas"));
-    let ready = sum("readyReplicas");
-    let generation = obj::get_i64(d, &["metadata", "generation"]).unwrap_or(0);
-    if available_pods >= desired - max_unavailable(d) {
-        conditions.set(
-            "Available",
-            "True",
-            "MinimumReplicasAvailable",
-            "Deployment has minimum availability.",
-        );
-    } else {
-        conditions.set(
-            "Available",
-            "False",
-            "MinimumReplicasUnavailable",
-            "Deployment does not have minimum availability.",
-        );
-    }
-    let mut action = Action::done();
-    let paused = obj::bool_or_false(d, &["spec", "paused"]);
-    let deadline =
-        obj::get_i64(d, &["spec", "progressDeadlineSeconds"]).filter(|s| *s < i64::from(i32::MAX));
-    let rs_name = sets.new.as_ref().map(|(rs, _)| obj::name(rs).to_string());
-    let subject = match &rs_name {
-        Some(n) => format!("ReplicaSet {n:?}"),
-        None => format!("Deployment {:?}", obj::name(d)),
-    };
-    let progressing = conditions.get("Progressing").cloned();
-    let reason = progressing.as_ref().map(|c| c["reason"].clone());
-    let complete_before = replicas == updated
-        && reason
-            .as_ref()
-            .is_some_and(|r| r == "NewReplicaSetAvailable");
-    if let (Some(deadline), false, false) = (deadline, paused, complete_before) {
-        let old = |f: &str| status_count(d, f);
-        let complete = updated == desired && replicas == desired && available_pods == desired;
-        let progressed = updated > old("updatedReplicas")
-            || replicas - updated < old("replicas") - old("updatedReplicas")
-            || ready > old("readyReplicas")
-            || available_pods > old("availableReplicas");
-        if complete {
-            conditions.set(
-                "Progressing",
-                "True",
-                "NewReplicaSetAvailable",
-                &format!("{subject} has successfully progressed."),
-            );
-        } else if progressed {
-            let transition = match &progressing {
-                Some(c) if c["status"] == "True" => {
-                    obj::str_or_empty(c, &["lastTransitionTime"]).to_string()
-                }
-                _ => conditions.now.clone(),
-            };
-            conditions.replace(
-                "Progressing",
-                "True",
-                "ReplicaSetUpdated",
-                &format!("{subject} is progressing."),
-                transition,
-            );
-            action = Action::requeue(Duration::from_secs(deadline as u64));
-        } else if let Some(c) = &progressing {
-            let since = obj::get_time(c, &["lastUpdateTime"]).unwrap_or(now);
-            let due = since + chrono::Duration::seconds(deadline);
-            if c["reason"] == "ProgressDeadlineExceeded" || due < now {
-                conditions.set(
-                    "Progressing",
-                    "False",
-                    "ProgressDeadlineExceeded",
-                    &format!("{subject} has timed out progressing."),
-                );
-            } else {
-                action = Action::requeue(
-                    (due - now).to_std().unwrap_or_default() + Duration::from_secs(1),
-                );
-            }
-        }
-    }
-    // getReplicaFailures: the new ReplicaSet's failure to create pods, else an old one's.
-    let failure = sets.new.iter().chain(&sets.old).find_map(|(rs, _)| {
-        obj::array(rs, &["status", "conditions"])
-            .iter()
-            .find(|c| c["type"] == REPLICA_FAILURE)
-            .cloned()
-    });
-    match failure {
-        Some(c) => {
-            let text = |k: &str| obj::str_or_empty(&c, &[k]).to_string();
-            conditions.set(
-                REPLICA_FAILURE,
-                &text("status"),
-                &text("reason"),
-                &text("message"),
-            );
-        }
-        None => conditions.list.retain(|c| c["type"] != REPLICA_FAILURE),
-    }
-    let mut s = Map::new();
-    s.insert("observedGeneration".into(), json!(generation));
-    for (k, v) in [
-        ("replicas", replicas),
-        ("updatedReplicas", updated),
-        ("readyReplicas", ready),
-        ("availableReplicas", available_pods),
-        ("unavailableReplicas", (total - available_pods).max(0)),
-    ] {
-        if v != 0 {
-            s.insert(k.into(), json!(v));
-        }
-    }
-    if let Some(c) = obj::get(d, &["status", "collisionCount"]) {
-        s.insert("collisionCount".into(), c.clone());
-    }
-    // Timestamps alone do not make a new status (Kubernetes compares without them only
-    // for conditions it did not touch; a condition touched is always newer).
-    s.insert("conditions".into(), json!(conditions.list));
-    (Value::Object(s), action)
-}
-
-// ---- I/O ------------------------------------------------------------------------------
-
-async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
-    let (api, caches) = (&ctx.api, &*ctx.caches);
-    let Some(d) = caches.deployments.get(&key.namespace, &key.name) else {
-        return Ok(Action::done());
-    };
-    let replica_sets = caches.replicasets.list(&key.namespace);
-    let pods = caches.pods.list(&key.namespace);
-    let plan = plan(&d, &replica_sets, &pods, Utc::now());
-    let rs_res = caches.replicasets.resource();
-    let ns = Some(key.namespace.as_str());
-    let (mut rs_revision, mut d_revision) = (0, 0);
-    let mut action = plan.action;
-    for change in plan.changes {
-        match change {
-            Change::Adopt(rs) => {
-                rs_revision =
-                    rs_revision.max(owners::write_claim(api, rs_res, &d, &rs, true).await?)
-            }
-            Change::Release(rs) => {
-                rs_revision =
-                    rs_revision.max(owners::write_claim(api, rs_res, &d, &rs, false).await?)
-            }
-            Change::CreateReplicaSet(rs) => match api.create(rs_res, ns, rs.clone(), false).await {
-                Ok(created) => {
-                    rs_revision = rs_revision.max(revision_of(&created));
-                    scaling_event(ctx, &d, &created, 0).await;
-                }
-                Err(ApiError::AlreadyExists { .. }) => {
-                    d_revision = d_revision.max(on_name_taken(api, caches, &d, &rs).await?);
-                    action = Action::requeue(Duration::ZERO);
-                }
-                Err(e) => return Err(e.into()),
-            },
-            Change::UpdateReplicaSet(rs) => {
-                let name = obj::name(&rs);
-                let before = caches
-                    .replicasets
-                    .get(&key.namespace, name)
-                    .map_or(0, |o| spec_replicas(&o));
-                match api
-                    .update(rs_res, ns, name, rs.clone(), Part::Main, false)
-                    .await
-                {
-                    Ok(written) => {
-                        rs_revision = rs_revision.max(revision_of(&written));
-                        scaling_event(ctx, &d, &written, before).await;
-                    }
-                    // Changed meanwhile: its event brings this Deployment back.
-                    Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Change::DeleteReplicaSet(rs) => {
-                let opts = DeleteOptions {
-                    precondition_uid: Some(uid(&rs).to_string()),
-                    ..Default::default()
-                };
-                match api.delete(rs_res, ns, obj::name(&rs), &opts).await {
-                    Ok((o, _)) => rs_revision = rs_revision.max(revision_of(&o)),
-                    Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Change::SetRevision(revision) => {
-                let res = caches.deployments.resource();
-                let written = api
-                    .update_with(res, ns, &key.name, Part::Main, |current| {
-                        let mut next = current.clone();
-                        annotations_mut(&mut next).insert(REVISION.into(), json!(revision));
-                        Ok(Some(next))
-                    })
-                    .await;
-                match written {
-                    Ok(o) => d_revision = d_revision.max(revision_of(&o)),
-                    Err(ApiError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Change::Status(status) => {
-                d_revision =
-                    d_revision.max(replicaset::write_status(api, caches, &d, status).await?)
-            }
-        }
-    }
-    caches.replicasets.caught_up(rs_revision).await;
-    caches.deployments.caught_up(d_revision).await;
-    Ok(action)
-}
-
-/// `ScalingReplicaSet`, as `kubectl describe deployment` shows it.
-async fn scaling_event(ctx: &Context, d: &Value, rs: &Value, before: i64) {
-    let after = spec_replicas(rs);
-    let direction = match after.cmp(&before) {
-        std::cmp::Ordering::Greater => "up",
-        std::cmp::Ordering::Less => "down",
-        std::cmp::Ordering::Equal => return,
-    };
-    let msg = format!(
-        "Scaled {direction} replica set {} from {before} to {after}",
-        obj::name(rs)
-    );
-    ctx.events
-        .record(d, EventType::Normal, "ScalingReplicaSet", &msg)
-        .await;
-}
-
-/// The new ReplicaSet's name is taken. If by this Deployment's own ReplicaSet for this
-/// template, the cache only lagged; otherwise it is a hash collision, and the
-/// Deployment's `collisionCount` is bumped so the next hash differs.
-async fn on_name_taken(
-    api: &Api,
-    caches: &Caches,
-    d: &Value,
-    rs: &Value,
-) -> Result<u64, ControllerError> {
-    let existing = api.get(
-        caches.replicasets.resource(),
-        Some(obj::namespace(d)),
-        obj::name(rs),
-    )?;
-    let template = obj::get(d, &["spec", "template"]).unwrap_or(&Value::Null);
-    let ours = controlled_by(&existing, uid(d))
-        && same_template(
-            obj::get(&existing, &["spec", "template"]).unwrap_or(&Value::Null),
-            template,
-        );
-    if ours {
-        return Ok(0);
-    }
-    let mut status = d.get("status").cloned().unwrap_or(json!({}));
-    status["collisionCount"] =
-        json!(obj::get_i64(d, &["status", "collisionCount"]).unwrap_or(0) + 1);
-    replicaset::write_status(api, caches, d, status).await
-}
-
-/// The Deployments a ReplicaSet change concerns: its controller, or those that may adopt it.
-fn owners_of_rs(deployments: &Cache, rs: &Value) -> Vec<Key> {
-    match controller_of(rs) {
-        Some(r) if obj::str_or_empty(r, &["kind"]) == "Deployment" => {
-            vec![Key::new(
-                obj::namespace(rs),
-                obj::str_or_empty(r, &["name"]),
-            )]
-        }
-        Some(_) => vec![],
-        None => selecting(deployments, rs),
-    }
-}
-
-/// The Deployment whose ReplicaSet controls a pod (Recreate waits for old pods to go).
-fn owner_of_pod(replicasets: &Cache, pod: &Value) -> Vec<Key> {
-    if is_active(pod) {
-        // Only pods going away (or gone) unblock a Recreate rollout.
-        return vec![];
-    }
-    let Some(r) = controller_of(pod).filter(|r| obj::str_or_empty(r, &["kind"]) == "ReplicaSet")
-    else {
-        return vec![];
-    };
-    replicasets
-        .get(obj::namespace(pod), obj::str_or_empty(r, &["name"]))
-        .and_then(|rs| {
-            controller_of(&rs)
-                .filter(|r| r["kind"] == "Deployment")
-                .map(|r| Key::new(obj::namespace(pod), obj::str_or_empty(r, &["name"])))
-        })
-        .into_iter()
-        .collect()
-}
-
-pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
-    let (deployments, replicasets) = (caches.deployments.clone(), caches.replicasets.clone());
-    let sources = vec![
-        Source {
-            cache: caches.deployments.clone(),
-            mapper: Arc::new(|d: &Value| vec![Key::of(d)]),
-        },
-        Source {
-            cache: caches.replicasets.clone(),
-            mapper: Arc::new(move |rs: &Value| owners_of_rs(&deployments, rs)),
-        },
-        Source {
-            cache: caches.pods.clone(),
-            mapper: Arc::new(move |pod: &Value| owner_of_pod(&replicasets, pod)),
-        },
-    ];
-    let ctx = Context::new(api, caches, "deployment-controller");
-    runner::run("deployment", sources, |key| reconcile(&ctx, key)).await
 }
 
 #[cfg(test)]
@@ -1177,19 +604,6 @@ mod tests {
                 _ => None,
             })
             .collect()
-    }
-
-    #[test]
-    fn template_hashes_ignore_key_order_nulls_and_the_hash_label() {
-        let a = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
-        let b = json!({"spec": {"containers": [{"image": "i", "name": "c"}]},
-                       "metadata": {"creationTimestamp": null, "labels": {"app": "web", "pod-template-hash": "x"}}});
-        assert_eq!(template_hash(&a, None), template_hash(&b, None));
-        assert_ne!(template_hash(&a, None), template_hash(&a, Some(1)));
-        assert!(template_hash(&a, None)
-            .bytes()
-            .all(|c| b"bcdfghjklmnpqrstvwxz2456789".contains(&c)));
-        assert!(same_template(&a, &b));
     }
 
     #[test]
