@@ -181,6 +181,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             NamespaceController::new(api.clone()).run()
         }))
     };
+    let workloads = {
+        let api = api.clone();
+        tokio::spawn(run_while_leading(store.leading(), move || {
+            control::controllers::run(api.clone())
+        }))
+    };
 
     let log_root = data.join("logs");
     let active_logs = Arc::default();
@@ -228,6 +234,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         r = scheduler => Err(anyhow::anyhow!("the scheduler stopped: {r:?}")),
         r = namespaces => Err(anyhow::anyhow!("the namespace controller stopped: {r:?}")),
         r = member_nodes => Err(anyhow::anyhow!("the member-node controller stopped: {r:?}")),
+        r = workloads => Err(anyhow::anyhow!("the workload controllers stopped: {r:?}")),
         r = agent => Err(anyhow::anyhow!("the node agent stopped: {r:?}")),
     };
     let _ = shutdown_tx.send(true);

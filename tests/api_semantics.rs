@@ -23,14 +23,6 @@ fn names(out: &str) -> Vec<String> {
     names
 }
 
-async fn client(server: &Server) -> kube::Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(config).expect("client")
-}
-
 fn config_map(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some(name.into());
@@ -224,7 +216,7 @@ fn watch_from_a_resource_version_replays_what_came_after() {
     let server = Server::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+        let cms: Api<ConfigMap> = Api::namespaced(server.kube_client().await, "default");
         let a = cms
             .create(&PostParams::default(), &config_map("a", &[]))
             .await
@@ -267,7 +259,7 @@ fn deletecollection_removes_only_what_the_selector_matches() {
     let server = Server::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+        let cms: Api<ConfigMap> = Api::namespaced(server.kube_client().await, "default");
         for (name, team) in [("a", "red"), ("b", "red"), ("c", "blue")] {
             cms.create(&PostParams::default(), &config_map(name, &[("team", team)]))
                 .await

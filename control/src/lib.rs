@@ -1,5 +1,5 @@
 //! The wkube control plane: the object store (raft-rs log over sled), the Kubernetes API
-//! server, controllers (namespaces) and the scheduler.
+//! server, controllers (namespaces, workloads, garbage collection) and the scheduler.
 //!
 //! The pure API modules (`selectors`, `patch`, `validation`, `table`) do no I/O; the HTTP
 //! layer calls them with objects as `serde_json::Value` (the Kubernetes JSON, unknown fields
@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod controllers;
 pub mod events;
 pub mod leadership;
 pub mod member_nodes;

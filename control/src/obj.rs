@@ -83,6 +83,21 @@ pub fn scalar_string(v: &Value) -> String {
     }
 }
 
+/// `v` without null-valued fields, at any depth: what a Go client's typed round trip
+/// leaves of it (`null` decodes to a zero value that `omitempty` drops).
+pub fn strip_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

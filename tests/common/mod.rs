@@ -203,6 +203,16 @@ impl Server {
         self.data_dir.path().join("kubeconfig")
     }
 
+    /// A Rust client (kube-rs) with this server's admin kubeconfig.
+    pub async fn kube_client(&self) -> kube::Client {
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("config");
+        kube::Client::try_from(config).expect("client")
+    }
+
     pub fn wkube(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_wkube"));
         c.env("KUBECONFIG", self.kubeconfig())

@@ -10,7 +10,45 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "Pod" => pod(obj),
         "Namespace" => namespace(obj),
         "Secret" => secret(obj),
+        "Deployment" => workload(obj, true),
+        "ReplicaSet" => workload(obj, false),
         _ => {}
+    }
+}
+
+/// apps/v1 `SetDefaults_Deployment` / `SetDefaults_ReplicaSet`, plus the pod spec defaults
+/// of the template (Kubernetes defaults nested pod templates too, so a template read back
+/// equals the one its pods are made from).
+fn workload(obj: &mut Value, deployment: bool) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(spec, "replicas", json!(1));
+    if deployment {
+        set_default(spec, "revisionHistoryLimit", json!(10));
+        set_default(spec, "progressDeadlineSeconds", json!(600));
+        set_default(spec, "strategy", json!({}));
+        if let Some(strategy) = spec.get_mut("strategy").and_then(Value::as_object_mut) {
+            set_default(strategy, "type", json!("RollingUpdate"));
+            if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                set_default(strategy, "rollingUpdate", json!({}));
+                if let Some(ru) = strategy
+                    .get_mut("rollingUpdate")
+                    .and_then(Value::as_object_mut)
+                {
+                    set_default(ru, "maxUnavailable", json!("25%"));
+                    set_default(ru, "maxSurge", json!("25%"));
+                }
+            }
+        }
+    }
+    if let Some(template) = spec.get_mut("template") {
+        // A template patched in by a Go client (`kubectl rollout undo`) carries
+        // `creationTimestamp: null`; Kubernetes' typed decoding drops such nulls.
+        *template = crate::obj::strip_nulls(template);
+        if let Some(template_spec) = template.get_mut("spec").and_then(Value::as_object_mut) {
+            pod_spec(template_spec);
+        }
     }
 }
 
@@ -24,6 +62,22 @@ fn pod(obj: &mut Value) {
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
+    pod_spec(spec);
+    // The DefaultTolerationSeconds admission plugin: pods tolerate an unreachable or
+    // not-ready node for 300 s before eviction. Admission, not defaulting: templates keep
+    // no tolerations they were not given.
+    if spec.get("tolerations").is_none() {
+        spec.insert(
+            "tolerations".into(),
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            ]),
+        );
+    }
+}
+
+fn pod_spec(spec: &mut Map<String, Value>) {
     set_default(spec, "restartPolicy", json!("Always"));
     set_default(spec, "terminationGracePeriodSeconds", json!(30));
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));
@@ -34,17 +88,6 @@ fn pod(obj: &mut Value) {
     set_default(spec, "priority", json!(0));
     set_default(spec, "enableServiceLinks", json!(true));
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    // The DefaultTolerationSeconds admission plugin: pods tolerate an unreachable or
-    // not-ready node for 300 s before eviction.
-    if spec.get("tolerations").is_none() {
-        spec.insert(
-            "tolerations".into(),
-            json!([
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-            ]),
-        );
-    }
     for list in ["containers", "initContainers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             containers
@@ -133,6 +176,25 @@ mod tests {
         let once = p.clone();
         apply("Pod", &mut p);
         assert_eq!(p, once);
+    }
+
+    #[test]
+    fn deployment_defaults_like_apps_v1() {
+        let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1"}]}}}});
+        apply("Deployment", &mut d);
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        let template = &d["spec"]["template"]["spec"];
+        assert_eq!(template["restartPolicy"], "Always");
+        assert!(template.get("tolerations").is_none());
+        let mut recreate = json!({"spec": {"strategy": {"type": "Recreate"}}});
+        apply("Deployment", &mut recreate);
+        assert!(recreate["spec"]["strategy"].get("rollingUpdate").is_none());
     }
 
     #[test]

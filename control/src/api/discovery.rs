@@ -62,15 +62,22 @@ fn subresource(r: &ResourceInfo, sub: &str) -> Value {
     let (kind, verbs): (&str, &[&str]) = match sub {
         "log" => (r.kind, &["get"]),
         "binding" => ("Binding", &["create"]),
+        "scale" => ("Scale", &["get", "patch", "update"]),
         _ => (r.kind, &["get", "patch", "update"]),
     };
-    json!({
+    let mut entry = json!({
         "name": format!("{}/{sub}", r.plural),
         "singularName": "",
         "namespaced": r.namespaced,
         "kind": kind,
         "verbs": verbs,
-    })
+    });
+    // kubectl's scale client resolves the Scale kind's group version from these.
+    if sub == "scale" {
+        entry["group"] = json!("autoscaling");
+        entry["version"] = json!("v1");
+    }
+    entry
 }
 
 /// `APIResourceList` for one group version, or `None` if nothing is served there.
@@ -135,6 +142,17 @@ mod tests {
         ] {
             assert!(names.contains(&n), "{n} missing");
         }
-        assert!(resource_list("apps", "v1").is_none());
+        assert!(resource_list("batch", "v1").is_none());
+        let apps = resource_list("apps", "v1").unwrap();
+        let scale = apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
+        assert_eq!(
+            (&scale["group"], &scale["version"], &scale["kind"]),
+            (&json!("autoscaling"), &json!("v1"), &json!("Scale"))
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod protobuf;
 pub mod resources;
 pub mod routes;
+pub mod scale;
 pub mod server;
 
 pub use errors::ApiError;

@@ -40,6 +40,70 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<u64>,
     pub dry_run: bool,
+    /// What happens to the object's dependents; `None` leaves finalizers as they are
+    /// (dependents are collected in the background).
+    pub propagation: Option<Propagation>,
+}
+
+/// `propagationPolicy`: how the garbage collector treats the dependents of a deleted owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// The owner goes now; the collector deletes dependents afterwards.
+    Background,
+    /// The owner stays (finalizer `foregroundDeletion`) until its blocking dependents are gone.
+    Foreground,
+    /// The owner stays (finalizer `orphan`) until its dependents no longer name it.
+    Orphan,
+}
+
+/// The finalizers the garbage collector acts on.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+pub const ORPHAN_FINALIZER: &str = "orphan";
+
+impl Propagation {
+    /// The policy of a DeleteOptions' `propagationPolicy` and deprecated `orphanDependents`
+    /// (`ValidateDeleteOptions`: at most one of them, a known policy).
+    pub fn from_options(
+        policy: Option<&str>,
+        orphan_dependents: Option<bool>,
+    ) -> Result<Option<Self>, ApiError> {
+        let invalid =
+            |e: validation::FieldError| invalid_kind("DeleteOptions", "meta.k8s.io", "", &[e]);
+        match (policy, orphan_dependents) {
+            (Some(p), Some(_)) => Err(invalid(validation::FieldError::invalid(
+                "propagationPolicy",
+                json!(p),
+                "orphanDependents and deletionPropagation cannot be both set",
+            ))),
+            (Some("Background"), None) => Ok(Some(Self::Background)),
+            (Some("Foreground"), None) => Ok(Some(Self::Foreground)),
+            (Some("Orphan"), None) => Ok(Some(Self::Orphan)),
+            (Some(other), None) => Err(invalid(validation::FieldError::not_supported(
+                "propagationPolicy",
+                json!(other),
+                &["Foreground", "Background", "Orphan", "nil"],
+            ))),
+            (None, Some(true)) => Ok(Some(Self::Orphan)),
+            (None, Some(false)) => Ok(Some(Self::Background)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// `obj`'s finalizers after a delete with this policy (`deletionFinalizersForGarbageCollection`):
+    /// the policy's finalizer added, the other one dropped.
+    fn finalizers(self, obj: &Value) -> Vec<Value> {
+        let mut finalizers: Vec<Value> = obj["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        finalizers.retain(|f| f != FOREGROUND_FINALIZER && f != ORPHAN_FINALIZER);
+        match self {
+            Self::Background => {}
+            Self::Foreground => finalizers.push(json!(FOREGROUND_FINALIZER)),
+            Self::Orphan => finalizers.push(json!(ORPHAN_FINALIZER)),
+        }
+        finalizers
+    }
 }
 
 /// Which part of an object an update may change.
@@ -66,11 +130,27 @@ fn has_status_subresource(res: &ResourceInfo) -> bool {
 }
 
 fn invalid(res: &ResourceInfo, name: &str, errors: &[validation::FieldError]) -> ApiError {
+    invalid_kind(res.kind, res.group, name, errors)
+}
+
+/// The 422 for `errors` found in an object of `kind` in `group` (messages name the kind
+/// qualified by its group, `Deployment.apps`, as Kubernetes does).
+pub fn invalid_kind(
+    kind: &str,
+    group: &str,
+    name: &str,
+    errors: &[validation::FieldError],
+) -> ApiError {
+    let qualified = if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    };
     ApiError::Invalid {
-        message: validation::invalid_message(res.kind, name, errors),
-        kind: res.kind.into(),
+        message: validation::invalid_message(&qualified, name, errors),
+        kind: kind.into(),
         name: name.into(),
-        group: res.group.into(),
+        group: group.into(),
         causes: errors
             .iter()
             .map(|e| Cause {
@@ -520,6 +600,19 @@ impl Api {
                     return Err(ApiError::conflict(&res.qualified(), name));
                 }
             }
+            // The policy becomes finalizers the garbage collector acts on; a later delete
+            // of an object being deleted may change them (Kubernetes allows that too).
+            let mut current = current;
+            let mut finalizers_changed = false;
+            if let Some(policy) = opts.propagation {
+                let finalizers = policy.finalizers(&current);
+                finalizers_changed = current["metadata"]["finalizers"]
+                    .as_array()
+                    .map_or(!finalizers.is_empty(), |f| *f != finalizers);
+                if finalizers_changed {
+                    current["metadata"]["finalizers"] = json!(finalizers);
+                }
+            }
             let result = match deletion_plan(res, &current, opts.grace_period_seconds) {
                 DeletionPlan::Now => {
                     if opts.dry_run {
@@ -536,13 +629,15 @@ impl Api {
                     let shorter = meta["deletionGracePeriodSeconds"]
                         .as_i64()
                         .is_none_or(|g| grace < g);
-                    if already && !shorter {
+                    if already && !shorter && !finalizers_changed {
                         return Ok((current, false));
                     }
-                    let at = Utc::now() + chrono::Duration::seconds(grace);
-                    meta["deletionTimestamp"] =
-                        json!(at.to_rfc3339_opts(SecondsFormat::Secs, true));
-                    meta["deletionGracePeriodSeconds"] = json!(grace);
+                    if !already || shorter {
+                        let at = Utc::now() + chrono::Duration::seconds(grace);
+                        meta["deletionTimestamp"] =
+                            json!(at.to_rfc3339_opts(SecondsFormat::Secs, true));
+                        meta["deletionGracePeriodSeconds"] = json!(grace);
+                    }
                     if res.kind == "Namespace" {
                         marked["status"]["phase"] = json!("Terminating");
                     }
@@ -845,5 +940,45 @@ impl Api {
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_options_policies_are_validated_like_kubernetes() {
+        assert_eq!(
+            Propagation::from_options(Some("Orphan"), None).unwrap(),
+            Some(Propagation::Orphan)
+        );
+        assert_eq!(
+            Propagation::from_options(None, Some(false)).unwrap(),
+            Some(Propagation::Background)
+        );
+        let bad = Propagation::from_options(Some("Sideways"), None).unwrap_err();
+        assert_eq!(bad.code(), 422);
+        assert_eq!(
+            bad.to_string(),
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"Sideways\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        );
+        let both = Propagation::from_options(Some("Orphan"), Some(true)).unwrap_err();
+        assert!(both
+            .to_string()
+            .ends_with("orphanDependents and deletionPropagation cannot be both set"));
+    }
+
+    #[test]
+    fn a_delete_policy_becomes_the_finalizer_the_collector_acts_on() {
+        let o = json!({"metadata": {"finalizers": ["example.com/keep", "orphan"]}});
+        assert_eq!(
+            Propagation::Foreground.finalizers(&o),
+            vec![json!("example.com/keep"), json!("foregroundDeletion")]
+        );
+        assert_eq!(
+            Propagation::Background.finalizers(&o),
+            vec![json!("example.com/keep")]
+        );
     }
 }

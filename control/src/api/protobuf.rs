@@ -31,7 +31,11 @@ pub enum ProtobufError {
 enum Kind {
     Str,
     Int,
+    /// A pointer int (`*int32`): written when set, so a zero is a value, not an absence.
+    PtrInt,
     Bool,
+    /// `intstr.IntOrString`: `{type, intVal, strVal}` on the wire, a number or string in JSON.
+    IntOrStr,
     /// `metav1.Time`: `{seconds, nanos}` on the wire, RFC 3339 in JSON.
     Time,
     /// `map<string, string>`
@@ -128,6 +132,69 @@ const DELETE_OPTIONS: &[Field] = &[
     many(5, "dryRun", Kind::Str),
 ];
 
+const LABEL_SELECTOR_REQUIREMENT: &[Field] = &[
+    one(1, "key", Kind::Str),
+    one(2, "operator", Kind::Str),
+    many(3, "values", Kind::Str),
+];
+const LABEL_SELECTOR: &[Field] = &[
+    one(1, "matchLabels", Kind::StrMap),
+    many(2, "matchExpressions", Kind::Msg(LABEL_SELECTOR_REQUIREMENT)),
+];
+
+/// The container fields `kubectl create deployment` sets; an empty `resources` comes
+/// along as Go writes every non-pointer message.
+const CONTAINER_PORT: &[Field] = &[
+    one(1, "name", Kind::Str),
+    one(2, "hostPort", Kind::Int),
+    one(3, "containerPort", Kind::Int),
+    one(4, "protocol", Kind::Str),
+];
+const RESOURCE_REQUIREMENTS: &[Field] = &[];
+const CONTAINER: &[Field] = &[
+    one(1, "name", Kind::Str),
+    one(2, "image", Kind::Str),
+    many(3, "command", Kind::Str),
+    many(4, "args", Kind::Str),
+    one(5, "workingDir", Kind::Str),
+    many(6, "ports", Kind::Msg(CONTAINER_PORT)),
+    one(8, "resources", Kind::Msg(RESOURCE_REQUIREMENTS)),
+    one(14, "imagePullPolicy", Kind::Str),
+];
+const POD_SPEC: &[Field] = &[
+    many(2, "containers", Kind::Msg(CONTAINER)),
+    one(3, "restartPolicy", Kind::Str),
+    one(29, "runtimeClassName", Kind::Str),
+];
+const POD_TEMPLATE_SPEC: &[Field] = &[
+    one(1, "metadata", Kind::Msg(OBJECT_META)),
+    one(2, "spec", Kind::Msg(POD_SPEC)),
+];
+
+const ROLLING_UPDATE_DEPLOYMENT: &[Field] = &[
+    one(1, "maxUnavailable", Kind::IntOrStr),
+    one(2, "maxSurge", Kind::IntOrStr),
+];
+const DEPLOYMENT_STRATEGY: &[Field] = &[
+    one(1, "type", Kind::Str),
+    one(2, "rollingUpdate", Kind::Msg(ROLLING_UPDATE_DEPLOYMENT)),
+];
+const DEPLOYMENT_SPEC: &[Field] = &[
+    one(1, "replicas", Kind::PtrInt),
+    one(2, "selector", Kind::Msg(LABEL_SELECTOR)),
+    one(3, "template", Kind::Msg(POD_TEMPLATE_SPEC)),
+    one(4, "strategy", Kind::Msg(DEPLOYMENT_STRATEGY)),
+    one(5, "minReadySeconds", Kind::Int),
+    one(6, "revisionHistoryLimit", Kind::PtrInt),
+    one(7, "paused", Kind::Bool),
+    one(9, "progressDeadlineSeconds", Kind::PtrInt),
+];
+/// Status is the controller's: a client's is ignored on create.
+const DEPLOYMENT: &[Field] = &[
+    one(1, "metadata", Kind::Msg(OBJECT_META)),
+    one(2, "spec", Kind::Msg(DEPLOYMENT_SPEC)),
+];
+
 const TYPE_META: &[Field] = &[one(1, "apiVersion", Kind::Str), one(2, "kind", Kind::Str)];
 
 fn schema(api_version: &str, kind: &str) -> Option<&'static [Field]> {
@@ -135,6 +202,7 @@ fn schema(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("v1", "ConfigMap") => Some(CONFIG_MAP),
         ("v1", "Secret") => Some(SECRET),
         ("v1", "Namespace") => Some(NAMESPACE),
+        ("apps/v1", "Deployment") => Some(DEPLOYMENT),
         // DeleteOptions is sent with the group version of the resource being deleted.
         (_, "DeleteOptions") => Some(DELETE_OPTIONS),
         _ => None,
@@ -204,7 +272,7 @@ fn message(bytes: &[u8], fields: &[Field]) -> Result<Value, ProtobufError> {
             }
             // Go's generated code writes every non-pointer field, zero or not; its JSON
             // (`omitempty`) leaves zero values out, and so does this.
-            _ if is_zero(&value.1) => {}
+            _ if is_zero(&value.1) && !matches!(field.kind, Kind::PtrInt) => {}
             _ => {
                 out.insert(field.name.into(), value.1);
             }
@@ -239,9 +307,14 @@ fn scalar_or_message(
             expect(LEN)?;
             (None, Value::String(utf8(reader.bytes()?)?))
         }
-        Kind::Int => {
+        Kind::Int | Kind::PtrInt => {
             expect(VARINT)?;
+            // int32 fields are sign-extended to 64 bits on the wire.
             (None, Value::from(reader.varint()? as i64))
+        }
+        Kind::IntOrStr => {
+            expect(LEN)?;
+            (None, int_or_string(reader.bytes()?)?)
         }
         Kind::Bool => {
             expect(VARINT)?;
@@ -280,6 +353,25 @@ fn map_entry(bytes: &[u8], bytes_value: bool) -> Result<(Option<String>, Value),
         }
     }
     Ok((Some(key), value))
+}
+
+/// `intstr.IntOrString`: type 0 is `intVal`, type 1 `strVal`.
+fn int_or_string(bytes: &[u8]) -> Result<Value, ProtobufError> {
+    let mut reader = Reader(bytes);
+    let (mut is_str, mut int, mut text) = (false, 0i64, String::new());
+    while let Some((number, wire)) = reader.tag()? {
+        match (number, wire) {
+            (1, VARINT) => is_str = reader.varint()? == 1,
+            (2, VARINT) => int = reader.varint()? as i64,
+            (3, LEN) => text = utf8(reader.bytes()?)?,
+            _ => reader.skip(wire)?,
+        }
+    }
+    Ok(if is_str {
+        Value::String(text)
+    } else {
+        Value::from(int)
+    })
 }
 
 /// Go's zero `time.Time` (0001-01-01T00:00:00Z) in Unix seconds: the JSON for it is `null`.
@@ -458,16 +550,72 @@ mod tests {
     }
 
     #[test]
+    fn deployment_from_kubectl_create_decodes() {
+        let mut labels = Vec::new();
+        entry(11, "app", b"web", &mut labels);
+        let mut meta = Vec::new();
+        len(1, b"web", &mut meta);
+        meta.extend_from_slice(&labels);
+        let mut container = Vec::new();
+        len(1, b"echo", &mut container);
+        len(2, b"echo:1.0", &mut container);
+        len(8, b"", &mut container);
+        let mut pod_spec = Vec::new();
+        len(2, &container, &mut pod_spec);
+        let mut template = Vec::new();
+        len(1, &labels, &mut template);
+        len(2, &pod_spec, &mut template);
+        let mut selector = Vec::new();
+        entry(1, "app", b"web", &mut selector);
+        let mut surge = Vec::new();
+        tag(1, VARINT, &mut surge);
+        varint(1, &mut surge);
+        len(3, b"50%", &mut surge);
+        let mut unavailable = Vec::new();
+        tag(2, VARINT, &mut unavailable);
+        varint(2, &mut unavailable);
+        let mut rolling = Vec::new();
+        len(1, &unavailable, &mut rolling);
+        len(2, &surge, &mut rolling);
+        let mut strategy = Vec::new();
+        len(2, &rolling, &mut strategy);
+        let mut spec = Vec::new();
+        tag(1, VARINT, &mut spec);
+        varint(0, &mut spec); // replicas: 0 is a value, not an absence
+        len(2, &selector, &mut spec);
+        len(3, &template, &mut spec);
+        len(4, &strategy, &mut spec);
+        let mut d = Vec::new();
+        len(1, &meta, &mut d);
+        len(2, &spec, &mut d);
+        let value = decode(&envelope("apps/v1", "Deployment", &d)).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "labels": {"app": "web"}},
+                "spec": {
+                    "replicas": 0,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                                 "spec": {"containers": [{"name": "echo", "image": "echo:1.0", "resources": {}}]}},
+                    "strategy": {"rollingUpdate": {"maxUnavailable": 2, "maxSurge": "50%"}},
+                },
+            })
+        );
+    }
+
+    #[test]
     fn bad_bodies_are_errors() {
         assert_eq!(decode(b"{}"), Err(ProtobufError::MissingMagic));
         let mut truncated = envelope("v1", "ConfigMap", b"");
         truncated.push(0x12); // a length-delimited field with no length
         assert_eq!(decode(&truncated), Err(ProtobufError::Malformed));
         assert_eq!(
-            decode(&envelope("apps/v1", "Deployment", b"")),
+            decode(&envelope("batch/v1", "Job", b"")),
             Err(ProtobufError::UnsupportedKind {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into()
+                api_version: "batch/v1".into(),
+                kind: "Job".into()
             })
         );
         let mut wrong = Vec::new();

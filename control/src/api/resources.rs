@@ -10,7 +10,7 @@ pub struct ResourceInfo {
     pub singular: &'static str,
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
-    /// Subresources beside the object itself ("status", "log", "binding").
+    /// Subresources beside the object itself ("status", "log", "binding", "scale").
     pub subresources: &'static [&'static str],
     pub categories: &'static [&'static str],
     /// Objects of this kind carry a `spec` whose changes bump `metadata.generation`.
@@ -88,6 +88,28 @@ pub static RESOURCES: &[ResourceInfo] = &[
         plural: "runtimeclasses",
         singular: "runtimeclass",
         namespaced: false,
+        ..CORE
+    },
+    ResourceInfo {
+        group: "apps",
+        kind: "Deployment",
+        plural: "deployments",
+        singular: "deployment",
+        short_names: &["deploy"],
+        subresources: &["status", "scale"],
+        categories: &["all"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
+        group: "apps",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        singular: "replicaset",
+        short_names: &["rs"],
+        subresources: &["status", "scale"],
+        categories: &["all"],
+        has_spec: true,
         ..CORE
     },
 ];
@@ -185,6 +207,9 @@ mod tests {
 
     #[test]
     fn groups_are_listed_once() {
-        assert_eq!(groups(), vec![("node.k8s.io", vec!["v1"])]);
+        assert_eq!(
+            groups(),
+            vec![("node.k8s.io", vec!["v1"]), ("apps", vec!["v1"])]
+        );
     }
 }

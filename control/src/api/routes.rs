@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::cluster::{self, ClusterAccess};
 use super::errors::ApiError;
 use super::logs::{LogRequest, PodLogs};
-use super::objects::{Api, DeleteOptions, ListOptions, Part, WatchEvent};
+use super::objects::{Api, DeleteOptions, ListOptions, Part, Propagation, WatchEvent};
 use super::resources::{self, ResourceInfo};
 use super::{discovery, openapi, protobuf};
 use crate::patch::PatchType;
@@ -433,10 +433,7 @@ impl Router {
             }
             (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
                 let part = part(res, sub)?;
-                let ct = content_type(&req);
-                let ty = PatchType::from_content_type(&ct).ok_or_else(|| {
-                    ApiError::UnsupportedMediaType(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"))
-                })?;
+                let ty = patch_type(&req)?;
                 let body = read_body(req).await?;
                 let patched = self
                     .api
@@ -475,6 +472,26 @@ impl Router {
                     StatusCode::CREATED,
                     &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
                 ))
+            }
+            (&Method::GET, Some(name), Some("scale")) if res.subresources.contains(&"scale") => Ok(
+                json_response(StatusCode::OK, &self.api.get_scale(res, ns, name)?),
+            ),
+            (&Method::PUT, Some(name), Some("scale")) if res.subresources.contains(&"scale") => {
+                let body = read_json(req).await?;
+                let scale = self
+                    .api
+                    .update_scale(res, ns, name, body, dry_run(&q)?)
+                    .await?;
+                Ok(json_response(StatusCode::OK, &scale))
+            }
+            (&Method::PATCH, Some(name), Some("scale")) if res.subresources.contains(&"scale") => {
+                let ty = patch_type(&req)?;
+                let body = read_body(req).await?;
+                let scale = self
+                    .api
+                    .patch_scale(res, ns, name, ty, &body, dry_run(&q)?)
+                    .await?;
+                Ok(json_response(StatusCode::OK, &scale))
             }
             (_, _, Some(sub)) if !res.subresources.contains(&sub) => Err(not_found_path()),
             _ => Err(ApiError::MethodNotAllowed(format!(
@@ -633,7 +650,19 @@ fn delete_options(q: &Query, body: Option<Value>) -> Result<DeleteOptions, ApiEr
         || body["dryRun"]
             .as_array()
             .is_some_and(|d| d.iter().any(|v| v == "All"));
+    let policy = q
+        .get("propagationPolicy")
+        .map(String::as_str)
+        .or_else(|| body["propagationPolicy"].as_str())
+        .filter(|p| !p.is_empty());
+    // The deprecated `orphanDependents` says Orphan (true) or Background (false).
+    let orphan = match q.get("orphanDependents") {
+        Some(v) => Some(v == "true"),
+        None => body["orphanDependents"].as_bool(),
+    };
+    let propagation = Propagation::from_options(policy, orphan)?;
     Ok(DeleteOptions {
+        propagation,
         grace_period_seconds: grace,
         precondition_uid: body
             .pointer("/preconditions/uid")
@@ -679,6 +708,13 @@ fn decode(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct:?})"
         )))
     }
+}
+
+fn patch_type(req: &Request<Incoming>) -> Result<PatchType, ApiError> {
+    let ct = content_type(req);
+    PatchType::from_content_type(&ct).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"))
+    })
 }
 
 fn content_type(req: &Request<Incoming>) -> String {

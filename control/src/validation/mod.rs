@@ -18,12 +18,14 @@ mod quantity;
 mod runtimeclass;
 mod secret;
 mod volume;
+mod workload;
 
 use serde_json::{json, Value};
 use std::fmt;
 
 pub use names::{is_dns1123_label, is_dns1123_subdomain};
 pub use quantity::{parse_quantity, QuantityError};
+pub use workload::int_or_percent_value;
 
 /// apimachinery's `field.ErrorType`, limited to the ones wkube produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +290,8 @@ pub fn validate(resource: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
         "nodes" => node::validate(obj, old),
         "events" => event::validate(obj, old),
         "runtimeclasses" => runtimeclass::validate(obj, old),
+        "deployments" => workload::validate_deployment(obj, old),
+        "replicasets" => workload::validate_replicaset(obj, old),
         "services" => meta::validate(obj, old, meta::NameRule::Dns1035Label),
         _ => meta::validate(obj, old, meta::NameRule::Dns1123Subdomain),
     }

@@ -1,0 +1,290 @@
+//! apps/v1 Deployment and ReplicaSet: `ValidateDeploymentSpec`, `ValidateReplicaSetSpec`
+//! and `ValidatePodTemplateSpecForReplicaSet`, with their update rules.
+
+use super::meta::{self, NameRule};
+use super::names::regex_error;
+use super::{pod, FieldError};
+use crate::obj;
+use crate::selectors::LabelSelector;
+use serde_json::{json, Value};
+
+const NONNEGATIVE: &str = "must be greater than or equal to 0";
+
+pub fn validate_deployment(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = common(obj, old);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    errs.extend(strategy(spec));
+    if let Some(limit) = obj::get_i64(spec, &["revisionHistoryLimit"]) {
+        nonnegative(&mut errs, "spec.revisionHistoryLimit", limit);
+    }
+    if let Some(deadline) = obj::get_i64(spec, &["progressDeadlineSeconds"]) {
+        nonnegative(&mut errs, "spec.progressDeadlineSeconds", deadline);
+        if deadline <= obj::get_i64(spec, &["minReadySeconds"]).unwrap_or(0) {
+            errs.push(FieldError::invalid(
+                "spec.progressDeadlineSeconds",
+                json!(deadline),
+                "must be greater than minReadySeconds",
+            ));
+        }
+    }
+    errs
+}
+
+pub fn validate_replicaset(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    common(obj, old)
+}
+
+/// What Deployment and ReplicaSet share: metadata, replicas, minReadySeconds, the selector
+/// and the template it must select, and the selector's immutability.
+fn common(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = meta::validate(obj, old, NameRule::Dns1123Subdomain);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    if let Some(replicas) = obj::get_i64(spec, &["replicas"]) {
+        nonnegative(&mut errs, "spec.replicas", replicas);
+    }
+    if let Some(min_ready) = obj::get_i64(spec, &["minReadySeconds"]) {
+        nonnegative(&mut errs, "spec.minReadySeconds", min_ready);
+    }
+    let selector_json = spec.get("selector").unwrap_or(&Value::Null);
+    if selector_json.is_null() {
+        errs.push(FieldError::required("spec.selector", ""));
+    } else if obj::object(selector_json, &["matchLabels"]).is_none_or(|m| m.is_empty())
+        && obj::array(selector_json, &["matchExpressions"]).is_empty()
+    {
+        errs.push(FieldError::invalid(
+            "spec.selector",
+            selector_json.clone(),
+            "empty selector is invalid for deployment",
+        ));
+    }
+    match LabelSelector::from_json(selector_json) {
+        Err(_) => errs.push(FieldError::invalid(
+            "spec.selector",
+            selector_json.clone(),
+            "invalid label selector",
+        )),
+        Ok(selector) => errs.extend(template(spec, &selector)),
+    }
+    if let Some(old) = old {
+        let old_selector = obj::get(old, &["spec", "selector"]).unwrap_or(&Value::Null);
+        if selector_json != old_selector {
+            errs.push(FieldError::invalid(
+                "spec.selector",
+                selector_json.clone(),
+                "field is immutable",
+            ));
+        }
+    }
+    errs
+}
+
+fn nonnegative(errs: &mut Vec<FieldError>, field: &str, value: i64) {
+    if value < 0 {
+        errs.push(FieldError::invalid(field, json!(value), NONNEGATIVE));
+    }
+}
+
+/// `ValidatePodTemplateSpecForReplicaSet`.
+fn template(spec: &Value, selector: &LabelSelector) -> Vec<FieldError> {
+    let Some(template) = spec.get("template").filter(|t| !t.is_null()) else {
+        return vec![FieldError::required("spec.template", "")];
+    };
+    let mut errs = Vec::new();
+    let labels = obj::object(template, &["metadata", "labels"]);
+    if !selector.is_empty() && !selector.matches(labels) {
+        errs.push(FieldError::invalid(
+            "spec.template.metadata.labels",
+            json!(labels),
+            "`selector` does not match template `labels`",
+        ));
+    }
+    errs.extend(meta::validate_labels(
+        labels,
+        "spec.template.metadata.labels",
+    ));
+    let pod_spec = template.get("spec").unwrap_or(&Value::Null);
+    errs.extend(pod::validate_spec(pod_spec, "spec.template.spec"));
+    let restart = obj::str_or_empty(pod_spec, &["restartPolicy"]);
+    if restart != "Always" {
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            json!(restart),
+            &["Always"],
+        ));
+    }
+    if pod_spec.get("activeDeadlineSeconds").is_some() {
+        errs.push(FieldError::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in ReplicaSet is not Supported",
+        ));
+    }
+    errs
+}
+
+/// `ValidateDeploymentStrategy` and `ValidateRollingUpdateDeployment`.
+fn strategy(spec: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let strategy = spec.get("strategy").unwrap_or(&Value::Null);
+    let rolling = strategy.get("rollingUpdate").filter(|r| !r.is_null());
+    match obj::str_or_empty(strategy, &["type"]) {
+        "Recreate" => {
+            if rolling.is_some() {
+                errs.push(FieldError::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
+        }
+        "RollingUpdate" => {
+            let Some(rolling) = rolling else {
+                errs.push(FieldError::required(
+                    "spec.strategy.rollingUpdate",
+                    "this should be defaulted and never be nil",
+                ));
+                return errs;
+            };
+            let path = "spec.strategy.rollingUpdate";
+            let unavailable = rolling.get("maxUnavailable").unwrap_or(&Value::Null);
+            let surge = rolling.get("maxSurge").unwrap_or(&Value::Null);
+            errs.extend(int_or_percent(
+                unavailable,
+                &format!("{path}.maxUnavailable"),
+            ));
+            errs.extend(int_or_percent(surge, &format!("{path}.maxSurge")));
+            if int_or_percent_value(unavailable) == Some(0)
+                && int_or_percent_value(surge) == Some(0)
+            {
+                errs.push(FieldError::invalid(
+                    format!("{path}.maxUnavailable"),
+                    unavailable.clone(),
+                    "may not be 0 when `maxSurge` is 0 as well",
+                ));
+            }
+            if unavailable.is_string() && int_or_percent_value(unavailable).is_some_and(|v| v > 100)
+            {
+                errs.push(FieldError::invalid(
+                    format!("{path}.maxUnavailable"),
+                    unavailable.clone(),
+                    "must not be greater than 100%",
+                ));
+            }
+        }
+        other => errs.push(FieldError::not_supported(
+            "spec.strategy",
+            json!(other),
+            &["Recreate", "RollingUpdate"],
+        )),
+    }
+    errs
+}
+
+/// The number of an int or a `N%` string (its N), `None` when it is neither.
+pub fn int_or_percent_value(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.strip_suffix('%').and_then(|n| n.parse().ok()),
+        _ => None,
+    }
+}
+
+/// `ValidatePositiveIntOrPercent`.
+fn int_or_percent(v: &Value, path: &str) -> Vec<FieldError> {
+    match v {
+        Value::Number(n) => match n.as_i64() {
+            Some(i) if i >= 0 => vec![],
+            _ => vec![FieldError::invalid(path, v.clone(), NONNEGATIVE)],
+        },
+        Value::String(s) => {
+            let digits = s.strip_suffix('%').unwrap_or("");
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                vec![]
+            } else {
+                let msg = regex_error(
+                    "a valid percent string must be a numeric string followed by an ending '%'",
+                    "[0-9]+%",
+                    &["1%", "93%"],
+                );
+                vec![FieldError::invalid(path, v.clone(), msg)]
+            }
+        }
+        _ => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::defaults;
+
+    fn deployment(spec: Value) -> Value {
+        let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "a"}},
+                     "template": {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}});
+        json_patch::merge(&mut d["spec"], &spec);
+        defaults::apply("Deployment", &mut d);
+        d
+    }
+
+    #[test]
+    fn deployment_rules_match_kubernetes_messages() {
+        let cases: Vec<(Value, Vec<&str>)> = vec![
+            (json!({}), vec![]),
+            (
+                json!({"replicas": -1}),
+                vec!["spec.replicas: Invalid value: -1: must be greater than or equal to 0"],
+            ),
+            (
+                json!({"template": {"metadata": {"labels": {"app": "b"}}}}),
+                vec!["spec.template.metadata.labels: Invalid value: {\"app\":\"b\"}: `selector` does not match template `labels`"],
+            ),
+            (
+                json!({"selector": null}),
+                // A missing selector selects nothing, so the template does not match it
+                // either: Kubernetes reports both.
+                vec![
+                    "spec.selector: Required value",
+                    "spec.template.metadata.labels: Invalid value: {\"app\":\"a\"}: `selector` does not match template `labels`",
+                ],
+            ),
+            (
+                json!({"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}),
+                vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0 as well"],
+            ),
+            (
+                json!({"strategy": {"rollingUpdate": {"maxUnavailable": "150%"}}}),
+                vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%"],
+            ),
+            (
+                json!({"strategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}}),
+                vec!["spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"],
+            ),
+            (
+                json!({"minReadySeconds": 10, "progressDeadlineSeconds": 5}),
+                vec!["spec.progressDeadlineSeconds: Invalid value: 5: must be greater than minReadySeconds"],
+            ),
+            (
+                json!({"template": {"spec": {"restartPolicy": "Never"}}}),
+                vec!["spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""],
+            ),
+        ];
+        for (spec, want) in cases {
+            let d = deployment(spec.clone());
+            let got: Vec<String> = validate_deployment(&d, None)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(got, want, "spec {spec}");
+        }
+    }
+
+    #[test]
+    fn the_selector_is_immutable() {
+        let old = deployment(json!({}));
+        let mut new = old.clone();
+        new["spec"]["selector"] = json!({"matchLabels": {"app": "a", "x": "y"}});
+        new["spec"]["template"]["metadata"]["labels"]["x"] = json!("y");
+        let errs = validate_replicaset(&new, Some(&old));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].to_string().ends_with("field is immutable"));
+    }
+}
