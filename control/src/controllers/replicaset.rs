@@ -454,7 +454,9 @@ mod tests {
         stray["metadata"]["labels"] = json!({"app": "other"});
         let mut deleting = (*pod("going", true, Some(0), 0)).clone();
         deleting["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:59Z");
-        let cases: Vec<(&str, Value, Vec<Arc<Value>>, Vec<&str>)> = vec![
+        // (what, replica set, pods, expected plan)
+        type Case<'a> = (&'a str, Value, Vec<Arc<Value>>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             ("nothing yet: create all", rs(3, 0), vec![], vec!["create 3", r#"status {"replicas":0,"observedGeneration":2}"#]),
             (
                 "adopt an orphan, create the rest",
