@@ -69,14 +69,25 @@ pub struct Server {
 
 /// A port nothing listens on right now, over TCP (the API) or UDP (QUIC between members),
 /// for members that must keep their addresses across restarts.
+/// A loopback port free for TCP and UDP now, taken from below the kernel's ephemeral range:
+/// a port-0 bind by any other process never gets it, so a member that restarts on the same
+/// port later finds it still free. Starting points are random so that test processes
+/// running side by side rarely try the same port.
 pub fn free_port() -> u16 {
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    use std::hash::{BuildHasher, RandomState};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, span) = (10_000u32, u32::from(ephemeral_low.max(10_001)) - 10_000);
+    let start = RandomState::new().hash_one(std::process::id()) as u32;
+    (0..span)
+        .map(|i| (low + (start % span + i) % span) as u16)
+        .find(|&port| {
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        })
+        .expect("a free port below the ephemeral range")
 }
 
 impl Server {

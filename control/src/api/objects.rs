@@ -841,7 +841,19 @@ impl Watch {
                                 .status(),
                         });
                     }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    // The store replaced its history (it installed a snapshot): what
+                    // changed in between cannot be told, so the watcher must list again,
+                    // as after a 410 from etcd compaction.
+                    Err(broadcast::error::RecvError::Closed) => {
+                        self.live = None;
+                        return Some(WatchEvent {
+                            kind: "ERROR",
+                            object: ApiError::Gone(
+                                "the store was restored from a snapshot; list again".into(),
+                            )
+                            .status(),
+                        });
+                    }
                 },
             };
             if let Some(e) = self.filter(&event) {
@@ -967,6 +979,24 @@ mod tests {
         assert!(both
             .to_string()
             .ends_with("orphanDependents and deletionPropagation cannot be both set"));
+    }
+
+    #[tokio::test]
+    async fn a_watch_whose_history_was_replaced_ends_with_gone() {
+        let (sender, live) = broadcast::channel(1);
+        let mut watch = Watch {
+            initial: VecDeque::new(),
+            backlog: VecDeque::new(),
+            live: Some(live),
+            prefix: String::new(),
+            opts: ListOptions::default(),
+            expired: None,
+        };
+        drop(sender); // what `WatchHub::reset` does to every live watch
+        let end = watch.next().await.unwrap();
+        assert_eq!(end.kind, "ERROR");
+        assert_eq!(end.object["code"], 410);
+        assert!(watch.next().await.is_none());
     }
 
     #[test]
