@@ -9,9 +9,15 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-# The partition tests cut member links with iptables on loopback.
-if ! command -v iptables >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq iptables
+# Debian packages the tests drive for real: iptables (the partition tests cut member links
+# on loopback), containerd and runc (OCI containers), the CNI plugins (pod networks).
+packages=()
+command -v iptables >/dev/null 2>&1 || packages+=(iptables)
+command -v containerd >/dev/null 2>&1 || packages+=(containerd)
+command -v runc >/dev/null 2>&1 || packages+=(runc)
+[ -x /usr/lib/cni/bridge ] || packages+=(containernetworking-plugins)
+if [ ${#packages[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${packages[@]}"
 fi
 
 bash guests/build.sh

@@ -15,6 +15,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod containerd;
 pub mod downward;
 pub mod env;
 pub mod images;

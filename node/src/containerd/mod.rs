@@ -1,0 +1,93 @@
+//! containerd, driven through its CRI v1 service (the contract kubelet uses).
+//!
+//! `wkube server` runs its own containerd, like k3s: configuration, socket, image store and
+//! state all live under the node's data directory ([`supervisor`]), so it never touches a
+//! containerd the machine may already run. [`connect`] opens the CRI clients on its socket.
+
+use std::path::{Path, PathBuf};
+
+use cri::v1::image_service_client::ImageServiceClient;
+use cri::v1::runtime_service_client::RuntimeServiceClient;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint};
+
+pub mod supervisor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerdError {
+    #[error("containerd is not installed: {0} (apt-get install containerd runc containernetworking-plugins)")]
+    NotInstalled(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("containerd exited before serving its socket ({status}); its log: {log}")]
+    Exited { status: String, log: PathBuf },
+    #[error("containerd did not serve {socket} within {seconds} s; its log: {log}")]
+    NotServing {
+        socket: PathBuf,
+        seconds: u64,
+        log: PathBuf,
+    },
+    #[error("connecting to containerd at {socket}: {source}")]
+    Connect {
+        socket: PathBuf,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("CRI {call}: {status}")]
+    Cri {
+        call: &'static str,
+        #[source]
+        status: tonic::Status,
+    },
+}
+
+/// The two CRI services on one connection.
+#[derive(Clone)]
+pub struct CriClient {
+    pub runtime: RuntimeServiceClient<Channel>,
+    pub images: ImageServiceClient<Channel>,
+}
+
+/// Opens a gRPC channel to the CRI service on a unix socket.
+pub async fn connect(socket: &Path) -> Result<CriClient, ContainerdError> {
+    let path = socket.to_path_buf();
+    // The URI is required by tonic but unused: every connection goes to the socket.
+    let channel = Endpoint::from_static("http://containerd.invalid")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+        .map_err(|source| ContainerdError::Connect {
+            socket: socket.to_path_buf(),
+            source,
+        })?;
+    Ok(CriClient {
+        runtime: RuntimeServiceClient::new(channel.clone()),
+        images: ImageServiceClient::new(channel),
+    })
+}
+
+impl CriClient {
+    /// The runtime's name and version, and the CRI version it speaks.
+    pub async fn version(&mut self) -> Result<cri::v1::VersionResponse, ContainerdError> {
+        let request = cri::v1::VersionRequest {
+            version: "v1".into(),
+        };
+        self.runtime
+            .version(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| ContainerdError::Cri {
+                call: "Version",
+                status,
+            })
+    }
+}

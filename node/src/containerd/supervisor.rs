@@ -1,0 +1,245 @@
+//! Runs and supervises the node's own containerd.
+//!
+//! Everything containerd keeps lives under one directory: its configuration, the gRPC and
+//! ttrpc sockets, the image and snapshot store (`root`) and its runtime state (`state`).
+//! If containerd dies it is started again, with back-off; the containers it ran keep
+//! running meanwhile, because each one is owned by its own shim process, which the new
+//! containerd reconnects to. Dropping the [`Supervisor`] stops containerd the same way.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::ContainerdError;
+
+/// How long a starting containerd may take to serve its socket.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Back-off between restarts of a containerd that keeps dying.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where the Debian package `containernetworking-plugins` installs the CNI plugins.
+pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
+
+/// What the node tells its containerd.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Holds everything containerd writes.
+    pub dir: PathBuf,
+    /// The image of every pod's sandbox (its "pause" container), already in the store.
+    pub sandbox_image: String,
+}
+
+impl Settings {
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("containerd.log")
+    }
+
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.join("cni")
+    }
+
+    /// containerd's configuration (format version 2, containerd 1.6 and later).
+    pub fn config(&self) -> String {
+        let path = |p: &str| self.dir.join(p).display().to_string();
+        format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+
+[grpc]
+  address = "{socket}"
+
+[ttrpc]
+  address = "{socket}.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{sandbox_image}"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni_bin}"
+    conf_dir = "{cni_conf}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+"#,
+            root = path("root"),
+            state = path("state"),
+            socket = self.socket().display(),
+            opt = path("opt"),
+            sandbox_image = self.sandbox_image,
+            cni_bin = CNI_BIN_DIR,
+            cni_conf = self.cni_conf_dir().display(),
+        )
+    }
+}
+
+/// The running containerd; dropping it stops containerd (not the containers).
+pub struct Supervisor {
+    settings: Settings,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Supervisor {
+    /// Writes the configuration, starts containerd and returns once its CRI socket serves.
+    pub async fn start(settings: Settings) -> Result<Supervisor, ContainerdError> {
+        let binary = which("containerd")
+            .ok_or_else(|| ContainerdError::NotInstalled("no `containerd` on PATH".into()))?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ContainerdError::Io { path, source }
+        };
+        std::fs::create_dir_all(settings.cni_conf_dir()).map_err(io(&settings.cni_conf_dir()))?;
+        let config = settings.dir.join("config.toml");
+        std::fs::write(&config, settings.config()).map_err(io(&config))?;
+        let child = spawn(&binary, &settings).await?;
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(supervise(binary, settings.clone(), child, stopped));
+        Ok(Supervisor {
+            settings,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.settings.socket()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Stops containerd and waits until it has exited.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts containerd and waits until its socket accepts connections.
+async fn spawn(binary: &Path, settings: &Settings) -> Result<Child, ContainerdError> {
+    let log_path = settings.log();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|source| ContainerdError::Io {
+            path: log_path.clone(),
+            source,
+        })?;
+    let log_err = log.try_clone().map_err(|source| ContainerdError::Io {
+        path: log_path.clone(),
+        source,
+    })?;
+    let socket = settings.socket();
+    // A socket file left by a containerd that was killed would look like a live one.
+    let _ = std::fs::remove_file(&socket);
+    let mut child = Command::new(binary)
+        .arg("--config")
+        .arg(settings.dir.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ContainerdError::Io {
+            path: binary.to_path_buf(),
+            source,
+        })?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if tokio::net::UnixStream::connect(&socket).await.is_ok() {
+            return Ok(child);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(ContainerdError::Exited {
+                status: status.to_string(),
+                log: log_path,
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(ContainerdError::NotServing {
+                socket,
+                seconds: START_TIMEOUT.as_secs(),
+                log: log_path,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Restarts containerd whenever it exits, until told to stop.
+async fn supervise(
+    binary: PathBuf,
+    settings: Settings,
+    mut child: Child,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                tracing::warn!(?status, log = %settings.log().display(), "containerd exited; starting it again");
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = &mut stopped => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    match spawn(&binary, &settings).await {
+                        Ok(new) => {
+                            child = new;
+                            break;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "containerd did not start"),
+                    }
+                }
+            }
+            _ = &mut stopped => {
+                // SIGTERM lets containerd close its stores cleanly; its shims, and with
+                // them the containers, stay.
+                if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                }
+                if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                    let _ = child.kill().await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn which(binary: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(binary))
+        .find(|p| p.is_file())
+}

@@ -1,0 +1,85 @@
+//! The node's own containerd, for real: started under a data directory, spoken to over CRI
+//! v1, and started again when it dies. Needs root and Debian's `containerd` (the README's
+//! test command installs it).
+
+use std::time::{Duration, Instant};
+
+use node::containerd::supervisor::{Settings, Supervisor};
+use node::containerd::{connect, ContainerdError};
+
+fn settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        dir: dir.join("containerd"),
+        sandbox_image: "wkube.local/pause:1".into(),
+    }
+}
+
+/// The pid of the containerd serving `socket`, from /proc.
+fn containerd_pid(config: &std::path::Path) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            (cmdline.starts_with("containerd\0") || cmdline.contains("/containerd\0"))
+                .then_some(())
+                .filter(|_| cmdline.contains(&*config.to_string_lossy()))
+                .map(|_| pid)
+        })
+}
+
+async fn version_within(
+    socket: &std::path::Path,
+    limit: Duration,
+) -> Result<String, ContainerdError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let attempt = async {
+            let mut client = connect(socket).await?;
+            client.version().await
+        }
+        .await;
+        match attempt {
+            Ok(v) => return Ok(format!("{} {}", v.runtime_name, v.runtime_api_version)),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_nodes_containerd_serves_cri_v1_from_its_own_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let supervisor = Supervisor::start(settings(dir.path())).await.unwrap();
+    let version = version_within(&supervisor.socket(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(version, "containerd v1");
+    // Its stores are under the data directory, not /var/lib/containerd.
+    assert!(dir.path().join("containerd/root").is_dir());
+    assert!(dir.path().join("containerd/state").is_dir());
+    supervisor.stop().await;
+    assert!(containerd_pid(&dir.path().join("containerd/config.toml")).is_none());
+}
+
+#[tokio::test]
+async fn a_killed_containerd_is_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let supervisor = Supervisor::start(settings(dir.path())).await.unwrap();
+    let config = dir.path().join("containerd/config.toml");
+    let first = containerd_pid(&config).expect("containerd runs");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(first).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let version = version_within(&supervisor.socket(), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(version, "containerd v1");
+    let second = containerd_pid(&config).expect("containerd runs again");
+    assert_ne!(first, second);
+    supervisor.stop().await;
+}
