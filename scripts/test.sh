@@ -10,12 +10,16 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
 fi
 
 # Debian packages the tests drive for real: iptables (the partition tests cut member links
-# on loopback), containerd and runc (OCI containers), the CNI plugins (pod networks).
+# on loopback), containerd and runc (OCI containers), the CNI plugins (pod networks), and
+# for the test images (scripts/test-images.sh): busybox-static, a registry, skopeo.
 packages=()
 command -v iptables >/dev/null 2>&1 || packages+=(iptables)
 command -v containerd >/dev/null 2>&1 || packages+=(containerd)
 command -v runc >/dev/null 2>&1 || packages+=(runc)
 [ -x /usr/lib/cni/bridge ] || packages+=(containernetworking-plugins)
+[ -x /bin/busybox ] || packages+=(busybox-static)
+command -v docker-registry >/dev/null 2>&1 || packages+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || packages+=(skopeo)
 if [ ${#packages[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${packages[@]}"
 fi

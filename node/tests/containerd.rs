@@ -11,6 +11,64 @@ fn settings(dir: &std::path::Path) -> Settings {
     Settings {
         dir: dir.join("containerd"),
         sandbox_image: "wkube.local/pause:1".into(),
+        insecure_registries: Vec::new(),
+    }
+}
+
+/// A registry on loopback holding `busybox:test`, built from Debian's busybox-static by
+/// `scripts/test-images.sh`; stopped when dropped.
+struct Registry {
+    process: std::process::Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-images.sh");
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let process = std::process::Command::new("bash")
+            .args([script, "serve"])
+            .arg(dir.path().join("registry"))
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            process,
+            address,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&registry.address).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let image = registry._dir.path().join("image");
+        let run = |args: &[&str]| {
+            let status = std::process::Command::new("bash")
+                .arg(script)
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "test-images.sh {args:?}");
+        };
+        run(&["build", image.to_str().unwrap()]);
+        run(&["push", image.to_str().unwrap(), &registry.address]);
+        registry
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 
@@ -81,5 +139,35 @@ async fn a_killed_containerd_is_started_again() {
     assert_eq!(version, "containerd v1");
     let second = containerd_pid(&config).expect("containerd runs again");
     assert_ne!(first, second);
+    supervisor.stop().await;
+}
+
+#[tokio::test]
+async fn an_image_is_pulled_from_an_insecure_registry_on_loopback() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let supervisor = Supervisor::start(Settings {
+        insecure_registries: vec![registry.address.clone()],
+        ..settings(dir.path())
+    })
+    .await
+    .unwrap();
+    let mut cri = connect(&supervisor.socket()).await.unwrap();
+    let reference = format!("{}/busybox:test", registry.address);
+    assert!(cri.image_status(&reference).await.unwrap().is_none());
+    let id = cri.pull_image(&reference).await.unwrap();
+    assert!(id.starts_with("sha256:"), "{id}");
+    let image = cri.image_status(&reference).await.unwrap().unwrap();
+    assert_eq!(image.id, id);
+    assert!(
+        image.repo_tags.contains(&reference),
+        "{:?}",
+        image.repo_tags
+    );
+
+    // A tag the registry does not have: the registry's answer reaches the caller.
+    let missing = format!("{}/busybox:nope", registry.address);
+    let error = cri.pull_image(&missing).await.unwrap_err().to_string();
+    assert!(error.contains("not found"), "{error}");
     supervisor.stop().await;
 }

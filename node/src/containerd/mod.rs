@@ -76,6 +76,47 @@ pub async fn connect(socket: &Path) -> Result<CriClient, ContainerdError> {
 }
 
 impl CriClient {
+    /// Pulls an image into containerd's store; returns its image id (the config digest).
+    pub async fn pull_image(&mut self, reference: &str) -> Result<String, ContainerdError> {
+        let request = cri::v1::PullImageRequest {
+            image: Some(cri::v1::ImageSpec {
+                image: reference.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.images
+            .pull_image(request)
+            .await
+            .map(|r| r.into_inner().image_ref)
+            .map_err(|status| ContainerdError::Cri {
+                call: "PullImage",
+                status,
+            })
+    }
+
+    /// The image as containerd has it, or `None` if it has not been pulled.
+    pub async fn image_status(
+        &mut self,
+        reference: &str,
+    ) -> Result<Option<cri::v1::Image>, ContainerdError> {
+        let request = cri::v1::ImageStatusRequest {
+            image: Some(cri::v1::ImageSpec {
+                image: reference.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        self.images
+            .image_status(request)
+            .await
+            .map(|r| r.into_inner().image)
+            .map_err(|status| ContainerdError::Cri {
+                call: "ImageStatus",
+                status,
+            })
+    }
+
     /// The runtime's name and version, and the CRI version it speaks.
     pub async fn version(&mut self) -> Result<cri::v1::VersionResponse, ContainerdError> {
         let request = cri::v1::VersionRequest {

@@ -32,6 +32,8 @@ pub struct Settings {
     pub dir: PathBuf,
     /// The image of every pod's sandbox (its "pause" container), already in the store.
     pub sandbox_image: String,
+    /// Registries (`host:port`) reached over plain HTTP, e.g. a test registry on loopback.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Settings {
@@ -45,6 +47,25 @@ impl Settings {
 
     pub fn cni_conf_dir(&self) -> PathBuf {
         self.dir.join("cni")
+    }
+
+    /// Per-registry settings, in containerd's `hosts.toml` layout.
+    pub fn registry_dir(&self) -> PathBuf {
+        self.dir.join("registries")
+    }
+
+    /// The `hosts.toml` of each insecure registry: plain HTTP, for pulls only.
+    pub fn registry_hosts(&self) -> Vec<(PathBuf, String)> {
+        self.insecure_registries
+            .iter()
+            .map(|registry| {
+                let file = self.registry_dir().join(registry).join("hosts.toml");
+                let toml = format!(
+                    "server = \"http://{registry}\"\n\n[host.\"http://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+                );
+                (file, toml)
+            })
+            .collect()
     }
 
     /// containerd's configuration (format version 2, containerd 1.6 and later).
@@ -66,6 +87,8 @@ state = "{state}"
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{sandbox_image}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{registries}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni_bin}"
     conf_dir = "{cni_conf}"
@@ -82,6 +105,7 @@ state = "{state}"
             sandbox_image = self.sandbox_image,
             cni_bin = CNI_BIN_DIR,
             cni_conf = self.cni_conf_dir().display(),
+            registries = self.registry_dir().display(),
         )
     }
 }
@@ -105,6 +129,12 @@ impl Supervisor {
         std::fs::create_dir_all(settings.cni_conf_dir()).map_err(io(&settings.cni_conf_dir()))?;
         let config = settings.dir.join("config.toml");
         std::fs::write(&config, settings.config()).map_err(io(&config))?;
+        for (file, toml) in settings.registry_hosts() {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            std::fs::write(&file, toml).map_err(io(&file))?;
+        }
         let child = spawn(&binary, &settings).await?;
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(supervise(binary, settings.clone(), child, stopped));
