@@ -10,7 +10,7 @@ use node::containerd::{connect, ContainerdError};
 fn settings(dir: &std::path::Path) -> Settings {
     Settings {
         dir: dir.join("containerd"),
-        sandbox_image: "wkube.local/pause:1".into(),
+        sandbox_image: node::containerd::pause::IMAGE.into(),
         insecure_registries: Vec::new(),
     }
 }
@@ -115,6 +115,13 @@ async fn the_nodes_containerd_serves_cri_v1_from_its_own_directory() {
         .await
         .unwrap();
     assert_eq!(version, "containerd v1");
+    // The sandbox image is built in and loaded.
+    let mut cri = connect(&supervisor.socket()).await.unwrap();
+    let pause = cri
+        .image_status(node::containerd::pause::IMAGE)
+        .await
+        .unwrap();
+    assert!(pause.is_some());
     // Its stores are under the data directory, not /var/lib/containerd.
     assert!(dir.path().join("containerd/root").is_dir());
     assert!(dir.path().join("containerd/state").is_dir());

@@ -11,6 +11,7 @@ use cri::v1::runtime_service_client::RuntimeServiceClient;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 
+pub mod pause;
 pub mod supervisor;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,8 @@ pub enum ContainerdError {
         #[source]
         source: tonic::transport::Error,
     },
+    #[error("loading the sandbox image: {0}")]
+    SandboxImage(String),
     #[error("CRI {call}: {status}")]
     Cri {
         call: &'static str,

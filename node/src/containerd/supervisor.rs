@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::ContainerdError;
+use super::{pause, ContainerdError};
 
 /// How long a starting containerd may take to serve its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -136,6 +136,7 @@ impl Supervisor {
             std::fs::write(&file, toml).map_err(io(&file))?;
         }
         let child = spawn(&binary, &settings).await?;
+        ensure_sandbox_image(&settings).await?;
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(supervise(binary, settings.clone(), child, stopped));
         Ok(Supervisor {
@@ -170,6 +171,42 @@ impl Drop for Supervisor {
             let _ = stop.send(());
         }
     }
+}
+
+/// Loads the built-in sandbox image unless containerd has it already.
+async fn ensure_sandbox_image(settings: &Settings) -> Result<(), ContainerdError> {
+    let mut cri = super::connect(&settings.socket()).await?;
+    if cri.image_status(&settings.sandbox_image).await?.is_some()
+        || settings.sandbox_image != pause::IMAGE
+    {
+        return Ok(());
+    }
+    let ctr =
+        which("ctr").ok_or_else(|| ContainerdError::NotInstalled("no `ctr` on PATH".into()))?;
+    let archive = settings.dir.join("pause.tar");
+    let bytes = pause::image_archive().map_err(|e| ContainerdError::SandboxImage(e.to_string()))?;
+    std::fs::write(&archive, bytes).map_err(|source| ContainerdError::Io {
+        path: archive.clone(),
+        source,
+    })?;
+    let out = Command::new(ctr)
+        .arg("--address")
+        .arg(settings.socket())
+        // The namespace the CRI plugin keeps its images in.
+        .args(["--namespace", "k8s.io", "images", "import"])
+        .arg(&archive)
+        .output()
+        .await
+        .map_err(|source| ContainerdError::Io {
+            path: archive.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(ContainerdError::SandboxImage(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// Starts containerd and waits until its socket accepts connections.
