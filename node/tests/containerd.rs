@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use node::containerd::network::PodNetwork;
+use node::containerd::sandbox::{sandbox_config, ContainerSpec, PodIdentity};
 use node::containerd::supervisor::{Settings, Supervisor};
 use node::containerd::{connect, ContainerdError};
 
@@ -12,6 +14,19 @@ fn settings(dir: &std::path::Path) -> Settings {
         dir: dir.join("containerd"),
         sandbox_image: node::containerd::pause::IMAGE.into(),
         insecure_registries: Vec::new(),
+        network: PodNetwork::for_dir(&dir.join("containerd")),
+    }
+}
+
+/// Deletes the node's pod bridge when the test ends, however it ends.
+struct BridgeCleanup(String);
+
+impl Drop for BridgeCleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
@@ -176,5 +191,106 @@ async fn an_image_is_pulled_from_an_insecure_registry_on_loopback() {
     let missing = format!("{}/busybox:nope", registry.address);
     let error = cri.pull_image(&missing).await.unwrap_err().to_string();
     assert!(error.contains("not found"), "{error}");
+    supervisor.stop().await;
+}
+
+/// Polls a container until it has exited; returns its status.
+async fn exited(
+    cri: &mut node::containerd::CriClient,
+    id: &str,
+    limit: Duration,
+) -> cri::v1::ContainerStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        let status = cri.container_status(id).await.unwrap();
+        if status.state == cri::v1::ContainerState::ContainerExited as i32 {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{id} still runs: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn containers_of_a_pod_share_localhost_on_the_pods_own_address() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        insecure_registries: vec![registry.address.clone()],
+        ..settings(dir.path())
+    };
+    let _bridge = BridgeCleanup(settings.network.bridge.clone());
+    let subnet_prefix = settings.network.subnet.trim_end_matches("0/24").to_string();
+    let supervisor = Supervisor::start(settings).await.unwrap();
+    let mut cri = connect(&supervisor.socket()).await.unwrap();
+    let image = format!("{}/busybox:test", registry.address);
+    cri.pull_image(&image).await.unwrap();
+
+    let pod = PodIdentity {
+        name: "web".into(),
+        namespace: "default".into(),
+        uid: "uid-web".into(),
+        attempt: 0,
+    };
+    let logs = dir.path().join("pods/uid-web");
+    std::fs::create_dir_all(&logs).unwrap();
+    let config = sandbox_config(&pod, logs.clone());
+    let sandbox = cri.run_sandbox(&config).await.unwrap();
+    let ip = cri
+        .sandbox_ip(&sandbox)
+        .await
+        .unwrap()
+        .expect("the pod has an address");
+    assert!(
+        ip.starts_with(&subnet_prefix),
+        "{ip} not in {subnet_prefix}0/24"
+    );
+
+    let sh = |script: &str| vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+    let web = ContainerSpec {
+        name: "web".into(),
+        image: image.clone(),
+        command: sh("echo hello from web > /var/www/index.html; exec httpd -f -p 80 -h /var/www"),
+        log_path: "web/0.log".into(),
+        ..Default::default()
+    };
+    let web_id = cri.start_container(&sandbox, &config, &web).await.unwrap();
+    let client = ContainerSpec {
+        name: "client".into(),
+        image: image.clone(),
+        command: sh("until wget -qO- http://127.0.0.1:80/; do sleep 0.1; done; exit 3"),
+        env: vec![("GREETING".into(), "hi".into())],
+        log_path: "client/0.log".into(),
+        ..Default::default()
+    };
+    let client_id = cri
+        .start_container(&sandbox, &config, &client)
+        .await
+        .unwrap();
+    let status = exited(&mut cri, &client_id, Duration::from_secs(20)).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (3, "Error"));
+    let log = std::fs::read_to_string(logs.join("client/0.log")).unwrap();
+    assert!(log.contains(" stdout F hello from web"), "{log}");
+
+    // The node reaches the pod at its own address, on the bridge the node made.
+    let mut reached = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reached.contains("hello from web") {
+        assert!(
+            Instant::now() < deadline,
+            "{ip}:80 did not answer: {reached:?}"
+        );
+        if let Ok(mut stream) = std::net::TcpStream::connect((ip.as_str(), 80)) {
+            use std::io::{Read, Write};
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            reached.clear();
+            let _ = stream.read_to_string(&mut reached);
+        }
+    }
+
+    cri.stop_container(&web_id, 1).await.unwrap();
+    let web_status = exited(&mut cri, &web_id, Duration::from_secs(10)).await;
+    assert_ne!(web_status.exit_code, 0);
+    cri.remove_sandbox(&sandbox).await.unwrap();
     supervisor.stop().await;
 }

@@ -11,7 +11,9 @@ use cri::v1::runtime_service_client::RuntimeServiceClient;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 
+pub mod network;
 pub mod pause;
+pub mod sandbox;
 pub mod supervisor;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,11 @@ pub async fn connect(socket: &Path) -> Result<CriClient, ContainerdError> {
     })
 }
 
+/// Maps a failed CRI call to its error, naming the call.
+fn failed(call: &'static str) -> impl FnOnce(tonic::Status) -> ContainerdError {
+    move |status| ContainerdError::Cri { call, status }
+}
+
 impl CriClient {
     /// Pulls an image into containerd's store; returns its image id (the config digest).
     pub async fn pull_image(&mut self, reference: &str) -> Result<String, ContainerdError> {
@@ -92,10 +99,7 @@ impl CriClient {
             .pull_image(request)
             .await
             .map(|r| r.into_inner().image_ref)
-            .map_err(|status| ContainerdError::Cri {
-                call: "PullImage",
-                status,
-            })
+            .map_err(failed("PullImage"))
     }
 
     /// The image as containerd has it, or `None` if it has not been pulled.
@@ -114,10 +118,7 @@ impl CriClient {
             .image_status(request)
             .await
             .map(|r| r.into_inner().image)
-            .map_err(|status| ContainerdError::Cri {
-                call: "ImageStatus",
-                status,
-            })
+            .map_err(failed("ImageStatus"))
     }
 
     /// The runtime's name and version, and the CRI version it speaks.
@@ -129,9 +130,6 @@ impl CriClient {
             .version(request)
             .await
             .map(tonic::Response::into_inner)
-            .map_err(|status| ContainerdError::Cri {
-                call: "Version",
-                status,
-            })
+            .map_err(failed("Version"))
     }
 }

@@ -14,6 +14,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::network::PodNetwork;
 use super::{pause, ContainerdError};
 
 /// How long a starting containerd may take to serve its socket.
@@ -34,6 +35,7 @@ pub struct Settings {
     pub sandbox_image: String,
     /// Registries (`host:port`) reached over plain HTTP, e.g. a test registry on loopback.
     pub insecure_registries: Vec<String>,
+    pub network: PodNetwork,
 }
 
 impl Settings {
@@ -87,6 +89,9 @@ state = "{state}"
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{sandbox_image}"
+  # Sandboxes ask for an oom_score_adj of -998; where the node itself may not go below its
+  # own (a container, a restricted VM), runc would fail. Never ask below containerd's own.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "{registries}"
   [plugins."io.containerd.grpc.v1.cri".cni]
@@ -129,6 +134,9 @@ impl Supervisor {
         std::fs::create_dir_all(settings.cni_conf_dir()).map_err(io(&settings.cni_conf_dir()))?;
         let config = settings.dir.join("config.toml");
         std::fs::write(&config, settings.config()).map_err(io(&config))?;
+        let conflist = settings.cni_conf_dir().join("10-wkube.conflist");
+        let ipam = settings.dir.join("ipam");
+        std::fs::write(&conflist, settings.network.conflist(&ipam)).map_err(io(&conflist))?;
         for (file, toml) in settings.registry_hosts() {
             if let Some(dir) = file.parent() {
                 std::fs::create_dir_all(dir).map_err(io(dir))?;

@@ -1,0 +1,198 @@
+//! Pod sandboxes and their containers over CRI: the calls kubelet makes, in its order
+//! (run the sandbox, create and start each container in it, stop and remove them, then the
+//! sandbox). The configurations are built from what the pod worker knows of the pod.
+
+use std::path::PathBuf;
+
+use cri::v1::{
+    ContainerConfig, ContainerMetadata, ContainerStatus, ImageSpec, KeyValue, PodSandboxConfig,
+    PodSandboxMetadata,
+};
+
+use super::{failed, ContainerdError, CriClient};
+
+/// Who a sandbox is for.
+#[derive(Debug, Clone)]
+pub struct PodIdentity {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    /// How many sandboxes the pod had before this one.
+    pub attempt: u32,
+}
+
+/// The sandbox configuration of a pod; containerd writes the containers' CRI log files
+/// under `log_directory`.
+pub fn sandbox_config(pod: &PodIdentity, log_directory: PathBuf) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+            namespace: pod.namespace.clone(),
+            attempt: pod.attempt,
+        }),
+        hostname: pod.name.clone(),
+        log_directory: log_directory.display().to_string(),
+        ..Default::default()
+    }
+}
+
+/// What one container runs.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    /// How many times this container ran before in this pod.
+    pub attempt: u32,
+    pub image: String,
+    /// Replaces the image's entrypoint when not empty (Kubernetes' `command`).
+    pub command: Vec<String>,
+    /// Replaces the image's cmd when not empty (Kubernetes' `args`).
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: String,
+    /// The CRI log file, relative to the sandbox's log directory.
+    pub log_path: String,
+}
+
+fn container_config(spec: &ContainerSpec) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: spec.name.clone(),
+            attempt: spec.attempt,
+        }),
+        image: Some(ImageSpec {
+            image: spec.image.clone(),
+            ..Default::default()
+        }),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        working_dir: spec.working_dir.clone(),
+        envs: spec
+            .env
+            .iter()
+            .map(|(key, value)| KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        log_path: spec.log_path.clone(),
+        ..Default::default()
+    }
+}
+
+impl CriClient {
+    /// Creates and starts a pod's sandbox (namespaces and network); returns its id.
+    pub async fn run_sandbox(
+        &mut self,
+        config: &PodSandboxConfig,
+    ) -> Result<String, ContainerdError> {
+        let request = cri::v1::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        };
+        Ok(self
+            .runtime
+            .run_pod_sandbox(request)
+            .await
+            .map_err(failed("RunPodSandbox"))?
+            .into_inner()
+            .pod_sandbox_id)
+    }
+
+    /// The sandbox's IP address on the pod network.
+    pub async fn sandbox_ip(&mut self, id: &str) -> Result<Option<String>, ContainerdError> {
+        let request = cri::v1::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: false,
+        };
+        Ok(self
+            .runtime
+            .pod_sandbox_status(request)
+            .await
+            .map_err(failed("PodSandboxStatus"))?
+            .into_inner()
+            .status
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .filter(|ip| !ip.is_empty()))
+    }
+
+    /// Stops the sandbox (every container in it, then its network) and removes it.
+    pub async fn remove_sandbox(&mut self, id: &str) -> Result<(), ContainerdError> {
+        self.runtime
+            .stop_pod_sandbox(cri::v1::StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .map_err(failed("StopPodSandbox"))?;
+        self.runtime
+            .remove_pod_sandbox(cri::v1::RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .map_err(failed("RemovePodSandbox"))?;
+        Ok(())
+    }
+
+    /// Creates a container in a sandbox and starts it; returns its id.
+    pub async fn start_container(
+        &mut self,
+        sandbox_id: &str,
+        sandbox: &PodSandboxConfig,
+        spec: &ContainerSpec,
+    ) -> Result<String, ContainerdError> {
+        let request = cri::v1::CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            config: Some(container_config(spec)),
+            sandbox_config: Some(sandbox.clone()),
+        };
+        let id = self
+            .runtime
+            .create_container(request)
+            .await
+            .map_err(failed("CreateContainer"))?
+            .into_inner()
+            .container_id;
+        self.runtime
+            .start_container(cri::v1::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .map_err(failed("StartContainer"))?;
+        Ok(id)
+    }
+
+    pub async fn container_status(&mut self, id: &str) -> Result<ContainerStatus, ContainerdError> {
+        let request = cri::v1::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        self.runtime
+            .container_status(request)
+            .await
+            .map_err(failed("ContainerStatus"))?
+            .into_inner()
+            .status
+            .ok_or_else(|| ContainerdError::Cri {
+                call: "ContainerStatus",
+                status: tonic::Status::not_found(format!("no status for container {id}")),
+            })
+    }
+
+    /// Stops a container: SIGTERM (or the image's stop signal), then SIGKILL after
+    /// `grace_seconds`.
+    pub async fn stop_container(
+        &mut self,
+        id: &str,
+        grace_seconds: i64,
+    ) -> Result<(), ContainerdError> {
+        self.runtime
+            .stop_container(cri::v1::StopContainerRequest {
+                container_id: id.into(),
+                timeout: grace_seconds,
+            })
+            .await
+            .map_err(failed("StopContainer"))?;
+        Ok(())
+    }
+}
