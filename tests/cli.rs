@@ -333,6 +333,44 @@ fn get_tables_match_kubectls() {
 }
 
 #[test]
+fn get_of_several_types_prints_a_table_each_like_kubectl() {
+    let server = Server::start();
+    ok(&server, &["create", "configmap", "a", "--from-literal=k=v"]);
+    let args = &["get", "cm,ns,runtimeclasses"][..];
+    let ours = ok(&server, args);
+    let theirs = server.kubectl_ok(KUBECTL, args);
+    let first_words = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+            .collect()
+    };
+    // Same tables in the same order, same names with their type prefixes, blank lines
+    // between the tables; only ages may tick in between.
+    assert_eq!(first_words(&ours), first_words(&theirs), "{ours}\n{theirs}");
+    assert!(ours.contains("configmap/a "), "{ours}");
+    assert!(ours.contains("namespace/default "), "{ours}");
+    assert!(ours.contains("\n\nNAME "), "{ours}");
+
+    let names = ok(&server, &["get", "cm,ns", "-o", "name"]);
+    assert_eq!(names, server.kubectl_ok(KUBECTL, &["get", "cm,ns", "-o", "name"]));
+    let list: Value =
+        serde_json::from_str(&ok(&server, &["get", "cm,ns", "-o", "json"])).unwrap();
+    let kinds: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"ConfigMap") && kinds.contains(&"Namespace"), "{kinds:?}");
+    let empty = run(&server, &["get", "secrets,pods"], None);
+    assert!(empty.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&empty.stderr).trim(),
+        "No resources found in default namespace."
+    );
+}
+
+#[test]
 fn get_prints_json_yaml_and_names() {
     let server = Server::start();
     ok(&server, &["create", "configmap", "a", "--from-literal=k=v"]);

@@ -95,18 +95,26 @@ impl Query<'_> {
 
 pub async fn run(args: GetArgs) -> anyhow::Result<()> {
     let cluster = args.conn.connect().await?;
-    let res = cluster.discovery.for_name(&args.kind)?;
-    let mut q = Query {
-        cluster: &cluster,
-        res,
-        ns: (!args.all_namespaces).then(|| args.conn.namespace_or(&cluster)),
-        sel: Selectors {
-            labels: args.selector.clone(),
-            fields: args.field_selector.clone(),
-        },
-        output: args.output,
+    let ns = (!args.all_namespaces).then(|| args.conn.namespace_or(&cluster));
+    let sel = Selectors {
+        labels: args.selector.clone(),
+        fields: args.field_selector.clone(),
     };
+    let mut queries = Vec::new();
+    // `deploy,rs,pods`: several types, each printed in turn, as kubectl does.
+    for kind in args.kind.split(',') {
+        queries.push(Query {
+            cluster: &cluster,
+            res: cluster.discovery.for_name(kind)?,
+            ns: ns.clone(),
+            sel: sel.clone(),
+            output: args.output,
+        });
+    }
     if args.watch {
+        let [q] = queries.as_mut_slice() else {
+            anyhow::bail!("watch is only supported on one resource type at a time");
+        };
         match args.names.as_slice() {
             [] => {}
             [name] => {
@@ -122,58 +130,19 @@ pub async fn run(args: GetArgs) -> anyhow::Result<()> {
                 more.len()
             ),
         }
-        return watch(&q).await;
+        return watch(q).await;
     }
-    if args.names.is_empty() {
-        return list(&q).await;
-    }
-    by_name(&q, &args.names).await
-}
-
-async fn list(q: &Query<'_>) -> anyhow::Result<()> {
-    if q.is_table() {
-        let table = q.cluster.list_table(q.res, q.ns(), &q.sel).await?;
-        print_table(q, &table);
-        return Ok(());
-    }
-    let list = q.cluster.list(q.res, q.ns(), &q.sel).await?;
-    let items = list["items"].as_array().cloned().unwrap_or_default();
-    if items.is_empty() && q.output == Some(Output::Name) {
-        q.nothing_found();
-        return Ok(());
-    }
-    print_objects(q, items);
-    Ok(())
-}
-
-/// Like kubectl: what is found is printed, then an error for each name that is not.
-async fn by_name(q: &Query<'_>, names: &[String]) -> anyhow::Result<()> {
     let mut found = Vec::new();
-    let mut errors: Vec<ClientError> = Vec::new();
-    for name in names {
-        let got = if q.is_table() {
-            q.cluster.get_table(q.res, q.ns(), name).await
-        } else {
-            q.cluster.get(q.res, q.ns(), name).await
-        };
-        match got {
-            Ok(v) => found.push(v),
-            Err(e) => errors.push(e),
-        }
+    for q in &queries {
+        found.push(fetch(q, &args.names).await?);
     }
-    if q.is_table() {
-        if let Some(mut table) = found.first().cloned() {
-            let rows: Vec<Value> = found
-                .iter()
-                .flat_map(|t| t["rows"].as_array().cloned().unwrap_or_default())
-                .collect();
-            table["rows"] = Value::Array(rows);
-            print_table(q, &table);
-        }
-    } else if found.len() == 1 && errors.is_empty() {
-        print!("{}", q.print_object(found.remove(0), true));
-    } else if !found.is_empty() {
-        print_objects(q, found);
+    let errors: Vec<ClientError> = found
+        .iter_mut()
+        .flat_map(|f| std::mem::take(&mut f.errors))
+        .collect();
+    match found.as_mut_slice() {
+        [one] => print_one_type(&queries[0], one, !args.names.is_empty(), errors.is_empty()),
+        several => print_several_types(&queries, several),
     }
     if errors.is_empty() {
         return Ok(());
@@ -182,6 +151,125 @@ async fn by_name(q: &Query<'_>, names: &[String]) -> anyhow::Result<()> {
         eprintln!("{}", super::render(&e.into()));
     }
     Err(Reported.into())
+}
+
+/// What one resource type yields: a `Table` (merged over the names asked for) or the
+/// objects, and an error for each name that was not found.
+#[derive(Default)]
+struct Found {
+    table: Option<Value>,
+    objects: Vec<Value>,
+    errors: Vec<ClientError>,
+}
+
+async fn fetch(q: &Query<'_>, names: &[String]) -> anyhow::Result<Found> {
+    let mut found = Found::default();
+    if names.is_empty() {
+        if q.is_table() {
+            found.table = Some(q.cluster.list_table(q.res, q.ns(), &q.sel).await?);
+        } else {
+            let list = q.cluster.list(q.res, q.ns(), &q.sel).await?;
+            found.objects = list["items"].as_array().cloned().unwrap_or_default();
+        }
+        return Ok(found);
+    }
+    // Like kubectl: what is found is printed, then an error for each name that is not.
+    for name in names {
+        let got = if q.is_table() {
+            q.cluster.get_table(q.res, q.ns(), name).await
+        } else {
+            q.cluster.get(q.res, q.ns(), name).await
+        };
+        match got {
+            Ok(v) if q.is_table() => match &mut found.table {
+                None => found.table = Some(v),
+                Some(table) => {
+                    let rows = v["rows"].as_array().cloned().unwrap_or_default();
+                    if let Some(all) = table["rows"].as_array_mut() {
+                        all.extend(rows);
+                    }
+                }
+            },
+            Ok(v) => found.objects.push(v),
+            Err(e) => found.errors.push(e),
+        }
+    }
+    Ok(found)
+}
+
+/// One type, as before kubectl learnt several: a listing prints a `List` (or nothing found),
+/// a single name found prints the object itself.
+fn print_one_type(q: &Query<'_>, found: &mut Found, by_name: bool, complete: bool) {
+    if let Some(table) = &found.table {
+        return print_table(q, table);
+    }
+    let mut objects = std::mem::take(&mut found.objects);
+    match objects.len() {
+        0 if !by_name && q.output == Some(Output::Name) => q.nothing_found(),
+        0 if by_name => {}
+        1 if by_name && complete => print!("{}", q.print_object(objects.remove(0), true)),
+        _ => print_objects(q, objects),
+    }
+}
+
+/// kubectl's output for several types: a table per type that has rows, names prefixed by
+/// their type (`deployment.apps/echo`), a blank line between tables; or one `List`.
+fn print_several_types(queries: &[Query<'_>], found: &mut [Found]) {
+    if queries[0].is_table() {
+        let mut printed = false;
+        for (q, f) in queries.iter().zip(found.iter_mut()) {
+            let Some(table) = f.table.as_mut() else {
+                continue;
+            };
+            for row in table["rows"].as_array_mut().into_iter().flatten() {
+                if let Some(name) = row["cells"][0].as_str() {
+                    row["cells"][0] = Value::String(format!("{}/{name}", q.res.kind_ref()));
+                }
+            }
+            let rows = printer::table_rows(table, q.table_options());
+            if rows.is_empty() {
+                continue;
+            }
+            if printed {
+                println!();
+            }
+            print_table(q, table);
+            printed = true;
+        }
+        if !printed {
+            queries[0].nothing_found();
+        }
+        return;
+    }
+    let typed: Vec<Value> = queries
+        .iter()
+        .zip(found.iter_mut())
+        .flat_map(|(q, f)| {
+            std::mem::take(&mut f.objects)
+                .into_iter()
+                .map(|o| printer::with_type(q.res, o))
+        })
+        .collect();
+    match queries[0].output {
+        Some(Output::Name) => {
+            for obj in &typed {
+                let res = queries
+                    .iter()
+                    .find(|q| obj["kind"] == q.res.kind.as_str())
+                    .map(|q| q.res)
+                    .unwrap_or(queries[0].res);
+                println!("{}", printer::name(res, obj));
+            }
+        }
+        Some(Output::Json) => print!(
+            "{}",
+            printer::to_json(&printer::list(queries[0].res, typed))
+        ),
+        _ => print!(
+            "{}",
+            printer::to_yaml(&printer::list(queries[0].res, typed))
+        ),
+    }
 }
 
 fn print_table(q: &Query<'_>, table: &Value) {
