@@ -685,6 +685,7 @@ impl Api {
         let prefix = res.prefix(ns);
         match self.store.watch(from) {
             Ok(sub) => Ok(Watch {
+                store: self.store.clone(),
                 initial: initial.into(),
                 backlog: sub.backlog.into(),
                 live: Some(sub.live),
@@ -693,6 +694,7 @@ impl Api {
                 expired: None,
             }),
             Err(e) => Ok(Watch {
+                store: self.store.clone(),
                 initial: VecDeque::new(),
                 backlog: VecDeque::new(),
                 live: None,
@@ -804,6 +806,8 @@ pub struct WatchEvent {
 }
 
 pub struct Watch {
+    /// Opens the events of sealed Secrets.
+    store: Store,
     initial: VecDeque<Value>,
     backlog: VecDeque<Arc<Event>>,
     live: Option<broadcast::Receiver<Arc<Event>>>,
@@ -852,15 +856,28 @@ impl Watch {
 
     /// Applies the watch's scope and selectors; an object that starts or stops matching is
     /// reported as ADDED or DELETED, as Kubernetes does.
-    fn filter(&self, event: &Event) -> Option<WatchEvent> {
+    fn filter(&mut self, event: &Event) -> Option<WatchEvent> {
         if !event.key.starts_with(&self.prefix) {
             return None;
         }
-        let now = matches(&self.opts, &event.object);
-        let before = event
-            .previous
-            .as_deref()
-            .is_some_and(|p| matches(&self.opts, p));
+        let reveal = |o: &Arc<Value>| self.store.reveal(&event.key, o);
+        let (object, previous) = match (
+            reveal(&event.object),
+            event.previous.as_ref().map(reveal).transpose(),
+        ) {
+            (Ok(o), Ok(p)) => (o, p),
+            (Err(e), _) | (_, Err(e)) => {
+                // A Secret this member cannot open ends the watch, as any error does.
+                self.live = None;
+                self.backlog.clear();
+                return Some(WatchEvent {
+                    kind: "ERROR",
+                    object: ApiError::Internal(e.to_string()).status(),
+                });
+            }
+        };
+        let now = matches(&self.opts, &object);
+        let before = previous.as_deref().is_some_and(|p| matches(&self.opts, p));
         let kind = match (event.kind, before, now) {
             (EventKind::Added, _, true) => "ADDED",
             (EventKind::Deleted, true, _) => "DELETED",
@@ -871,7 +888,7 @@ impl Watch {
         };
         Some(WatchEvent {
             kind,
-            object: (*event.object).clone(),
+            object: (*object).clone(),
         })
     }
 }
