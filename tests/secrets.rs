@@ -222,6 +222,10 @@ fn bad_secrets_get_kubernetes_messages() {
     for version in KUBECTL_VERSIONS {
         let cases = [
             (
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: b}\ndata: {a: '!!'}\n",
+                "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte 0",
+            ),
+            (
                 "apiVersion: v1\nkind: Secret\nmetadata: {name: t}\ntype: kubernetes.io/tls\ndata: {tls.crt: eA==}\n",
                 "The Secret \"t\" is invalid: data[tls.key]: Required value",
             ),

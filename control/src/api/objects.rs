@@ -294,7 +294,7 @@ impl Api {
         } else {
             meta.remove("namespace");
         }
-        Ok(())
+        check_bytes_fields(res.kind, obj)
     }
 
     pub async fn create(
@@ -690,7 +690,7 @@ impl Api {
                 backlog: sub.backlog.into(),
                 live: Some(sub.live),
                 prefix,
-                opts,
+                opts: Box::new(opts),
                 expired: None,
             }),
             Err(e) => Ok(Watch {
@@ -699,11 +699,35 @@ impl Api {
                 backlog: VecDeque::new(),
                 live: None,
                 prefix,
-                opts,
+                opts: Box::new(opts),
                 expired: Some(e.to_string()),
             }),
         }
     }
+}
+
+/// `[]byte` fields travel as base64; Kubernetes refuses a body whose bytes do not decode
+/// while decoding it, before defaulting or validation (Go's `CorruptInputError` offsets).
+fn check_bytes_fields(kind: &str, obj: &Value) -> Result<(), ApiError> {
+    use base64::{DecodeError, Engine as _};
+    let field = match kind {
+        "Secret" => "data",
+        "ConfigMap" => "binaryData",
+        _ => return Ok(()),
+    };
+    for value in obj[field].as_object().into_iter().flat_map(|m| m.values()) {
+        let text = value.as_str().unwrap_or_default();
+        if let Err(e) = base64::engine::general_purpose::STANDARD.decode(text) {
+            let at = match e {
+                DecodeError::InvalidByte(at, _) | DecodeError::InvalidLastSymbol(at, _) => at,
+                _ => text.len(),
+            };
+            return Err(ApiError::BadRequest(format!(
+                "{kind} in version \"v1\" cannot be handled as a {kind}: illegal base64 data at input byte {at}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn matches(opts: &ListOptions, obj: &Value) -> bool {
@@ -812,7 +836,8 @@ pub struct Watch {
     backlog: VecDeque<Arc<Event>>,
     live: Option<broadcast::Receiver<Arc<Event>>>,
     prefix: String,
-    opts: ListOptions,
+    /// Boxed: a watch sits inside every reflector's state, and selectors are large.
+    opts: Box<ListOptions>,
     expired: Option<String>,
 }
 
@@ -984,6 +1009,21 @@ mod tests {
         assert!(both
             .to_string()
             .ends_with("orphanDependents and deletionPropagation cannot be both set"));
+    }
+
+    #[test]
+    fn bytes_that_are_not_base64_are_refused_like_kubernetes() {
+        let bad = json!({"data": {"ok": "eA==", "a": "eA!="}});
+        assert_eq!(
+            check_bytes_fields("Secret", &bad).unwrap_err().to_string(),
+            "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte 2"
+        );
+        assert!(check_bytes_fields("ConfigMap", &bad).is_ok());
+        let binary = json!({"binaryData": {"b": "!"}});
+        assert_eq!(
+            check_bytes_fields("ConfigMap", &binary).unwrap_err().code(),
+            400
+        );
     }
 
     #[test]

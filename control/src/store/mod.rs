@@ -1186,7 +1186,7 @@ mod tests {
         assert_eq!(rotation.retired_keys, [old_key]);
         let after = store.check_encryption().unwrap();
         assert!(after.plaintext.is_empty());
-        assert_eq!(after.keys, [rotation.current_key.clone()]);
+        assert_eq!(after.keys, std::slice::from_ref(&rotation.current_key));
         assert_eq!(
             after.sealed,
             HashMap::from([(rotation.current_key.clone(), 3)])
