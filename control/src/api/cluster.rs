@@ -88,12 +88,11 @@ pub async fn rotate_key(store: &Store) -> Result<Value, ApiError> {
         .rotate_key()
         .await
         .map_err(|e| ApiError::from_store(e, "secrets", ""))?;
-    serde_json::to_value(rotation).map_err(|e| ApiError::Internal(e.to_string()))
+    to_json(rotation)
 }
 
 pub fn check_secrets(store: &Store) -> Result<Value, ApiError> {
-    let report = store.check_encryption()?;
-    serde_json::to_value(report).map_err(|e| ApiError::Internal(e.to_string()))
+    to_json(store.check_encryption()?)
 }
 
 pub async fn status(store: &Store) -> Result<Value, ApiError> {
@@ -101,7 +100,11 @@ pub async fn status(store: &Store) -> Result<Value, ApiError> {
         .status()
         .await
         .map_err(|e| ApiError::from_store(e, "members", ""))?;
-    serde_json::to_value(status).map_err(|e| ApiError::Internal(e.to_string()))
+    to_json(status)
+}
+
+fn to_json(answer: impl Serialize) -> Result<Value, ApiError> {
+    serde_json::to_value(answer).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 #[cfg(test)]

@@ -389,10 +389,10 @@ impl Sealer {
         &self,
         keyring: Option<&Keyring>,
         key: &str,
-        stored: Value,
+        stored: &Value,
     ) -> Result<Value, EncryptionError> {
-        let Some(id) = sealed_with(&stored) else {
-            return Ok(stored);
+        let Some(id) = sealed_with(stored) else {
+            return Ok(stored.clone());
         };
         let keyring = keyring.ok_or_else(|| EncryptionError::UnknownKey(id.into()))?;
         let seed = self.seed(keyring, id)?;
@@ -466,24 +466,24 @@ mod tests {
         );
         sealed["metadata"]["resourceVersion"] = json!("7");
         let opened = sealer
-            .open(Some(&ring), "secrets/default/s", sealed.clone())
+            .open(Some(&ring), "secrets/default/s", &sealed)
             .unwrap();
         assert_eq!(opened["data"], secret["data"]);
         assert_eq!(opened["metadata"]["resourceVersion"], "7");
         assert!(matches!(
-            sealer.open(Some(&ring), "secrets/default/other", sealed.clone()),
+            sealer.open(Some(&ring), "secrets/default/other", &sealed),
             Err(EncryptionError::Open(_))
         ));
         // Another member of the same cluster (same KEK, empty cache) opens it too.
         let same = Sealer::new(Kek::decode(&sealer.kek.encoded()).unwrap());
         assert_eq!(
-            same.open(Some(&ring), "secrets/default/s", sealed.clone())
+            same.open(Some(&ring), "secrets/default/s", &sealed)
                 .unwrap(),
             opened
         );
         let stranger = Sealer::new(Kek::generate().unwrap());
         assert!(matches!(
-            stranger.open(Some(&ring), "secrets/default/s", sealed),
+            stranger.open(Some(&ring), "secrets/default/s", &sealed),
             Err(EncryptionError::WrongKek { .. })
         ));
     }
@@ -503,7 +503,7 @@ mod tests {
     fn plaintext_from_before_encryption_reads_as_is() {
         let sealer = Sealer::new(Kek::generate().unwrap());
         let o = json!({"metadata": {"name": "old"}, "data": {"a": "YQ=="}});
-        assert_eq!(sealer.open(None, "secrets/n/old", o.clone()).unwrap(), o);
+        assert_eq!(sealer.open(None, "secrets/n/old", &o).unwrap(), o);
     }
 
     #[test]

@@ -406,9 +406,12 @@ impl Store {
 
     /// The object under `key`, opened if it is a sealed Secret.
     pub fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        state::read(&self.inner.tree, key)?
-            .map(|stored| self.unseal(self.keyring()?.as_ref(), key, stored))
-            .transpose()
+        match state::read(&self.inner.tree, key)? {
+            Some(stored) if encryption::sealed_with(&stored).is_some() => {
+                Ok(Some(self.unseal(self.keyring()?.as_ref(), key, &stored)?))
+            }
+            other => Ok(other),
+        }
     }
 
     /// Every object whose key starts with `prefix`, in key order, and the revision the list
@@ -417,14 +420,22 @@ impl Store {
         // Read the revision first: objects may only be newer, never older, than it, and a
         // watch from it replays anything that changed during the scan.
         let revision = self.revision();
-        // Read once per list; a rotation during the scan only adds keys, which the
-        // sealer then reads itself.
-        let keyring = self.keyring()?;
+        // Read once per list, at the first sealed object: other kinds never need it.
+        let mut keyring: Option<Option<Keyring>> = None;
         let mut out = Vec::new();
         for item in self.inner.tree.scan_prefix(prefix.as_bytes()) {
             let (key, v) = item?;
+            let stored: Value = serde_json::from_slice(&v)?;
+            if encryption::sealed_with(&stored).is_none() {
+                out.push(stored);
+                continue;
+            }
+            let keyring = match &keyring {
+                Some(k) => k,
+                None => keyring.insert(self.keyring()?),
+            };
             let key = String::from_utf8_lossy(&key);
-            out.push(self.unseal(keyring.as_ref(), &key, serde_json::from_slice(&v)?)?);
+            out.push(self.unseal(keyring.as_ref(), &key, &stored)?);
         }
         Ok((out, revision))
     }
@@ -434,7 +445,7 @@ impl Store {
         if encryption::sealed_with(stored).is_none() {
             return Ok(stored.clone());
         }
-        let opened = self.unseal(self.keyring()?.as_ref(), key, (**stored).clone())?;
+        let opened = self.unseal(self.keyring()?.as_ref(), key, stored)?;
         Ok(Arc::new(opened))
     }
 
@@ -442,14 +453,15 @@ impl Store {
         &self,
         keyring: Option<&Keyring>,
         key: &str,
-        stored: Value,
+        stored: &Value,
     ) -> Result<Value, StoreError> {
         match self.inner.sealer.open(keyring, key, stored) {
-            // A data key added after `keyring` was read: read it again.
+            // A data key added after `keyring` was read: read the keyring again.
             Err(EncryptionError::UnknownKey(_)) => {
-                let keyring = self.keyring()?;
-                let stored = state::read(&self.inner.tree, key)?.ok_or(StoreError::NotFound)?;
-                Ok(self.inner.sealer.open(keyring.as_ref(), key, stored)?)
+                Ok(self
+                    .inner
+                    .sealer
+                    .open(self.keyring()?.as_ref(), key, stored)?)
             }
             other => Ok(other?),
         }
@@ -519,7 +531,7 @@ impl Store {
             }
             Op::Delete { key, .. } if encryption::is_sealed_key(key) => {
                 let stored = self.propose(op.clone()).await?;
-                return self.unseal(self.keyring()?.as_ref(), key, stored);
+                return self.unseal(self.keyring()?.as_ref(), key, &stored);
             }
             _ => return self.propose(op).await,
         };
@@ -542,7 +554,7 @@ impl Store {
             };
             match self.propose(sealed).await {
                 Err(StoreError::StaleKey) if attempt < RESEAL_RETRIES => attempt += 1,
-                Ok(stored) => return self.unseal(Some(&keyring), &key, stored),
+                Ok(stored) => return self.unseal(Some(&keyring), &key, &stored),
                 Err(e) => return Err(e),
             }
         }
@@ -583,7 +595,7 @@ impl Store {
                 });
             }
             for (key, stored) in stale {
-                let object = self.unseal(self.keyring()?.as_ref(), &key, stored.clone())?;
+                let object = self.unseal(self.keyring()?.as_ref(), &key, &stored)?;
                 let op = Op::Update {
                     key,
                     object,
