@@ -83,6 +83,8 @@ pub enum StoreError {
     StaleKey,
     #[error(transparent)]
     Encryption(#[from] EncryptionError),
+    #[error("Secrets sealed with older keys remain after {0} re-encryption passes: writers keep using them; run the rotation again")]
+    RotationUnfinished(usize),
 }
 
 impl From<raft::Error> for StoreError {
@@ -109,8 +111,9 @@ impl Default for LogRetention {
     }
 }
 
-/// How often a write sealed with a key that a rotation has just replaced is sealed again.
-const RESEAL_RETRIES: usize = 8;
+/// How often a write that met a change of keys (a Secret sealed with a key a rotation has
+/// just replaced, a keyring update that lost a race) is tried again.
+const KEY_RETRIES: usize = 8;
 /// Re-encryption passes a rotation makes before it reports that writers keep using old keys.
 const ROTATION_PASSES: usize = 8;
 
@@ -553,7 +556,7 @@ impl Store {
                 },
             };
             match self.propose(sealed).await {
-                Err(StoreError::StaleKey) if attempt < RESEAL_RETRIES => attempt += 1,
+                Err(StoreError::StaleKey) if attempt < KEY_RETRIES => attempt += 1,
                 Ok(stored) => return self.unseal(Some(&keyring), &key, &stored),
                 Err(e) => return Err(e),
             }
@@ -571,31 +574,22 @@ impl Store {
     /// sealed with an older one (see [`encryption`]). If it fails midway, every Secret is
     /// still readable (old keys are retired last), and running it again finishes the job.
     pub async fn rotate_key(&self) -> Result<Rotation, StoreError> {
-        let current = loop {
-            let keyring = self.ensure_keyring().await?;
-            let key = self.inner.sealer.new_data_key()?;
-            let mut next = keyring.clone();
-            next.current = key.id.clone();
-            next.keys.push(key);
-            match self.replace_keyring(&keyring, next).await {
-                Ok(k) => break k.current,
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e),
-            }
-        };
+        self.add_current_key().await?;
         let mut reencrypted = 0;
         for _ in 0..ROTATION_PASSES {
-            let stale = self.sealed_records(|id| id != Some(current.as_str()))?;
+            // Read each pass: a concurrent rotation may have made yet another key current.
+            let keyring = self.ensure_keyring().await?;
+            let stale = self.sealed_records(|id| id != Some(keyring.current.as_str()))?;
             if stale.is_empty() {
                 let retired = self.retire_unused_keys().await?;
                 return Ok(Rotation {
-                    current_key: current,
+                    current_key: keyring.current,
                     reencrypted,
                     retired_keys: retired,
                 });
             }
             for (key, stored) in stale {
-                let object = self.unseal(self.keyring()?.as_ref(), &key, &stored)?;
+                let object = self.unseal(Some(&keyring), &key, &stored)?;
                 let op = Op::Update {
                     key,
                     object,
@@ -610,9 +604,23 @@ impl Store {
                 }
             }
         }
-        Err(StoreError::Corrupt(format!(
-            "Secrets sealed with keys other than {current} remain after {ROTATION_PASSES} passes"
-        )))
+        Err(StoreError::RotationUnfinished(ROTATION_PASSES))
+    }
+
+    /// Adds a new data key to the keyring and makes it the current one.
+    async fn add_current_key(&self) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            let keyring = self.ensure_keyring().await?;
+            let key = self.inner.sealer.new_data_key()?;
+            let mut next = keyring.clone();
+            next.current = key.id.clone();
+            next.keys.push(key);
+            match self.replace_keyring(&keyring, next).await {
+                Err(StoreError::Conflict) if attempt < KEY_RETRIES => attempt += 1,
+                other => return other.map(drop),
+            }
+        }
     }
 
     async fn replace_keyring(&self, old: &Keyring, new: Keyring) -> Result<Keyring, StoreError> {
@@ -626,6 +634,7 @@ impl Store {
 
     /// Drops the data keys that neither seal new writes nor any stored Secret.
     async fn retire_unused_keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut attempt = 0;
         loop {
             let keyring = self.ensure_keyring().await?;
             let in_use = self.sealed_records(|_| true)?;
@@ -643,9 +652,8 @@ impl Store {
             let mut next = keyring.clone();
             next.keys = kept;
             match self.replace_keyring(&keyring, next).await {
-                Ok(_) => return Ok(retired.into_iter().map(|k| k.id).collect()),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e),
+                Err(StoreError::Conflict) if attempt < KEY_RETRIES => attempt += 1,
+                other => return other.map(|_| retired.into_iter().map(|k| k.id).collect()),
             }
         }
     }
