@@ -409,15 +409,21 @@ impl Sealer {
             &field("data")?,
             key,
         )?;
-        let mut object: Value = serde_json::from_slice(&plain).map_err(|_| malformed())?;
-        if let (Some(meta), Some(rv)) = (
-            object.get_mut("metadata").and_then(Value::as_object_mut),
-            stored.pointer("/metadata/resourceVersion"),
-        ) {
-            meta.insert("resourceVersion".into(), rv.clone());
-        }
-        Ok(object)
+        let object = serde_json::from_slice(&plain).map_err(|_| malformed())?;
+        Ok(with_revision_of(object, stored))
     }
+}
+
+/// `object` with the resourceVersion of `stored`, its envelope: the state machine sets it on
+/// the envelope, which is all it sees.
+pub fn with_revision_of(mut object: Value, stored: &Value) -> Value {
+    if let (Some(meta), Some(rv)) = (
+        object.get_mut("metadata").and_then(Value::as_object_mut),
+        stored.pointer("/metadata/resourceVersion"),
+    ) {
+        meta.insert("resourceVersion".into(), rv.clone());
+    }
+    object
 }
 
 /// What a scan of a member's raw storage found (`wkube secrets check`).

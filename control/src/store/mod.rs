@@ -207,6 +207,8 @@ struct Inner {
     /// The raft log, read (never written) by [`Store::check_encryption`].
     log: SledStorage,
     sealer: Sealer,
+    /// The last keyring read, with the bytes it was parsed from.
+    keyring: Mutex<Option<(sled::IVec, Arc<Keyring>)>>,
     hub: Arc<WatchHub>,
     requests: Mutex<mpsc::Sender<Request>>,
     applied: Arc<AtomicU64>,
@@ -375,6 +377,7 @@ impl Store {
                 tree: state_tree,
                 log: log_reader,
                 sealer: Sealer::new(kek),
+                keyring: Mutex::default(),
                 hub,
                 requests: Mutex::new(tx),
                 applied: applied_counter,
@@ -411,7 +414,7 @@ impl Store {
     pub fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
         match state::read(&self.inner.tree, key)? {
             Some(stored) if encryption::sealed_with(&stored).is_some() => {
-                Ok(Some(self.unseal(self.keyring()?.as_ref(), key, &stored)?))
+                Ok(Some(self.unseal(self.keyring()?.as_deref(), key, &stored)?))
             }
             other => Ok(other),
         }
@@ -424,7 +427,7 @@ impl Store {
         // watch from it replays anything that changed during the scan.
         let revision = self.revision();
         // Read once per list, at the first sealed object: other kinds never need it.
-        let mut keyring: Option<Option<Keyring>> = None;
+        let mut keyring: Option<Option<Arc<Keyring>>> = None;
         let mut out = Vec::new();
         for item in self.inner.tree.scan_prefix(prefix.as_bytes()) {
             let (key, v) = item?;
@@ -438,7 +441,7 @@ impl Store {
                 None => keyring.insert(self.keyring()?),
             };
             let key = String::from_utf8_lossy(&key);
-            out.push(self.unseal(keyring.as_ref(), &key, &stored)?);
+            out.push(self.unseal(keyring.as_deref(), &key, &stored)?);
         }
         Ok((out, revision))
     }
@@ -448,7 +451,7 @@ impl Store {
         if encryption::sealed_with(stored).is_none() {
             return Ok(stored.clone());
         }
-        let opened = self.unseal(self.keyring()?.as_ref(), key, stored)?;
+        let opened = self.unseal(self.keyring()?.as_deref(), key, stored)?;
         Ok(Arc::new(opened))
     }
 
@@ -464,21 +467,36 @@ impl Store {
                 Ok(self
                     .inner
                     .sealer
-                    .open(self.keyring()?.as_ref(), key, stored)?)
+                    .open(self.keyring()?.as_deref(), key, stored)?)
             }
             other => Ok(other?),
         }
     }
 
-    fn keyring(&self) -> Result<Option<Keyring>, StoreError> {
-        state::read(&self.inner.tree, KEYRING)?
-            .map(|k| Ok(Keyring::parse(&k)?))
-            .transpose()
+    /// The keyring as this member has applied it. Parsed only when its bytes changed: every
+    /// Secret read and write asks for it.
+    fn keyring(&self) -> Result<Option<Arc<Keyring>>, StoreError> {
+        let Some(raw) = self.inner.tree.get(KEYRING)? else {
+            return Ok(None);
+        };
+        let mut cache = self
+            .inner
+            .keyring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((bytes, keyring)) = &*cache {
+            if *bytes == raw {
+                return Ok(Some(keyring.clone()));
+            }
+        }
+        let keyring = Arc::new(Keyring::parse(&serde_json::from_slice(&raw)?)?);
+        *cache = Some((raw, keyring.clone()));
+        Ok(Some(keyring))
     }
 
     /// The keyring, created with a first data key if the cluster has none yet (a new
     /// cluster's first Secret, or a data directory from before encryption).
-    async fn ensure_keyring(&self) -> Result<Keyring, StoreError> {
+    async fn ensure_keyring(&self) -> Result<Arc<Keyring>, StoreError> {
         if let Some(keyring) = self.keyring()? {
             return Ok(keyring);
         }
@@ -534,7 +552,7 @@ impl Store {
             }
             Op::Delete { key, .. } if encryption::is_sealed_key(key) => {
                 let stored = self.propose(op.clone()).await?;
-                return self.unseal(self.keyring()?.as_ref(), key, &stored);
+                return self.unseal(self.keyring()?.as_deref(), key, &stored);
             }
             _ => return self.propose(op).await,
         };
@@ -557,7 +575,8 @@ impl Store {
             };
             match self.propose(sealed).await {
                 Err(StoreError::StaleKey) if attempt < KEY_RETRIES => attempt += 1,
-                Ok(stored) => return self.unseal(Some(&keyring), &key, &stored),
+                // The envelope holds `object`: no need to open it again.
+                Ok(stored) => return Ok(encryption::with_revision_of(object, &stored)),
                 Err(e) => return Err(e),
             }
         }
@@ -583,7 +602,7 @@ impl Store {
             if stale.is_empty() {
                 let retired = self.retire_unused_keys().await?;
                 return Ok(Rotation {
-                    current_key: keyring.current,
+                    current_key: keyring.current.clone(),
                     reencrypted,
                     retired_keys: retired,
                 });
@@ -613,7 +632,7 @@ impl Store {
         loop {
             let keyring = self.ensure_keyring().await?;
             let key = self.inner.sealer.new_data_key()?;
-            let mut next = keyring.clone();
+            let mut next = (*keyring).clone();
             next.current = key.id.clone();
             next.keys.push(key);
             match self.replace_keyring(&keyring, next).await {
@@ -649,7 +668,7 @@ impl Store {
             if retired.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut next = keyring.clone();
+            let mut next = (*keyring).clone();
             next.keys = kept;
             match self.replace_keyring(&keyring, next).await {
                 Err(StoreError::Conflict) if attempt < KEY_RETRIES => attempt += 1,
