@@ -413,9 +413,11 @@ impl Store {
     /// The object under `key`, opened if it is a sealed Secret.
     pub fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
         match state::read(&self.inner.tree, key)? {
-            Some(stored) if encryption::sealed_with(&stored).is_some() => {
-                Ok(Some(self.unseal(self.keyring()?.as_deref(), key, &stored)?))
-            }
+            Some(stored) if encryption::sealed_with(&stored).is_some() => Ok(Some(self.unseal(
+                self.keyring()?.as_deref(),
+                key,
+                &stored,
+            )?)),
             other => Ok(other),
         }
     }
@@ -479,11 +481,7 @@ impl Store {
         let Some(raw) = self.inner.tree.get(KEYRING)? else {
             return Ok(None);
         };
-        let mut cache = self
-            .inner
-            .keyring
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.inner.keyring.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((bytes, keyring)) = &*cache {
             if *bytes == raw {
                 return Ok(Some(keyring.clone()));
@@ -1141,6 +1139,13 @@ mod tests {
         format!("secrets/default/{name}")
     }
 
+    fn create_secret(name: &str, password: &str) -> Op {
+        Op::Create {
+            key: secret_key(name),
+            object: secret(name, password),
+        }
+    }
+
     /// Every file under `dir` that holds `needle`.
     fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
         let mut found = Vec::new();
@@ -1164,10 +1169,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, driver) = Store::open(dir.path()).unwrap();
         let written = store
-            .write(Op::Create {
-                key: secret_key("db"),
-                object: secret("db", "tr0ub4dor-plain"),
-            })
+            .write(create_secret("db", "tr0ub4dor-plain"))
             .await
             .unwrap();
         assert_eq!(written["data"], secret("db", "tr0ub4dor-plain")["data"]);
@@ -1200,22 +1202,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _driver) = Store::open(dir.path()).unwrap();
         for name in ["a", "b"] {
-            store
-                .write(Op::Create {
-                    key: secret_key(name),
-                    object: secret(name, "pw"),
-                })
-                .await
-                .unwrap();
+            store.write(create_secret(name, "pw")).await.unwrap();
         }
         // A Secret stored before encryption existed, as an older wkube wrote it.
-        store
-            .propose(Op::Create {
-                key: secret_key("old"),
-                object: secret("old", "pw"),
-            })
-            .await
-            .unwrap();
+        store.propose(create_secret("old", "pw")).await.unwrap();
         let before = store.check_encryption().unwrap();
         assert_eq!(before.plaintext, [secret_key("old")]);
         let old_key = before.current_key.clone().unwrap();
@@ -1257,13 +1247,7 @@ mod tests {
             })
             .await;
         assert!(matches!(refused, Err(StoreError::StaleKey)), "{refused:?}");
-        store
-            .write(Op::Create {
-                key: secret_key("s"),
-                object: secret("s", "pw"),
-            })
-            .await
-            .unwrap();
+        store.write(create_secret("s", "pw")).await.unwrap();
         assert!(store.check_encryption().unwrap().clean());
     }
 }
