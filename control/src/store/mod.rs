@@ -27,7 +27,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-pub use encryption::{CheckReport, EncryptionError, Kek, KEK_FILE};
+pub use encryption::{CheckReport, EncryptionError, Kek};
 pub use members::{new_member_id, Member};
 pub use state::{revision_of, Op};
 pub use watch::{Event, EventKind, Subscription, WatchError};
