@@ -184,7 +184,7 @@ fn secrets_are_encrypted_at_rest_on_every_member_and_read_back_by_kubectl() {
     read_all("the secrets on every member");
 
     let rotated = wkube_ok(&c, &["secrets", "rotate-key"]);
-    assert!(rotated.contains("8 Secrets re-encrypted"), "{rotated}");
+    assert!(rotated.contains("re-encrypted Secrets: 8\n"), "{rotated}");
     let current = rotated.split_whitespace().nth(2).unwrap().to_string();
     read_all("the secrets after rotation");
     for m in members {

@@ -61,9 +61,9 @@ async fn rotate(args: RotateArgs) -> anyhow::Result<()> {
             .await?;
     let rotation: Rotation = serde_json::from_value(answer).context("the server's answer")?;
     println!("data key {} is current", rotation.current_key);
-    println!("{} Secrets re-encrypted", rotation.reencrypted);
+    println!("re-encrypted Secrets: {}", rotation.reencrypted);
     if !rotation.retired_keys.is_empty() {
-        println!("retired keys: {}", rotation.retired_keys.join(", "));
+        println!("retired data keys: {}", rotation.retired_keys.join(", "));
     }
     Ok(())
 }
