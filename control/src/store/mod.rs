@@ -1198,6 +1198,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_secret_of_the_largest_size_is_sealed_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _driver) = Store::open(dir.path()).unwrap();
+        // 1 MiB of data, as validation allows: the envelope is larger than one raft message.
+        let big = "x".repeat(1 << 20);
+        let written = store.write(create_secret("big", &big)).await.unwrap();
+        assert_eq!(store.get(&secret_key("big")).unwrap().unwrap(), written);
+        assert_eq!(written["data"], secret("big", &big)["data"]);
+    }
+
+    #[tokio::test]
     async fn rotation_seals_every_secret_again_and_retires_the_old_key() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _driver) = Store::open(dir.path()).unwrap();
