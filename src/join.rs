@@ -9,7 +9,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use control::api::cluster::{Bootstrap, BOOTSTRAP, CACERTS, MEMBERS};
 use control::pki::{ca_hash, CertPair, ClusterPki, JoinToken};
-use control::store::Member;
+use control::store::{Kek, Member};
 
 enum Credentials<'a> {
     /// Only for fetching the CA, whose hash is checked before it is used.
@@ -55,8 +55,9 @@ fn get(path: &str) -> anyhow::Result<http::Request<Vec<u8>>> {
     Ok(http::Request::get(path).body(Vec::new())?)
 }
 
-/// The cluster's CA, certificate and key, from the member at `url`.
-pub async fn fetch_ca(url: &str, token: &JoinToken) -> anyhow::Result<CertPair> {
+/// The cluster's CA (certificate and key) and the key-encryption key of its Secrets, from
+/// the member at `url`.
+pub async fn fetch_ca(url: &str, token: &JoinToken) -> anyhow::Result<(CertPair, Kek)> {
     let insecure = client(url, None, Credentials::Insecure).await?;
     let ca_pem = insecure
         .request_text(get(CACERTS)?)
@@ -70,10 +71,13 @@ pub async fn fetch_ca(url: &str, token: &JoinToken) -> anyhow::Result<CertPair> 
         .request(get(BOOTSTRAP)?)
         .await
         .with_context(|| format!("presenting the token to {url}"))?;
-    Ok(CertPair {
+    let kek = Kek::decode(&bootstrap.encryption_key)
+        .with_context(|| format!("the encryption key {url} sent"))?;
+    let ca = CertPair {
         cert_pem: bootstrap.ca_cert,
         key_pem: bootstrap.ca_key,
-    })
+    };
+    Ok((ca, kek))
 }
 
 /// Asks the cluster, through the member at `url`, to add `member`.

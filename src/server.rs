@@ -19,7 +19,7 @@ use control::namespaces::NamespaceController;
 use control::pki::{ClusterPki, JoinToken};
 use control::scheduler::Scheduler;
 use control::store::{
-    new_member_id, FreshStart, LogRetention, Member, PeerLinks, Store, StoreConfig,
+    new_member_id, FreshStart, Kek, LogRetention, Member, PeerLinks, Store, StoreConfig,
 };
 use node::agent::NodeAgent;
 use node::client::InProcess;
@@ -120,9 +120,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let fresh = !store_dir.exists();
     let join = args.join_url();
     if let (Some(url), Some(token), true) = (&join, &args.token, fresh) {
-        let ca = crate::join::fetch_ca(url, token).await?;
+        let (ca, kek) = crate::join::fetch_ca(url, token).await?;
         ClusterPki::adopt(data, &ca, token)?;
+        kek.write(data)?;
     }
+    let kek = Kek::load_or_create(data)?;
+    let encryption_key = kek.encoded();
     let pki = ClusterPki::load_or_create(data, &names)?;
     // Bound before the kubeconfig is written, so `--listen 127.0.0.1:0` works: the
     // kubeconfig names the port actually taken.
@@ -150,6 +153,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             ca: pki.ca.clone(),
             certificate: pki.member.clone(),
         }),
+        kek: Some(kek),
     };
     let (store, driver) = Store::open_with(&store_dir, config)
         .with_context(|| format!("cannot open the store in {}", store_dir.display()))?;
@@ -209,6 +213,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let access = ClusterAccess {
         token: pki.join_token()?,
         ca: pki.ca.clone(),
+        encryption_key,
     };
     let router = Arc::new(Router::new(api, Some(Arc::new(logs))).with_cluster(access));
     let tls = https::tls_config(&pki)?;

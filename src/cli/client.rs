@@ -124,7 +124,7 @@ fn load_kubeconfig(explicit: Option<&Path>) -> Result<Kubeconfig, ClientError> {
 }
 
 /// How long `cluster status` waits for each member.
-const MEMBER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+pub const MEMBER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub struct Cluster {
     client: kube::Client,
@@ -156,6 +156,7 @@ impl Cluster {
         server: Option<&str>,
         method: http::Method,
         path: &str,
+        read_timeout: std::time::Duration,
     ) -> Result<Value, ClientError> {
         let http_error = |e: http::Error| ClientError::Transport(kube::Error::HttpError(e));
         let kubeconfig = load_kubeconfig(kubeconfig)?;
@@ -165,7 +166,7 @@ impl Cluster {
             config.cluster_url = url.parse().map_err(|e| http_error(http::Error::from(e)))?;
         }
         config.connect_timeout = Some(MEMBER_TIMEOUT);
-        config.read_timeout = Some(MEMBER_TIMEOUT);
+        config.read_timeout = Some(read_timeout);
         let client = kube::Client::try_from(config)?;
         let request = http::Request::builder()
             .method(method)

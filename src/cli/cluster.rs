@@ -10,7 +10,7 @@ use futures::future::join_all;
 use http::Method;
 use serde_json::Value;
 
-use super::client::{ClientError, Cluster};
+use super::client::{ClientError, Cluster, MEMBER_TIMEOUT};
 use super::printer::TabWriter;
 use super::Connection;
 
@@ -47,7 +47,7 @@ async fn member_status(
     kubeconfig: Option<&Path>,
     server: Option<&str>,
 ) -> Result<Value, ClientError> {
-    Cluster::member_request(kubeconfig, server, Method::GET, STATUS).await
+    Cluster::member_request(kubeconfig, server, Method::GET, STATUS, MEMBER_TIMEOUT).await
 }
 
 async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
@@ -75,11 +75,11 @@ async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
         .find(|m| m["id"] != gone["id"])
         .and_then(|m| m["apiUrl"].as_str());
     let path = format!("{MEMBERS}/{}", gone["id"]);
-    Cluster::member_request(kubeconfig, other, Method::DELETE, &path).await?;
+    Cluster::member_request(kubeconfig, other, Method::DELETE, &path, MEMBER_TIMEOUT).await?;
     println!("member {} removed", gone["id"]);
     if let Some(node) = gone["nodeName"].as_str().filter(|n| !n.is_empty()) {
         let path = format!("/api/v1/nodes/{node}");
-        Cluster::member_request(kubeconfig, other, Method::DELETE, &path).await?;
+        Cluster::member_request(kubeconfig, other, Method::DELETE, &path, MEMBER_TIMEOUT).await?;
         println!("node \"{node}\" deleted");
     }
     Ok(())

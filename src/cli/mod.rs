@@ -14,6 +14,7 @@ mod get;
 mod logs;
 mod manifest;
 mod printer;
+mod secrets;
 mod version;
 
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ pub enum KubeCommand {
     /// The control plane's members.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Secrets at rest: rotate the data key, check that no plaintext is stored.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
 }
 
 /// How a verb reaches the cluster.
@@ -98,6 +102,7 @@ pub fn run(command: KubeCommand) -> ExitCode {
             KubeCommand::Create(cmd) => create::run(cmd).await,
             KubeCommand::Version(args) => version::run(args).await,
             KubeCommand::Cluster(cmd) => cluster::run(cmd).await,
+            KubeCommand::Secrets(cmd) => secrets::run(cmd).await,
         }
     });
     match result {

@@ -3,10 +3,15 @@
 //! - `GET /cacerts`: the cluster CA, unauthenticated, like k3s. A joining member checks it
 //!   against the hash its token pins before trusting anything else from this server.
 //! - `GET /wkube/v1/bootstrap`: the CA's key, for a bearer of the join token's secret, so the
-//!   joining member can issue its own certificates.
+//!   joining member can issue its own certificates; and the key-encryption key of Secrets,
+//!   which every member needs to read them (see `store::encryption`).
 //! - `POST /wkube/v1/members`: adds a member (client certificate required).
 //! - `DELETE /wkube/v1/members/<id>`: removes one (client certificate required).
 //! - `GET /wkube/v1/cluster`: this member's view of the cluster (client certificate required).
+//! - `POST /wkube/v1/secrets/rotate-key`: a new data key for Secrets, every Secret sealed
+//!   again with it, unused keys retired (client certificate required).
+//! - `GET /wkube/v1/secrets/check`: what this member's raw storage holds of Secrets, sealed
+//!   and plaintext (client certificate required).
 
 use http::{header, HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -20,11 +25,15 @@ pub const CACERTS: &str = "/cacerts";
 pub const BOOTSTRAP: &str = "/wkube/v1/bootstrap";
 pub const MEMBERS: &str = "/wkube/v1/members";
 pub const STATUS: &str = "/wkube/v1/cluster";
+pub const ROTATE_KEY: &str = "/wkube/v1/secrets/rotate-key";
+pub const CHECK_SECRETS: &str = "/wkube/v1/secrets/check";
 
 /// What the server needs to let members in.
 pub struct ClusterAccess {
     pub token: JoinToken,
     pub ca: CertPair,
+    /// The key-encryption key, base64 (see [`crate::store::Kek::encoded`]).
+    pub encryption_key: String,
 }
 
 /// The answer to [`BOOTSTRAP`].
@@ -33,6 +42,7 @@ pub struct ClusterAccess {
 pub struct Bootstrap {
     pub ca_cert: String,
     pub ca_key: String,
+    pub encryption_key: String,
 }
 
 impl ClusterAccess {
@@ -47,6 +57,7 @@ impl ClusterAccess {
         Ok(Bootstrap {
             ca_cert: self.ca.cert_pem.clone(),
             ca_key: self.ca.key_pem.clone(),
+            encryption_key: self.encryption_key.clone(),
         })
     }
 }
@@ -72,12 +83,28 @@ pub async fn remove_member(store: &Store, id: &str) -> Result<Value, ApiError> {
     status(store).await
 }
 
+pub async fn rotate_key(store: &Store) -> Result<Value, ApiError> {
+    let rotation = store
+        .rotate_key()
+        .await
+        .map_err(|e| ApiError::from_store(e, "secrets", ""))?;
+    to_json(rotation)
+}
+
+pub fn check_secrets(store: &Store) -> Result<Value, ApiError> {
+    to_json(store.check_encryption()?)
+}
+
 pub async fn status(store: &Store) -> Result<Value, ApiError> {
     let status = store
         .status()
         .await
         .map_err(|e| ApiError::from_store(e, "members", ""))?;
-    serde_json::to_value(status).map_err(|e| ApiError::Internal(e.to_string()))
+    to_json(status)
+}
+
+fn to_json(answer: impl Serialize) -> Result<Value, ApiError> {
+    serde_json::to_value(answer).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 #[cfg(test)]
@@ -92,6 +119,7 @@ mod tests {
         let access = ClusterAccess {
             token: pki.join_token().unwrap(),
             ca: pki.ca.clone(),
+            encryption_key: "a2V5".into(),
         };
         let mut headers = HeaderMap::new();
         assert!(matches!(
@@ -105,6 +133,8 @@ mod tests {
         ));
         let good = format!("Bearer {}", access.token.secret);
         headers.insert(header::AUTHORIZATION, good.parse().unwrap());
-        assert_eq!(access.bootstrap(&headers).unwrap().ca_key, pki.ca.key_pem);
+        let bootstrap = access.bootstrap(&headers).unwrap();
+        assert_eq!(bootstrap.ca_key, pki.ca.key_pem);
+        assert_eq!(bootstrap.encryption_key, access.encryption_key);
     }
 }

@@ -103,7 +103,8 @@ impl ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found(qualified, name),
             StoreError::AlreadyExists => ApiError::already_exists(qualified, name),
-            StoreError::Conflict => ApiError::conflict(qualified, name),
+            // A write that kept meeting key rotations is retried like one that lost a race.
+            StoreError::Conflict | StoreError::StaleKey => ApiError::conflict(qualified, name),
             StoreError::Unavailable | StoreError::Busy => ApiError::Unavailable(e.to_string()),
             StoreError::Membership(m) => ApiError::BadRequest(m),
             StoreError::Timeout(_) | StoreError::LeaderChanged => ApiError::Timeout(e.to_string()),

@@ -294,7 +294,7 @@ impl Api {
         } else {
             meta.remove("namespace");
         }
-        Ok(())
+        check_bytes_fields(res.kind, obj)
     }
 
     pub async fn create(
@@ -685,23 +685,49 @@ impl Api {
         let prefix = res.prefix(ns);
         match self.store.watch(from) {
             Ok(sub) => Ok(Watch {
+                store: self.store.clone(),
                 initial: initial.into(),
                 backlog: sub.backlog.into(),
                 live: Some(sub.live),
                 prefix,
-                opts,
+                opts: Box::new(opts),
                 expired: None,
             }),
             Err(e) => Ok(Watch {
+                store: self.store.clone(),
                 initial: VecDeque::new(),
                 backlog: VecDeque::new(),
                 live: None,
                 prefix,
-                opts,
+                opts: Box::new(opts),
                 expired: Some(e.to_string()),
             }),
         }
     }
+}
+
+/// `[]byte` fields travel as base64; Kubernetes refuses a body whose bytes do not decode
+/// while decoding it, before defaulting or validation (Go's `CorruptInputError` offsets).
+fn check_bytes_fields(kind: &str, obj: &Value) -> Result<(), ApiError> {
+    use base64::{DecodeError, Engine as _};
+    let field = match kind {
+        "Secret" => "data",
+        "ConfigMap" => "binaryData",
+        _ => return Ok(()),
+    };
+    for value in obj[field].as_object().into_iter().flat_map(|m| m.values()) {
+        let text = value.as_str().unwrap_or_default();
+        if let Err(e) = base64::engine::general_purpose::STANDARD.decode(text) {
+            let at = match e {
+                DecodeError::InvalidByte(at, _) | DecodeError::InvalidLastSymbol(at, _) => at,
+                _ => text.len(),
+            };
+            return Err(ApiError::BadRequest(format!(
+                "{kind} in version \"v1\" cannot be handled as a {kind}: illegal base64 data at input byte {at}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn matches(opts: &ListOptions, obj: &Value) -> bool {
@@ -804,11 +830,14 @@ pub struct WatchEvent {
 }
 
 pub struct Watch {
+    /// Opens the events of sealed Secrets.
+    store: Store,
     initial: VecDeque<Value>,
     backlog: VecDeque<Arc<Event>>,
     live: Option<broadcast::Receiver<Arc<Event>>>,
     prefix: String,
-    opts: ListOptions,
+    /// Boxed: a watch sits inside every reflector's state, and selectors are large.
+    opts: Box<ListOptions>,
     expired: Option<String>,
 }
 
@@ -864,15 +893,28 @@ impl Watch {
 
     /// Applies the watch's scope and selectors; an object that starts or stops matching is
     /// reported as ADDED or DELETED, as Kubernetes does.
-    fn filter(&self, event: &Event) -> Option<WatchEvent> {
+    fn filter(&mut self, event: &Event) -> Option<WatchEvent> {
         if !event.key.starts_with(&self.prefix) {
             return None;
         }
-        let now = matches(&self.opts, &event.object);
-        let before = event
-            .previous
-            .as_deref()
-            .is_some_and(|p| matches(&self.opts, p));
+        let reveal = |o: &Arc<Value>| self.store.reveal(&event.key, o);
+        let (object, previous) = match (
+            reveal(&event.object),
+            event.previous.as_ref().map(reveal).transpose(),
+        ) {
+            (Ok(o), Ok(p)) => (o, p),
+            (Err(e), _) | (_, Err(e)) => {
+                // A Secret this member cannot open ends the watch, as any error does.
+                self.live = None;
+                self.backlog.clear();
+                return Some(WatchEvent {
+                    kind: "ERROR",
+                    object: ApiError::Internal(e.to_string()).status(),
+                });
+            }
+        };
+        let now = matches(&self.opts, &object);
+        let before = previous.as_deref().is_some_and(|p| matches(&self.opts, p));
         let kind = match (event.kind, before, now) {
             (EventKind::Added, _, true) => "ADDED",
             (EventKind::Deleted, true, _) => "DELETED",
@@ -883,7 +925,7 @@ impl Watch {
         };
         Some(WatchEvent {
             kind,
-            object: (*event.object).clone(),
+            object: (*object).clone(),
         })
     }
 }
@@ -997,6 +1039,21 @@ mod tests {
         assert_eq!(end.kind, "ERROR");
         assert_eq!(end.object["code"], 410);
         assert!(watch.next().await.is_none());
+    }
+
+    #[test]
+    fn bytes_that_are_not_base64_are_refused_like_kubernetes() {
+        let bad = json!({"data": {"ok": "eA==", "a": "eA!="}});
+        assert_eq!(
+            check_bytes_fields("Secret", &bad).unwrap_err().to_string(),
+            "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte 2"
+        );
+        assert!(check_bytes_fields("ConfigMap", &bad).is_ok());
+        let binary = json!({"binaryData": {"b": "!"}});
+        assert_eq!(
+            check_bytes_fields("ConfigMap", &binary).unwrap_err().code(),
+            400
+        );
     }
 
     #[test]

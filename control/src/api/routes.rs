@@ -259,6 +259,12 @@ impl Router {
         let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
         match (req.method(), req.uri().path()) {
             (&Method::GET, cluster::STATUS) => return ok(cluster::status(self.api.store()).await?),
+            (&Method::POST, cluster::ROTATE_KEY) => {
+                return ok(cluster::rotate_key(self.api.store()).await?)
+            }
+            (&Method::GET, cluster::CHECK_SECRETS) => {
+                return ok(cluster::check_secrets(self.api.store())?)
+            }
             (&Method::POST, cluster::MEMBERS) => {
                 let store = self.api.store().clone();
                 let (code, v) = cluster::add_member(&store, read_json(req).await?).await?;

@@ -14,6 +14,10 @@ struct Member {
     _dir: tempfile::TempDir,
 }
 
+/// The cluster's key-encryption key, which every member holds (a joiner receives it with
+/// the CA key).
+const CLUSTER_KEK: &str = "d2t1YmUgY2x1c3RlciB0ZXN0cyBrZXkgMzIgYnl0ZXM=";
+
 fn start(fresh: FreshStart, ca: &CertPair) -> Member {
     let dir = tempfile::tempdir().unwrap();
     let config = StoreConfig {
@@ -24,6 +28,7 @@ fn start(fresh: FreshStart, ca: &CertPair) -> Member {
             ca: ca.clone(),
             certificate: pki::member_certificate(ca).unwrap(),
         }),
+        kek: Some(Kek::decode(CLUSTER_KEK).unwrap()),
     };
     let (store, driver) = Store::open_with(dir.path(), config).unwrap();
     Member {
@@ -133,6 +138,42 @@ async fn joiners_catch_up_and_every_member_reads_and_writes() {
         .map(|m| m.store.list("configmaps/").unwrap().0)
         .collect();
     assert!(lists.windows(2).all(|w| w[0] == w[1]), "{lists:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_sealed_on_one_member_opens_on_the_others_across_a_rotation() {
+    let members = three_members().await;
+    let secret = |name: &str| Op::Create {
+        key: format!("secrets/default/{name}"),
+        object: json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "default"}, "data": {"k": "dmFsdWU="}}),
+    };
+    // Written on a follower: it creates the keyring too.
+    let a = members[2].store.write(secret("a")).await.unwrap();
+    for m in &members {
+        m.store.read_barrier().await.unwrap();
+        assert_eq!(m.store.get("secrets/default/a").unwrap(), Some(a.clone()));
+    }
+    // Rotated on one member while another writes.
+    let (rotation, b) = tokio::join!(
+        members[1].store.rotate_key(),
+        members[0].store.write(secret("b"))
+    );
+    let rotation = rotation.unwrap();
+    b.unwrap();
+    for m in &members {
+        m.store.read_barrier().await.unwrap();
+        let (secrets, _) = m.store.list("secrets/").unwrap();
+        assert!(
+            secrets.iter().all(|s| s["data"]["k"] == "dmFsdWU="),
+            "{secrets:?}"
+        );
+        let report = m.store.check_encryption().unwrap();
+        assert!(report.clean(), "{report:?}");
+        assert_eq!(
+            report.sealed,
+            HashMap::from([(rotation.current_key.clone(), 2)])
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

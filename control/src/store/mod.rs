@@ -7,6 +7,7 @@
 #[cfg(test)]
 mod cluster_tests;
 mod commit_record;
+mod encryption;
 mod members;
 mod raft_node;
 mod raft_storage;
@@ -26,12 +27,14 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+pub use encryption::{CheckReport, EncryptionError, Kek};
 pub use members::{new_member_id, Member};
 pub use state::{revision_of, Op};
 pub use watch::{Event, EventKind, Subscription, WatchError};
 
 use crate::pki::CertPair;
 use crate::transport::{Inbound, Transport, TransportError};
+use encryption::{Keyring, Sealer, KEYRING};
 use raft_node::{MembershipChange, RaftDriver, Request};
 use raft_storage::{RaftStorageError, SledStorage};
 use state::StateMachine;
@@ -75,6 +78,13 @@ pub enum StoreError {
     Transport(#[from] TransportError),
     #[error("stored object is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A Secret sealed with a data key that is no longer current (a rotation came first).
+    #[error("the encryption key changed while the object was written; try again")]
+    StaleKey,
+    #[error(transparent)]
+    Encryption(#[from] EncryptionError),
+    #[error("Secrets sealed with older keys remain after {0} re-encryption passes: writers keep using them; run the rotation again")]
+    RotationUnfinished(usize),
 }
 
 impl From<raft::Error> for StoreError {
@@ -101,6 +111,12 @@ impl Default for LogRetention {
     }
 }
 
+/// How often a write that met a change of keys (a Secret sealed with a key a rotation has
+/// just replaced, a keyring update that lost a race) is tried again.
+const KEY_RETRIES: usize = 8;
+/// Re-encryption passes a rotation makes before it reports that writers keep using old keys.
+const ROTATION_PASSES: usize = 8;
+
 /// How a member with an empty data directory starts; one that has state continues as it was.
 #[derive(Debug, Clone)]
 pub enum FreshStart {
@@ -123,6 +139,9 @@ pub struct StoreConfig {
     pub retention: LogRetention,
     /// None for a member that will never have company (tests, embedded use).
     pub peers: Option<PeerLinks>,
+    /// The key-encryption key of the cluster's Secrets (see [`encryption`]); `None`: a key
+    /// for this process only (tests, embedded use).
+    pub kek: Option<Kek>,
 }
 
 impl StoreConfig {
@@ -135,6 +154,7 @@ impl StoreConfig {
             },
             retention: LogRetention::default(),
             peers: None,
+            kek: None,
         }
     }
 }
@@ -152,6 +172,18 @@ pub struct ClusterStatus {
     pub applied: u64,
     pub first_index: u64,
     pub members: Vec<MemberStatus>,
+}
+
+/// What `wkube secrets rotate-key` did.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotation {
+    /// The data key that seals every Secret now.
+    pub current_key: String,
+    /// Secrets sealed again (or for the first time: plaintext from before encryption).
+    pub reencrypted: u64,
+    /// Data keys removed from the keyring: no Secret used them any more.
+    pub retired_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -172,6 +204,11 @@ pub struct Store {
 struct Inner {
     id: u64,
     tree: sled::Tree,
+    /// The raft log, read (never written) by [`Store::check_encryption`].
+    log: SledStorage,
+    sealer: Sealer,
+    /// The last keyring read, with the bytes it was parsed from.
+    keyring: Mutex<Option<(sled::IVec, Arc<Keyring>)>>,
     hub: Arc<WatchHub>,
     requests: Mutex<mpsc::Sender<Request>>,
     applied: Arc<AtomicU64>,
@@ -300,6 +337,11 @@ impl Store {
         // raft-rs logs through slog; our driver reports what matters through tracing.
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut node = RawNode::new(&raft_config, storage.clone(), &logger)?;
+        let log_reader = storage.clone();
+        let kek = match config.kek {
+            Some(kek) => kek,
+            None => Kek::generate()?,
+        };
         if storage.conf_state()?.voters == [id] {
             node.campaign()?;
         }
@@ -333,6 +375,9 @@ impl Store {
             inner: Arc::new(Inner {
                 id,
                 tree: state_tree,
+                log: log_reader,
+                sealer: Sealer::new(kek),
+                keyring: Mutex::default(),
                 hub,
                 requests: Mutex::new(tx),
                 applied: applied_counter,
@@ -365,8 +410,16 @@ impl Store {
         self.inner.applied.load(Ordering::Acquire)
     }
 
+    /// The object under `key`, opened if it is a sealed Secret.
     pub fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        state::read(&self.inner.tree, key)
+        match state::read(&self.inner.tree, key)? {
+            Some(stored) if encryption::sealed_with(&stored).is_some() => Ok(Some(self.unseal(
+                self.keyring()?.as_deref(),
+                key,
+                &stored,
+            )?)),
+            other => Ok(other),
+        }
     }
 
     /// Every object whose key starts with `prefix`, in key order, and the revision the list
@@ -375,12 +428,91 @@ impl Store {
         // Read the revision first: objects may only be newer, never older, than it, and a
         // watch from it replays anything that changed during the scan.
         let revision = self.revision();
+        // Read once per list, at the first sealed object: other kinds never need it.
+        let mut keyring: Option<Option<Arc<Keyring>>> = None;
         let mut out = Vec::new();
         for item in self.inner.tree.scan_prefix(prefix.as_bytes()) {
-            let (_, v) = item?;
-            out.push(serde_json::from_slice(&v)?);
+            let (key, v) = item?;
+            let stored: Value = serde_json::from_slice(&v)?;
+            if encryption::sealed_with(&stored).is_none() {
+                out.push(stored);
+                continue;
+            }
+            let keyring = match &keyring {
+                Some(k) => k,
+                None => keyring.insert(self.keyring()?),
+            };
+            let key = String::from_utf8_lossy(&key);
+            out.push(self.unseal(keyring.as_deref(), &key, &stored)?);
         }
         Ok((out, revision))
+    }
+
+    /// An object as the store holds it (a watch event's), opened if it is a sealed Secret.
+    pub fn reveal(&self, key: &str, stored: &Arc<Value>) -> Result<Arc<Value>, StoreError> {
+        if encryption::sealed_with(stored).is_none() {
+            return Ok(stored.clone());
+        }
+        let opened = self.unseal(self.keyring()?.as_deref(), key, stored)?;
+        Ok(Arc::new(opened))
+    }
+
+    fn unseal(
+        &self,
+        keyring: Option<&Keyring>,
+        key: &str,
+        stored: &Value,
+    ) -> Result<Value, StoreError> {
+        match self.inner.sealer.open(keyring, key, stored) {
+            // A data key added after `keyring` was read: read the keyring again.
+            Err(EncryptionError::UnknownKey(_)) => {
+                Ok(self
+                    .inner
+                    .sealer
+                    .open(self.keyring()?.as_deref(), key, stored)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The keyring as this member has applied it. Parsed only when its bytes changed: every
+    /// Secret read and write asks for it.
+    fn keyring(&self) -> Result<Option<Arc<Keyring>>, StoreError> {
+        let Some(raw) = self.inner.tree.get(KEYRING)? else {
+            return Ok(None);
+        };
+        let mut cache = self.inner.keyring.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((bytes, keyring)) = &*cache {
+            if *bytes == raw {
+                return Ok(Some(keyring.clone()));
+            }
+        }
+        let keyring = Arc::new(Keyring::parse(&serde_json::from_slice(&raw)?)?);
+        *cache = Some((raw, keyring.clone()));
+        Ok(Some(keyring))
+    }
+
+    /// The keyring, created with a first data key if the cluster has none yet (a new
+    /// cluster's first Secret, or a data directory from before encryption).
+    async fn ensure_keyring(&self) -> Result<Arc<Keyring>, StoreError> {
+        if let Some(keyring) = self.keyring()? {
+            return Ok(keyring);
+        }
+        let key = self.inner.sealer.new_data_key()?;
+        let keyring = Keyring {
+            metadata: serde_json::json!({}),
+            current: key.id.clone(),
+            keys: vec![key],
+        };
+        let create = Op::Create {
+            key: KEYRING.into(),
+            object: keyring.to_value(),
+        };
+        match self.propose(create).await {
+            // Another member (or writer) created it first: theirs is the one.
+            Ok(_) | Err(StoreError::AlreadyExists) => self.keyring()?.ok_or(StoreError::NotFound),
+            Err(e) => Err(e),
+        }
     }
 
     fn next_id(&self) -> u128 {
@@ -407,10 +539,161 @@ impl Store {
     }
 
     /// Proposes `op`, waits until it is committed and applied here, and returns the stored
-    /// object (for a deletion, the deleted object).
+    /// object (for a deletion, the deleted object). A Secret is sealed before it is
+    /// proposed, and returned opened.
     pub async fn write(&self, op: Op) -> Result<Value, StoreError> {
+        let (key, object) = match &op {
+            Op::Create { key, object } | Op::Update { key, object, .. }
+                if encryption::is_sealed_key(key) =>
+            {
+                (key.clone(), object.clone())
+            }
+            Op::Delete { key, .. } if encryption::is_sealed_key(key) => {
+                let stored = self.propose(op.clone()).await?;
+                return self.unseal(self.keyring()?.as_deref(), key, &stored);
+            }
+            _ => return self.propose(op).await,
+        };
+        let mut attempt = 0;
+        loop {
+            let keyring = self.ensure_keyring().await?;
+            let envelope = self.inner.sealer.seal(&keyring, &key, &object)?;
+            let sealed = match &op {
+                Op::Update {
+                    expected_revision, ..
+                } => Op::Update {
+                    key: key.clone(),
+                    object: envelope,
+                    expected_revision: *expected_revision,
+                },
+                _ => Op::Create {
+                    key: key.clone(),
+                    object: envelope,
+                },
+            };
+            match self.propose(sealed).await {
+                Err(StoreError::StaleKey) if attempt < KEY_RETRIES => attempt += 1,
+                // The envelope holds `object`: no need to open it again.
+                Ok(stored) => return Ok(encryption::with_revision_of(object, &stored)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn propose(&self, op: Op) -> Result<Value, StoreError> {
         let id = self.next_id();
         self.ask(|reply| Request::Propose { id, op, reply }).await
+    }
+
+    /// Makes a new data key current, seals every Secret with it through compare-and-set
+    /// writes, and retires the keys no Secret uses any more. Safe with concurrent writers
+    /// on any member: once the new key is current, the state machine applies no write
+    /// sealed with an older one (see [`encryption`]). If it fails midway, every Secret is
+    /// still readable (old keys are retired last), and running it again finishes the job.
+    pub async fn rotate_key(&self) -> Result<Rotation, StoreError> {
+        self.add_current_key().await?;
+        let mut reencrypted = 0;
+        for _ in 0..ROTATION_PASSES {
+            // Read each pass: a concurrent rotation may have made yet another key current.
+            let keyring = self.ensure_keyring().await?;
+            let stale = self.sealed_records(|id| id != Some(keyring.current.as_str()))?;
+            if stale.is_empty() {
+                let retired = self.retire_unused_keys().await?;
+                return Ok(Rotation {
+                    current_key: keyring.current.clone(),
+                    reencrypted,
+                    retired_keys: retired,
+                });
+            }
+            for (key, stored) in stale {
+                let object = self.unseal(Some(&keyring), &key, &stored)?;
+                let op = Op::Update {
+                    key,
+                    object,
+                    expected_revision: revision_of(&stored),
+                };
+                match self.write(op).await {
+                    Ok(_) => reencrypted += 1,
+                    // Written (so sealed with the current key) or deleted meanwhile; the
+                    // next pass looks again.
+                    Err(StoreError::Conflict | StoreError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(StoreError::RotationUnfinished(ROTATION_PASSES))
+    }
+
+    /// Adds a new data key to the keyring and makes it the current one.
+    async fn add_current_key(&self) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            let keyring = self.ensure_keyring().await?;
+            let key = self.inner.sealer.new_data_key()?;
+            let mut next = (*keyring).clone();
+            next.current = key.id.clone();
+            next.keys.push(key);
+            match self.replace_keyring(&keyring, next).await {
+                Err(StoreError::Conflict) if attempt < KEY_RETRIES => attempt += 1,
+                other => return other.map(drop),
+            }
+        }
+    }
+
+    async fn replace_keyring(&self, old: &Keyring, new: Keyring) -> Result<Keyring, StoreError> {
+        let op = Op::Update {
+            key: KEYRING.into(),
+            object: new.to_value(),
+            expected_revision: old.revision(),
+        };
+        Ok(Keyring::parse(&self.propose(op).await?)?)
+    }
+
+    /// Drops the data keys that neither seal new writes nor any stored Secret.
+    async fn retire_unused_keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let keyring = self.ensure_keyring().await?;
+            let in_use = self.sealed_records(|_| true)?;
+            let used = |id: &str| {
+                id == keyring.current
+                    || in_use
+                        .iter()
+                        .any(|(_, stored)| encryption::sealed_with(stored) == Some(id))
+            };
+            let (kept, retired): (Vec<_>, Vec<_>) =
+                keyring.keys.iter().cloned().partition(|k| used(&k.id));
+            if retired.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut next = (*keyring).clone();
+            next.keys = kept;
+            match self.replace_keyring(&keyring, next).await {
+                Err(StoreError::Conflict) if attempt < KEY_RETRIES => attempt += 1,
+                other => return other.map(|_| retired.into_iter().map(|k| k.id).collect()),
+            }
+        }
+    }
+
+    /// The raw Secret records (storage key, stored value) whose sealing key passes `pick`
+    /// (`None`: plaintext).
+    fn sealed_records(
+        &self,
+        pick: impl Fn(Option<&str>) -> bool,
+    ) -> Result<Vec<(String, Value)>, StoreError> {
+        let mut out = Vec::new();
+        for record in secret_records(&self.inner.tree) {
+            let (key, stored) = record?;
+            if pick(encryption::sealed_with(&stored)) {
+                out.push((key, stored));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Scans this member's raw state and retained raft log for Secrets in plaintext.
+    pub fn check_encryption(&self) -> Result<CheckReport, StoreError> {
+        check(&self.inner.tree, &self.inner.log)
     }
 
     /// Waits until this member has applied everything the cluster had committed when it was
@@ -454,6 +737,65 @@ impl Store {
     pub fn watch(&self, revision: u64) -> Result<Subscription, WatchError> {
         self.inner.hub.subscribe(revision)
     }
+}
+
+/// The Secret records of a state tree as stored: (storage key, sealed or plaintext object).
+fn secret_records(
+    tree: &sled::Tree,
+) -> impl Iterator<Item = Result<(String, Value), StoreError>> + '_ {
+    tree.scan_prefix(encryption::SEALED_PREFIX).map(|item| {
+        let (key, value) = item?;
+        Ok((
+            String::from_utf8_lossy(&key).into_owned(),
+            serde_json::from_slice(&value)?,
+        ))
+    })
+}
+
+/// Scans a member's raw state and the raft log it still holds for Secrets in plaintext.
+fn check(tree: &sled::Tree, log: &SledStorage) -> Result<CheckReport, StoreError> {
+    let mut report = CheckReport::default();
+    if let Some(keyring) = state::read(tree, KEYRING)? {
+        let keyring = Keyring::parse(&keyring)?;
+        report.keys = keyring.keys.iter().map(|k| k.id.clone()).collect();
+        report.current_key = Some(keyring.current);
+    }
+    for record in secret_records(tree) {
+        let (key, stored) = record?;
+        match encryption::sealed_with(&stored) {
+            Some(id) => *report.sealed.entry(id.to_string()).or_default() += 1,
+            None => report.plaintext.push(key),
+        }
+    }
+    for entry in log.stored_entries() {
+        let entry = entry?;
+        if entry.get_entry_type() != raft::eraftpb::EntryType::EntryNormal {
+            continue;
+        }
+        // Leader no-ops are empty; everything else normal is an op.
+        let Ok(op) = serde_json::from_slice::<Op>(&entry.data) else {
+            continue;
+        };
+        if let Op::Create { key, object } | Op::Update { key, object, .. } = &op {
+            if encryption::is_sealed_key(key) && encryption::sealed_with(object).is_none() {
+                report.plaintext_log_entries.push(entry.index);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// [`Store::check_encryption`] for a member that is not running: opens its store directory
+/// (sled refuses while a running member holds it).
+pub fn check_stopped(dir: &Path) -> Result<CheckReport, StoreError> {
+    if !dir.join("db").exists() {
+        return Err(StoreError::Corrupt(format!(
+            "{} holds no store",
+            dir.display()
+        )));
+    }
+    let db = sled::Config::new().path(dir).open()?;
+    check(&db.open_tree(state::TREE)?, &SledStorage::open(&db)?)
 }
 
 /// Sets up an empty data directory; returns the member's id.
@@ -782,5 +1124,141 @@ mod tests {
         revs.sort();
         revs.dedup();
         assert_eq!(revs.len(), 200);
+    }
+
+    fn secret(name: &str, password: &str) -> Value {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(password);
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": name, "namespace": "default",
+                            "annotations": {"note": format!("repeats {password}")}},
+               "data": {"password": b64}})
+    }
+
+    fn secret_key(name: &str) -> String {
+        format!("secrets/default/{name}")
+    }
+
+    fn create_secret(name: &str, password: &str) -> Op {
+        Op::Create {
+            key: secret_key(name),
+            object: secret(name, password),
+        }
+    }
+
+    /// Every file under `dir` that holds `needle`.
+    fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(files_holding(&path, needle));
+            } else if std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn secrets_are_sealed_on_disk_and_read_in_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, driver) = Store::open(dir.path()).unwrap();
+        let written = store
+            .write(create_secret("db", "tr0ub4dor-plain"))
+            .await
+            .unwrap();
+        assert_eq!(written["data"], secret("db", "tr0ub4dor-plain")["data"]);
+        let read = store.get(&secret_key("db")).unwrap().unwrap();
+        assert_eq!(read, written);
+        assert_eq!(store.list("secrets/").unwrap().0, vec![written.clone()]);
+        let sub = store.watch(revision_of(&written) - 1).unwrap();
+        let event = sub
+            .backlog
+            .iter()
+            .find(|e| e.key == secret_key("db"))
+            .unwrap();
+        assert_eq!(*store.reveal(&event.key, &event.object).unwrap(), written);
+        drop((store, sub));
+        driver.join().unwrap().unwrap();
+
+        for needle in ["tr0ub4dor-plain", "dHIwdWI0ZG9yLXBsYWlu"] {
+            assert_eq!(
+                files_holding(dir.path(), needle.as_bytes()),
+                Vec::<std::path::PathBuf>::new()
+            );
+        }
+        let report = check_stopped(dir.path()).unwrap();
+        assert!(report.clean(), "{report:?}");
+        assert_eq!(report.sealed.values().sum::<u64>(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_secret_of_the_largest_size_is_sealed_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _driver) = Store::open(dir.path()).unwrap();
+        // 1 MiB of data, as validation allows: the envelope is larger than one raft message.
+        let big = "x".repeat(1 << 20);
+        let written = store.write(create_secret("big", &big)).await.unwrap();
+        assert_eq!(store.get(&secret_key("big")).unwrap().unwrap(), written);
+        assert_eq!(written["data"], secret("big", &big)["data"]);
+    }
+
+    #[tokio::test]
+    async fn rotation_seals_every_secret_again_and_retires_the_old_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _driver) = Store::open(dir.path()).unwrap();
+        for name in ["a", "b"] {
+            store.write(create_secret(name, "pw")).await.unwrap();
+        }
+        // A Secret stored before encryption existed, as an older wkube wrote it.
+        store.propose(create_secret("old", "pw")).await.unwrap();
+        let before = store.check_encryption().unwrap();
+        assert_eq!(before.plaintext, [secret_key("old")]);
+        let old_key = before.current_key.clone().unwrap();
+
+        let rotation = store.rotate_key().await.unwrap();
+        assert_eq!(rotation.reencrypted, 3);
+        assert_eq!(rotation.retired_keys, [old_key]);
+        let after = store.check_encryption().unwrap();
+        assert!(after.plaintext.is_empty());
+        assert_eq!(after.keys, std::slice::from_ref(&rotation.current_key));
+        assert_eq!(
+            after.sealed,
+            HashMap::from([(rotation.current_key.clone(), 3)])
+        );
+        // The old entry is on disk until the log is compacted past it, and is reported.
+        assert_eq!(after.plaintext_log_entries.len(), 1);
+        for name in ["a", "b", "old"] {
+            let s = store.get(&secret_key(name)).unwrap().unwrap();
+            assert_eq!(s["data"], secret(name, "pw")["data"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_sealed_with_a_replaced_key_is_refused_and_sealed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _driver) = Store::open(dir.path()).unwrap();
+        let keyring = store.ensure_keyring().await.unwrap();
+        // Sealed by a member that has not yet seen the rotation below.
+        let stale = store
+            .inner
+            .sealer
+            .seal(&keyring, &secret_key("s"), &secret("s", "pw"))
+            .unwrap();
+        store.rotate_key().await.unwrap();
+        let refused = store
+            .propose(Op::Create {
+                key: secret_key("s"),
+                object: stale,
+            })
+            .await;
+        assert!(matches!(refused, Err(StoreError::StaleKey)), "{refused:?}");
+        store.write(create_secret("s", "pw")).await.unwrap();
+        assert!(store.check_encryption().unwrap().clean());
     }
 }

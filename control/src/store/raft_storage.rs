@@ -138,6 +138,15 @@ impl SledStorage {
         Ok(())
     }
 
+    /// Every entry sled still holds, including those a compaction has not trimmed yet: what
+    /// is on disk, for [`super::Store::check_encryption`].
+    pub fn stored_entries(&self) -> impl Iterator<Item = Result<Entry, RaftStorageError>> + '_ {
+        self.log.iter().map(|item| {
+            let (key, value) = item?;
+            decode(&key, &value)
+        })
+    }
+
     fn last_log_index(&self) -> Result<Option<u64>, RaftStorageError> {
         Ok(self.log.last()?.map(|(k, _)| index_of(&k)))
     }

@@ -10,6 +10,7 @@ use raft::eraftpb::SnapshotMetadata;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::encryption::{self, KEYRING};
 use super::members::Member;
 use super::watch::{Event, EventKind, WatchHub};
 use super::StoreError;
@@ -146,12 +147,20 @@ impl StateMachine {
         let key = match &op {
             Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => key.clone(),
         };
-        let current = match applying.written.get(&key) {
-            Some(value) => value.as_deref().cloned(),
-            None => self.read(&key)?,
+        let current = self.as_applied(applying, &key)?;
+        // Looked up for sealed writes only: the keyring is no business of other objects.
+        let stale_seal = match &op {
+            Op::Create { object, .. } | Op::Update { object, .. }
+                if encryption::sealed_with(object).is_some() =>
+            {
+                let keyring = self.as_applied(applying, KEYRING)?;
+                !encryption::check_sealed_write(object, keyring.as_ref())
+            }
+            _ => false,
         };
         applying.applied = index;
         let outcome = match (op, current) {
+            _ if stale_seal => Err(StoreError::StaleKey),
             (Op::Create { object, .. }, None) => {
                 let object = Arc::new(with_revision(object, index));
                 Ok((EventKind::Added, object, None))
@@ -241,6 +250,14 @@ impl StateMachine {
 
     pub fn read(&self, key: &str) -> Result<Option<Value>, StoreError> {
         read(&self.tree, key)
+    }
+
+    /// `key` as the entries applied so far, including those of `applying`, left it.
+    fn as_applied(&self, applying: &Applying, key: &str) -> Result<Option<Value>, StoreError> {
+        match applying.written.get(key) {
+            Some(value) => Ok(value.as_deref().cloned()),
+            None => self.read(key),
+        }
     }
 
     /// Replaces the whole state with a raft snapshot's (see [`export`]), in one atomic batch

@@ -164,6 +164,18 @@ mod tests {
     }
 
     #[test]
+    fn data_and_string_data_together_are_limited_to_one_mebibyte() {
+        let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![b'x'; n]);
+        let at_limit = json!({"metadata": {"name": "s"}, "data": {"a": b64(MAX_SIZE - 1)}, "stringData": {"b": "y"}});
+        assert_eq!(msgs(&at_limit, None), Vec::<String>::new());
+        let over = json!({"metadata": {"name": "s"}, "data": {"a": b64(MAX_SIZE)}, "stringData": {"b": "y"}});
+        assert_eq!(
+            msgs(&over, None),
+            vec!["data: Too long: may not be more than 1048576 bytes"]
+        );
+    }
+
+    #[test]
     fn secret_type_is_immutable() {
         let old = json!({"metadata": {"name": "s"}, "type": "Opaque"});
         let new = json!({"metadata": {"name": "s"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "", "tls.key": ""}});
