@@ -352,16 +352,21 @@ fn get_of_several_types_prints_a_table_each_like_kubectl() {
     assert!(ours.contains("\n\nNAME "), "{ours}");
 
     let names = ok(&server, &["get", "cm,ns", "-o", "name"]);
-    assert_eq!(names, server.kubectl_ok(KUBECTL, &["get", "cm,ns", "-o", "name"]));
-    let list: Value =
-        serde_json::from_str(&ok(&server, &["get", "cm,ns", "-o", "json"])).unwrap();
+    assert_eq!(
+        names,
+        server.kubectl_ok(KUBECTL, &["get", "cm,ns", "-o", "name"])
+    );
+    let list: Value = serde_json::from_str(&ok(&server, &["get", "cm,ns", "-o", "json"])).unwrap();
     let kinds: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
         .iter()
         .map(|i| i["kind"].as_str().unwrap())
         .collect();
-    assert!(kinds.contains(&"ConfigMap") && kinds.contains(&"Namespace"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"ConfigMap") && kinds.contains(&"Namespace"),
+        "{kinds:?}"
+    );
     let empty = run(&server, &["get", "secrets,pods"], None);
     assert!(empty.status.success());
     assert_eq!(

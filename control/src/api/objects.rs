@@ -1025,13 +1025,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_watch_whose_history_was_replaced_ends_with_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _driver) = Store::open(dir.path()).unwrap();
         let (sender, live) = broadcast::channel(1);
         let mut watch = Watch {
+            store,
             initial: VecDeque::new(),
             backlog: VecDeque::new(),
             live: Some(live),
             prefix: String::new(),
-            opts: ListOptions::default(),
+            opts: Box::default(),
             expired: None,
         };
         drop(sender); // what `WatchHub::reset` does to every live watch
