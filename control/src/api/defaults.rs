@@ -12,6 +12,8 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "Secret" => secret(obj),
         "Deployment" => workload(obj, true),
         "ReplicaSet" => workload(obj, false),
+        "StatefulSet" => statefulset(obj),
+        "PersistentVolumeClaim" => claim(obj),
         _ => {}
     }
 }
@@ -49,6 +51,57 @@ fn workload(obj: &mut Value, deployment: bool) {
         if let Some(template_spec) = template.get_mut("spec").and_then(Value::as_object_mut) {
             pod_spec(template_spec);
         }
+    }
+}
+
+/// apps/v1 `SetDefaults_StatefulSet`; the template's pod spec as for the other workloads.
+fn statefulset(obj: &mut Value) {
+    workload(obj, false);
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    set_default(
+        spec,
+        "persistentVolumeClaimRetentionPolicy",
+        json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+    );
+    set_default(spec, "updateStrategy", json!({}));
+    if let Some(strategy) = spec
+        .get_mut("updateStrategy")
+        .and_then(Value::as_object_mut)
+    {
+        set_default(strategy, "type", json!("RollingUpdate"));
+        if strategy.get("type") == Some(&json!("RollingUpdate")) {
+            set_default(strategy, "rollingUpdate", json!({}));
+            if let Some(ru) = strategy
+                .get_mut("rollingUpdate")
+                .and_then(Value::as_object_mut)
+            {
+                set_default(ru, "partition", json!(0));
+            }
+        }
+    }
+    if let Some(templates) = spec
+        .get_mut("volumeClaimTemplates")
+        .and_then(Value::as_array_mut)
+    {
+        templates.iter_mut().for_each(claim);
+    }
+}
+
+/// core/v1 `SetDefaults_PersistentVolumeClaim`: a new claim is Pending until a volume
+/// binds it.
+fn claim(obj: &mut Value) {
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        set_default(spec, "volumeMode", json!("Filesystem"));
+    }
+    if let Some(o) = obj.as_object_mut() {
+        set_default(o, "status", json!({}));
+    }
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+        set_default(status, "phase", json!("Pending"));
     }
 }
 

@@ -112,6 +112,26 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_spec: true,
         ..CORE
     },
+    ResourceInfo {
+        group: "apps",
+        kind: "StatefulSet",
+        plural: "statefulsets",
+        singular: "statefulset",
+        short_names: &["sts"],
+        subresources: &["status", "scale"],
+        categories: &["all"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
+        kind: "PersistentVolumeClaim",
+        plural: "persistentvolumeclaims",
+        singular: "persistentvolumeclaim",
+        short_names: &["pvc"],
+        subresources: &["status"],
+        has_spec: true,
+        ..CORE
+    },
 ];
 
 /// The verbs every resource here supports (discovery lists them; kubectl checks them).

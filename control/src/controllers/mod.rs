@@ -20,6 +20,7 @@ pub mod queue;
 pub mod reflector;
 pub mod replicaset;
 pub mod runner;
+pub mod statefulset;
 
 use std::sync::Arc;
 
@@ -67,6 +68,9 @@ pub struct Caches {
     pub pods: Cache,
     pub replicasets: Cache,
     pub deployments: Cache,
+    pub statefulsets: Cache,
+    /// PersistentVolumeClaims, which StatefulSets create.
+    pub claims: Cache,
     /// Every cached kind, for the garbage collector.
     pub all: Vec<Cache>,
 }
@@ -83,6 +87,8 @@ impl Caches {
             pods: find("Pod")?,
             replicasets: find("ReplicaSet")?,
             deployments: find("Deployment")?,
+            statefulsets: find("StatefulSet")?,
+            claims: find("PersistentVolumeClaim")?,
             all,
         })
     }
@@ -129,7 +135,7 @@ fn cached_kinds() -> impl Iterator<Item = &'static ResourceInfo> {
     RESOURCES.iter().filter(|r| r.kind != "Event")
 }
 
-/// Runs the caches, the ReplicaSet and Deployment controllers and the garbage collector
+/// Runs the caches, the workload controllers and the garbage collector
 /// until one of them fails, or until dropped (when this member stops leading).
 pub async fn run(api: Api) -> Result<(), ControllerError> {
     let mut tasks = JoinSet::new();
@@ -142,6 +148,7 @@ pub async fn run(api: Api) -> Result<(), ControllerError> {
     let caches = Arc::new(Caches::new(caches)?);
     tasks.spawn(replicaset::run(api.clone(), caches.clone()));
     tasks.spawn(deployment::run(api.clone(), caches.clone()));
+    tasks.spawn(statefulset::run(api.clone(), caches.clone()));
     tasks.spawn(gc::run(api, caches));
     // The first to end ends them all (dropping the set aborts the rest).
     match tasks.join_next().await {

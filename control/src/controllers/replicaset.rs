@@ -59,7 +59,11 @@ fn ready_since(pod: &Value) -> Option<DateTime<Utc>> {
 
 /// How long until a ready pod counts as available: `None` if it is not ready, zero if it
 /// is available already (`IsPodAvailable`).
-fn until_available(pod: &Value, min_ready_seconds: i64, now: DateTime<Utc>) -> Option<Duration> {
+pub(super) fn until_available(
+    pod: &Value,
+    min_ready_seconds: i64,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
     let since = ready_since(pod)?;
     let at = since + chrono::Duration::seconds(min_ready_seconds);
     Some((at - now).to_std().unwrap_or_default())

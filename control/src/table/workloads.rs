@@ -62,6 +62,19 @@ pub fn replicaset(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
+pub fn statefulset(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (containers, images) = containers_and_images(o);
+    let ready = obj::get_i64(o, &["status", "readyReplicas"]).unwrap_or(0);
+    let desired = obj::get_i64(o, &["spec", "replicas"]).unwrap_or(1);
+    vec![
+        json!(obj::name(o)),
+        json!(format!("{ready}/{desired}")),
+        json!(age(o, &["metadata", "creationTimestamp"], now)),
+        json!(containers),
+        json!(images),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -292,6 +292,7 @@ pub fn validate(resource: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
         "runtimeclasses" => runtimeclass::validate(obj, old),
         "deployments" => workload::validate_deployment(obj, old),
         "replicasets" => workload::validate_replicaset(obj, old),
+        "statefulsets" => workload::validate_statefulset(obj, old),
         "services" => meta::validate(obj, old, meta::NameRule::Dns1035Label),
         _ => meta::validate(obj, old, meta::NameRule::Dns1123Subdomain),
     }

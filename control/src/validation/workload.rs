@@ -34,6 +34,37 @@ pub fn validate_replicaset(obj: &Value, old: Option<&Value>) -> Vec<FieldError> 
     common(obj, old)
 }
 
+/// `ValidateStatefulSetSpec`: the ReplicaSet rules plus the pod management policy and the
+/// update strategy.
+pub fn validate_statefulset(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = common(obj, old);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let policy = obj::str_or_empty(spec, &["podManagementPolicy"]);
+    if !["OrderedReady", "Parallel"].contains(&policy) {
+        errs.push(FieldError::not_supported(
+            "spec.podManagementPolicy",
+            json!(policy),
+            &["OrderedReady", "Parallel"],
+        ));
+    }
+    let strategy = obj::str_or_empty(spec, &["updateStrategy", "type"]);
+    if !["OnDelete", "RollingUpdate"].contains(&strategy) {
+        errs.push(FieldError::not_supported(
+            "spec.updateStrategy.type",
+            json!(strategy),
+            &["OnDelete", "RollingUpdate"],
+        ));
+    }
+    if let Some(partition) = obj::get_i64(spec, &["updateStrategy", "rollingUpdate", "partition"]) {
+        nonnegative(
+            &mut errs,
+            "spec.updateStrategy.rollingUpdate.partition",
+            partition,
+        );
+    }
+    errs
+}
+
 /// What Deployment and ReplicaSet share: metadata, replicas, minReadySeconds, the selector
 /// and the template it must select, and the selector's immutability.
 fn common(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {

@@ -11,7 +11,7 @@
 mod counts;
 pub mod plan;
 mod status;
-mod template;
+pub(super) mod template;
 
 use std::sync::Arc;
 use std::time::Duration;
