@@ -72,7 +72,8 @@ fn claim_name(set: &Value, template: &Value, ordinal: usize) -> String {
 /// The revision the set's current template makes.
 pub fn update_revision(set: &Value) -> String {
     let template = obj::get(set, &["spec", "template"]).unwrap_or(&Value::Null);
-    let collisions = obj::get_i64(set, &["status", "collisionCount"]);
+    // A first status writes `collisionCount: 0`, which must not change the revision.
+    let collisions = obj::get_i64(set, &["status", "collisionCount"]).filter(|&c| c != 0);
     format!("{}-{}", obj::name(set), template_hash(template, collisions))
 }
 

@@ -35,9 +35,25 @@ pub fn validate_replicaset(obj: &Value, old: Option<&Value>) -> Vec<FieldError> 
 }
 
 /// `ValidateStatefulSetSpec`: the ReplicaSet rules plus the pod management policy and the
-/// update strategy.
+/// update strategy. The template is checked with a volume per claim template, as its pods
+/// get them, so containers may mount the claims.
 pub fn validate_statefulset(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    let mut errs = common(obj, old);
+    let mut with_claims = obj.clone();
+    let claims: Vec<Value> = obj::array(obj, &["spec", "volumeClaimTemplates"])
+        .iter()
+        .map(
+            |t| json!({"name": obj::name(t), "persistentVolumeClaim": {"claimName": obj::name(t)}}),
+        )
+        .collect();
+    if let Some(spec) = with_claims
+        .pointer_mut("/spec/template/spec")
+        .filter(|_| !claims.is_empty())
+    {
+        let mut volumes = obj::array(spec, &["volumes"]).to_vec();
+        volumes.extend(claims);
+        spec["volumes"] = json!(volumes);
+    }
+    let mut errs = common(&with_claims, old);
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     let policy = obj::str_or_empty(spec, &["podManagementPolicy"]);
     if !["OrderedReady", "Parallel"].contains(&policy) {
