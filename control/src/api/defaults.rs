@@ -13,6 +13,7 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "Deployment" => workload(obj, true),
         "ReplicaSet" => workload(obj, false),
         "StatefulSet" => statefulset(obj),
+        "Job" => job(obj),
         "PersistentVolumeClaim" => claim(obj),
         _ => {}
     }
@@ -44,6 +45,11 @@ fn workload(obj: &mut Value, deployment: bool) {
             }
         }
     }
+    pod_template(spec);
+}
+
+/// The pod spec defaults of a workload's `template`.
+fn pod_template(spec: &mut Map<String, Value>) {
     if let Some(template) = spec.get_mut("template") {
         // A template patched in by a Go client (`kubectl rollout undo`) carries
         // `creationTimestamp: null`; Kubernetes' typed decoding drops such nulls.
@@ -89,6 +95,57 @@ fn statefulset(obj: &mut Value) {
     {
         templates.iter_mut().for_each(claim);
     }
+}
+
+/// The labels tying a Job's pods to it (the Job strategy's `generateSelector`).
+pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+const LEGACY_JOB_LABELS: [&str; 2] = ["controller-uid", "job-name"];
+
+/// batch/v1 `SetDefaults_Job`, the template's pod spec, and the selector the Job strategy
+/// generates from the Job's uid (unless `manualSelector`), with its labels on the template.
+fn job(obj: &mut Value) {
+    let uid = crate::obj::str_or_empty(obj, &["metadata", "uid"]).to_string();
+    let name = crate::obj::name(obj).to_string();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let unset = |k: &str| spec.get(k).is_none_or(Value::is_null);
+    if unset("completions") && unset("parallelism") {
+        set_default(spec, "completions", json!(1));
+    }
+    set_default(spec, "parallelism", json!(1));
+    set_default(spec, "backoffLimit", json!(6));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    let manual = spec.get("manualSelector") == Some(&json!(true));
+    if !manual && !uid.is_empty() {
+        set_default(
+            spec,
+            "selector",
+            json!({"matchLabels": {JOB_UID_LABEL: uid}}),
+        );
+        let labels = spec
+            .entry("template")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|t| t.entry("metadata").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+            .map(|m| m.entry("labels").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut);
+        if let Some(labels) = labels {
+            for (key, value) in [
+                (JOB_UID_LABEL, &uid),
+                (JOB_NAME_LABEL, &name),
+                (LEGACY_JOB_LABELS[0], &uid),
+                (LEGACY_JOB_LABELS[1], &name),
+            ] {
+                set_default(labels, key, json!(value));
+            }
+        }
+    }
+    pod_template(spec);
 }
 
 /// core/v1 `SetDefaults_PersistentVolumeClaim`: a new claim is Pending until a volume

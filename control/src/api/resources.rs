@@ -124,6 +124,16 @@ pub static RESOURCES: &[ResourceInfo] = &[
         ..CORE
     },
     ResourceInfo {
+        group: "batch",
+        kind: "Job",
+        plural: "jobs",
+        singular: "job",
+        subresources: &["status"],
+        categories: &["all"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
         kind: "PersistentVolumeClaim",
         plural: "persistentvolumeclaims",
         singular: "persistentvolumeclaim",
@@ -229,7 +239,11 @@ mod tests {
     fn groups_are_listed_once() {
         assert_eq!(
             groups(),
-            vec![("node.k8s.io", vec!["v1"]), ("apps", vec!["v1"])]
+            vec![
+                ("node.k8s.io", vec!["v1"]),
+                ("apps", vec!["v1"]),
+                ("batch", vec!["v1"])
+            ]
         );
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod deployment;
 pub mod gc;
+pub mod job;
 pub mod owners;
 pub mod queue;
 pub mod reflector;
@@ -69,6 +70,7 @@ pub struct Caches {
     pub replicasets: Cache,
     pub deployments: Cache,
     pub statefulsets: Cache,
+    pub jobs: Cache,
     /// PersistentVolumeClaims, which StatefulSets create.
     pub claims: Cache,
     /// Every cached kind, for the garbage collector.
@@ -88,6 +90,7 @@ impl Caches {
             replicasets: find("ReplicaSet")?,
             deployments: find("Deployment")?,
             statefulsets: find("StatefulSet")?,
+            jobs: find("Job")?,
             claims: find("PersistentVolumeClaim")?,
             all,
         })
@@ -149,6 +152,7 @@ pub async fn run(api: Api) -> Result<(), ControllerError> {
     tasks.spawn(replicaset::run(api.clone(), caches.clone()));
     tasks.spawn(deployment::run(api.clone(), caches.clone()));
     tasks.spawn(statefulset::run(api.clone(), caches.clone()));
+    tasks.spawn(job::run(api.clone(), caches.clone()));
     tasks.spawn(gc::run(api, caches));
     // The first to end ends them all (dropping the set aborts the rest).
     match tasks.join_next().await {

@@ -96,6 +96,16 @@ fn cols(resource: &str) -> Vec<Col> {
             ("Containers", "string", "", CONTAINERS_DOC, 1),
             ("Images", "string", "", IMAGES_DOC, 1),
         ],
+        "jobs" => vec![
+            NAME,
+            ("Status", "string", "", "Status of the job.", 0),
+            ("Completions", "string", "", "The desired number of successfully finished pods the job should be run with. More info: https://kubernetes.io/docs/concepts/workloads/controllers/jobs-run-to-completion/", 0),
+            ("Duration", "string", "", "Time required to complete the job.", 0),
+            AGE,
+            ("Containers", "string", "", CONTAINERS_DOC, 1),
+            ("Images", "string", "", IMAGES_DOC, 1),
+            ("Selector", "string", "", SELECTOR_DOC, 1),
+        ],
         "persistentvolumeclaims" => vec![
             NAME,
             ("Status", "string", "", "phase represents the current phase of PersistentVolumeClaim.", 0),

@@ -75,10 +75,93 @@ pub fn statefulset(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
+/// The first of a Job's conditions (in `printJob`'s order) that holds, as its status.
+fn job_status(o: &Value) -> &'static str {
+    let holds = |t: &str| {
+        obj::array(o, &["status", "conditions"])
+            .iter()
+            .any(|c| c["type"] == t && c["status"] == "True")
+    };
+    let deleting = obj::get(o, &["metadata", "deletionTimestamp"]).is_some();
+    match () {
+        _ if holds("Complete") => "Complete",
+        _ if holds("Failed") => "Failed",
+        _ if deleting => "Terminating",
+        _ if holds("Suspended") => "Suspended",
+        _ if holds("FailureTarget") => "FailureTarget",
+        _ if holds("SuccessCriteriaMet") => "SuccessCriteriaMet",
+        _ => "Running",
+    }
+}
+
+/// `printJob`.
+pub fn job(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (containers, images) = containers_and_images(o);
+    let succeeded = obj::get_i64(o, &["status", "succeeded"]).unwrap_or(0);
+    let completions = match (
+        obj::get_i64(o, &["spec", "completions"]),
+        obj::get_i64(o, &["spec", "parallelism"]),
+    ) {
+        (Some(c), _) => format!("{succeeded}/{c}"),
+        (None, Some(p)) if p > 1 => format!("{succeeded}/1 of {p}"),
+        _ => format!("{succeeded}/1"),
+    };
+    let duration = match (
+        obj::get_time(o, &["status", "startTime"]),
+        obj::get_time(o, &["status", "completionTime"]),
+    ) {
+        (None, _) => String::new(),
+        (Some(start), None) => super::human_duration(now - start),
+        (Some(start), Some(end)) => super::human_duration(end - start),
+    };
+    vec![
+        json!(obj::name(o)),
+        json!(job_status(o)),
+        json!(completions),
+        json!(duration),
+        json!(age(o, &["metadata", "creationTimestamp"], now)),
+        json!(containers),
+        json!(images),
+        json!(selector_string(o)),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn job_rows() {
+        let now = Utc
+            .with_ymd_and_hms(2024, 1, 1, 0, 10, 0)
+            .single()
+            .unwrap_or_default();
+        let running = json!({"metadata": {"name": "pi", "creationTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"completions": 3, "parallelism": 2, "selector": {"matchLabels": {"j": "pi"}},
+                     "template": {"spec": {"containers": [{"name": "pi", "image": "perl"}]}}},
+            "status": {"succeeded": 1, "startTime": "2024-01-01T00:00:00Z"}});
+        assert_eq!(
+            job(&running, now),
+            vec![
+                json!("pi"),
+                json!("Running"),
+                json!("1/3"),
+                json!("10m"),
+                json!("10m"),
+                json!("pi"),
+                json!("perl"),
+                json!("j=pi")
+            ]
+        );
+        let done = json!({"metadata": {"name": "q"}, "spec": {"parallelism": 4},
+            "status": {"startTime": "2024-01-01T00:00:00Z", "completionTime": "2024-01-01T00:00:42Z",
+                       "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]}});
+        assert_eq!(
+            job(&done, now)[1..4],
+            [json!("Complete"), json!("0/1 of 4"), json!("42s")]
+        );
+    }
 
     #[test]
     fn workload_rows() {

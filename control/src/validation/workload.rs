@@ -81,10 +81,10 @@ pub fn validate_statefulset(obj: &Value, old: Option<&Value>) -> Vec<FieldError>
     errs
 }
 
-/// What Deployment and ReplicaSet share: metadata, replicas, minReadySeconds, the selector
-/// and the template it must select, and the selector's immutability.
+/// What Deployment and ReplicaSet share: the selected template (restarting `Always`),
+/// replicas, minReadySeconds, and no activeDeadlineSeconds.
 fn common(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    let mut errs = meta::validate(obj, old, NameRule::Dns1123Subdomain);
+    let mut errs = selected_template(obj, old, &["Always"]);
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     if let Some(replicas) = obj::get_i64(spec, &["replicas"]) {
         nonnegative(&mut errs, "spec.replicas", replicas);
@@ -92,6 +92,50 @@ fn common(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     if let Some(min_ready) = obj::get_i64(spec, &["minReadySeconds"]) {
         nonnegative(&mut errs, "spec.minReadySeconds", min_ready);
     }
+    if obj::get(spec, &["template", "spec", "activeDeadlineSeconds"]).is_some() {
+        errs.push(FieldError::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in ReplicaSet is not Supported",
+        ));
+    }
+    errs
+}
+
+/// `ValidateJobSpec` and `ValidateJobUpdate` (the parts wkube's Jobs use): the selected
+/// template restarting `OnFailure` or `Never`, nonnegative counts, and an immutable
+/// template.
+pub fn validate_job(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = selected_template(obj, old, &["OnFailure", "Never"]);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    for field in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+    ] {
+        if let Some(v) = obj::get_i64(spec, &[field]) {
+            nonnegative(&mut errs, &format!("spec.{field}"), v);
+        }
+    }
+    if let Some(old) = old {
+        let template = spec.get("template").unwrap_or(&Value::Null);
+        if Some(template) != obj::get(old, &["spec", "template"]) {
+            errs.push(FieldError::invalid(
+                "spec.template",
+                template.clone(),
+                "field is immutable",
+            ));
+        }
+    }
+    errs
+}
+
+/// Metadata, the selector and the template it must select (with a restart policy of
+/// `restart`), and the selector's immutability.
+fn selected_template(obj: &Value, old: Option<&Value>, restart: &[&str]) -> Vec<FieldError> {
+    let mut errs = meta::validate(obj, old, NameRule::Dns1123Subdomain);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
     let selector_json = spec.get("selector").unwrap_or(&Value::Null);
     if selector_json.is_null() {
         errs.push(FieldError::required("spec.selector", ""));
@@ -110,7 +154,7 @@ fn common(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
             selector_json.clone(),
             "invalid label selector",
         )),
-        Ok(selector) => errs.extend(template(spec, &selector)),
+        Ok(selector) => errs.extend(template(spec, &selector, restart)),
     }
     if let Some(old) = old {
         let old_selector = obj::get(old, &["spec", "selector"]).unwrap_or(&Value::Null);
@@ -131,8 +175,8 @@ fn nonnegative(errs: &mut Vec<FieldError>, field: &str, value: i64) {
     }
 }
 
-/// `ValidatePodTemplateSpecForReplicaSet`.
-fn template(spec: &Value, selector: &LabelSelector) -> Vec<FieldError> {
+/// `ValidatePodTemplateSpecForReplicaSet`, with the restart policies allowed.
+fn template(spec: &Value, selector: &LabelSelector, restart: &[&str]) -> Vec<FieldError> {
     let Some(template) = spec.get("template").filter(|t| !t.is_null()) else {
         return vec![FieldError::required("spec.template", "")];
     };
@@ -151,18 +195,12 @@ fn template(spec: &Value, selector: &LabelSelector) -> Vec<FieldError> {
     ));
     let pod_spec = template.get("spec").unwrap_or(&Value::Null);
     errs.extend(pod::validate_spec(pod_spec, "spec.template.spec"));
-    let restart = obj::str_or_empty(pod_spec, &["restartPolicy"]);
-    if restart != "Always" {
+    let policy = obj::str_or_empty(pod_spec, &["restartPolicy"]);
+    if !restart.contains(&policy) {
         errs.push(FieldError::not_supported(
             "spec.template.spec.restartPolicy",
-            json!(restart),
-            &["Always"],
-        ));
-    }
-    if pod_spec.get("activeDeadlineSeconds").is_some() {
-        errs.push(FieldError::forbidden(
-            "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in ReplicaSet is not Supported",
+            json!(policy),
+            restart,
         ));
     }
     errs
