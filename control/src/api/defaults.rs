@@ -14,6 +14,7 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "ReplicaSet" => workload(obj, false),
         "StatefulSet" => statefulset(obj),
         "Job" => job(obj),
+        "CronJob" => cronjob(obj),
         "PersistentVolumeClaim" => claim(obj),
         _ => {}
     }
@@ -146,6 +147,24 @@ fn job(obj: &mut Value) {
         }
     }
     pod_template(spec);
+}
+
+/// batch/v1 `SetDefaults_CronJob`, and the pod spec defaults of the Job template's pods.
+fn cronjob(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(spec, "concurrencyPolicy", json!("Allow"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "successfulJobsHistoryLimit", json!(3));
+    set_default(spec, "failedJobsHistoryLimit", json!(1));
+    if let Some(job_spec) = spec
+        .get_mut("jobTemplate")
+        .and_then(|t| t.get_mut("spec"))
+        .and_then(Value::as_object_mut)
+    {
+        pod_template(job_spec);
+    }
 }
 
 /// core/v1 `SetDefaults_PersistentVolumeClaim`: a new claim is Pending until a volume

@@ -2,7 +2,7 @@
 //!
 //! Since client-go 1.32 the typed clients of built-in kinds send `application/vnd.kubernetes.protobuf`
 //! bodies, so kubectl 1.33's `create configmap`, `create secret`, `create namespace`,
-//! `create deployment` and `create job` arrive here.
+//! `create deployment`, `create job` and `create cronjob` arrive here.
 //! The body is the magic `k8s\0` followed by a `runtime.Unknown` whose `raw` field holds the object
 //! encoded by the `generated.proto` of its API group. The object is turned into the JSON the rest
 //! of the API server works on, guided by a small field table per kind: the field numbers come from
@@ -216,6 +216,25 @@ const JOB: &[Field] = &[
     one(2, "spec", Kind::Msg(JOB_SPEC)),
 ];
 
+const JOB_TEMPLATE_SPEC: &[Field] = &[
+    one(1, "metadata", Kind::Msg(OBJECT_META)),
+    one(2, "spec", Kind::Msg(JOB_SPEC)),
+];
+const CRON_JOB_SPEC: &[Field] = &[
+    one(1, "schedule", Kind::Str),
+    one(2, "startingDeadlineSeconds", Kind::PtrInt),
+    one(3, "concurrencyPolicy", Kind::Str),
+    one(4, "suspend", Kind::Bool),
+    one(5, "jobTemplate", Kind::Msg(JOB_TEMPLATE_SPEC)),
+    one(6, "successfulJobsHistoryLimit", Kind::PtrInt),
+    one(7, "failedJobsHistoryLimit", Kind::PtrInt),
+    one(8, "timeZone", Kind::Str),
+];
+const CRON_JOB: &[Field] = &[
+    one(1, "metadata", Kind::Msg(OBJECT_META)),
+    one(2, "spec", Kind::Msg(CRON_JOB_SPEC)),
+];
+
 const TYPE_META: &[Field] = &[one(1, "apiVersion", Kind::Str), one(2, "kind", Kind::Str)];
 
 fn schema(api_version: &str, kind: &str) -> Option<&'static [Field]> {
@@ -225,6 +244,7 @@ fn schema(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("v1", "Namespace") => Some(NAMESPACE),
         ("apps/v1", "Deployment") => Some(DEPLOYMENT),
         ("batch/v1", "Job") => Some(JOB),
+        ("batch/v1", "CronJob") => Some(CRON_JOB),
         // DeleteOptions is sent with the group version of the resource being deleted.
         (_, "DeleteOptions") => Some(DELETE_OPTIONS),
         _ => None,

@@ -13,6 +13,7 @@
 //!
 //! Everything here runs on the raft leader only (see [`crate::leadership`]).
 
+pub mod cronjob;
 pub mod deployment;
 pub mod gc;
 pub mod job;
@@ -71,6 +72,7 @@ pub struct Caches {
     pub deployments: Cache,
     pub statefulsets: Cache,
     pub jobs: Cache,
+    pub cronjobs: Cache,
     /// PersistentVolumeClaims, which StatefulSets create.
     pub claims: Cache,
     /// Every cached kind, for the garbage collector.
@@ -91,6 +93,7 @@ impl Caches {
             deployments: find("Deployment")?,
             statefulsets: find("StatefulSet")?,
             jobs: find("Job")?,
+            cronjobs: find("CronJob")?,
             claims: find("PersistentVolumeClaim")?,
             all,
         })
@@ -153,6 +156,7 @@ pub async fn run(api: Api) -> Result<(), ControllerError> {
     tasks.spawn(deployment::run(api.clone(), caches.clone()));
     tasks.spawn(statefulset::run(api.clone(), caches.clone()));
     tasks.spawn(job::run(api.clone(), caches.clone()));
+    tasks.spawn(cronjob::run(api.clone(), caches.clone()));
     tasks.spawn(gc::run(api, caches));
     // The first to end ends them all (dropping the set aborts the rest).
     match tasks.join_next().await {

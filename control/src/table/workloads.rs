@@ -8,7 +8,12 @@ use serde_json::{json, Value};
 
 /// `layoutContainerCells`: container names and images of the pod template, comma-joined.
 fn containers_and_images(o: &Value) -> (String, String) {
-    let containers = obj::array(o, &["spec", "template", "spec", "containers"]);
+    template_containers(obj::get(o, &["spec"]).unwrap_or(&Value::Null))
+}
+
+/// Container names and images of `spec.template`.
+fn template_containers(spec: &Value) -> (String, String) {
+    let containers = obj::array(spec, &["template", "spec", "containers"]);
     let names: Vec<&str> = containers
         .iter()
         .map(|c| obj::str_or_empty(c, &["name"]))
@@ -18,6 +23,38 @@ fn containers_and_images(o: &Value) -> (String, String) {
         .map(|c| obj::str_or_empty(c, &["image"]))
         .collect();
     (names.join(","), images.join(","))
+}
+
+/// `printCronJob`; the wide columns are of the Job template.
+pub fn cronjob(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let job = obj::get(o, &["spec", "jobTemplate", "spec"]).unwrap_or(&Value::Null);
+    let (containers, images) = template_containers(job);
+    let suspend = match obj::get(o, &["spec", "suspend"]).and_then(Value::as_bool) {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "<unset>",
+    };
+    let last = match obj::get(o, &["status", "lastScheduleTime"]) {
+        Some(_) => age(o, &["status", "lastScheduleTime"], now),
+        None => "<none>".to_string(),
+    };
+    // `metav1.FormatLabelSelector`: `<none>` for no selector.
+    let selector = match job.get("selector") {
+        None | Some(Value::Null) => "<none>".to_string(),
+        Some(_) => selector_string(&json!({"spec": job})),
+    };
+    vec![
+        json!(obj::name(o)),
+        json!(obj::str_or_empty(o, &["spec", "schedule"])),
+        json!(obj::get_str(o, &["spec", "timeZone"]).unwrap_or("<none>")),
+        json!(suspend),
+        json!(obj::array(o, &["status", "active"]).len()),
+        json!(last),
+        json!(age(o, &["metadata", "creationTimestamp"], now)),
+        json!(containers),
+        json!(images),
+        json!(selector),
+    ]
 }
 
 /// `metav1.LabelSelectorAsSelector(spec.selector).String()`, `<invalid>` when it does not
@@ -130,6 +167,33 @@ pub fn job(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn cronjob_rows() {
+        let now = Utc
+            .with_ymd_and_hms(2024, 1, 1, 0, 10, 0)
+            .single()
+            .unwrap_or_default();
+        let c = json!({"metadata": {"name": "tick", "creationTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"schedule": "*/1 * * * *", "suspend": false,
+                     "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "hello:1.0"}]}}}}},
+            "status": {"active": [{"name": "tick-1"}], "lastScheduleTime": "2024-01-01T00:09:00Z"}});
+        assert_eq!(
+            cronjob(&c, now),
+            vec![
+                json!("tick"),
+                json!("*/1 * * * *"),
+                json!("<none>"),
+                json!("False"),
+                json!(1),
+                json!("60s"),
+                json!("10m"),
+                json!("c"),
+                json!("hello:1.0"),
+                json!("<none>")
+            ]
+        );
+    }
 
     #[test]
     fn job_rows() {

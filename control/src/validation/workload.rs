@@ -4,6 +4,7 @@
 use super::meta::{self, NameRule};
 use super::names::regex_error;
 use super::{pod, FieldError};
+use crate::controllers::cronjob::schedule::{self, Schedule, ScheduleError};
 use crate::obj;
 use crate::selectors::LabelSelector;
 use serde_json::{json, Value};
@@ -128,6 +129,78 @@ pub fn validate_job(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
             ));
         }
     }
+    errs
+}
+
+/// `ValidateCronJobCreate`/`Update` (the parts wkube's CronJobs use): the schedule and its
+/// time zone, the concurrency policy, nonnegative limits, and the Job template's pods.
+pub fn validate_cronjob(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = meta::validate(obj, old, NameRule::Dns1123Subdomain);
+    let name = obj::name(obj);
+    // Job names add 11 characters (`-` and minutes since the epoch) and must fit 63.
+    if name.len() > 52 {
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            json!(name),
+            "must be no more than 52 characters",
+        ));
+    }
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let time_zone = obj::get_str(spec, &["timeZone"]);
+    let zone_ok = match time_zone.map(schedule::zone) {
+        Some(Err(e)) => {
+            errs.push(FieldError::invalid(
+                "spec.timeZone",
+                json!(time_zone),
+                &e.to_string(),
+            ));
+            false
+        }
+        _ => true,
+    };
+    match obj::str_or_empty(spec, &["schedule"]) {
+        "" => errs.push(FieldError::required("spec.schedule", "")),
+        text => {
+            match Schedule::parse(text, time_zone) {
+                // Reported on spec.timeZone already.
+                Err(ScheduleError::TimeZone(_)) if !zone_ok => {}
+                Err(e) => errs.push(FieldError::invalid(
+                    "spec.schedule",
+                    json!(text),
+                    &e.to_string(),
+                )),
+                Ok(_) => {}
+            }
+        }
+    }
+    let policy = obj::str_or_empty(spec, &["concurrencyPolicy"]);
+    let policies = ["Allow", "Forbid", "Replace"];
+    if !policies.contains(&policy) {
+        errs.push(FieldError::not_supported(
+            "spec.concurrencyPolicy",
+            json!(policy),
+            &policies,
+        ));
+    }
+    for field in [
+        "startingDeadlineSeconds",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+    ] {
+        if let Some(v) = obj::get_i64(spec, &[field]) {
+            nonnegative(&mut errs, &format!("spec.{field}"), v);
+        }
+    }
+    let job_spec = obj::get(spec, &["jobTemplate", "spec"]).unwrap_or(&Value::Null);
+    let no_selector = LabelSelector::from_json(&Value::Null).expect("null selects nothing");
+    errs.extend(
+        template(job_spec, &no_selector, &["OnFailure", "Never"])
+            .into_iter()
+            .map(|mut e| {
+                e.field = format!("spec.jobTemplate.{}", e.field);
+                e
+            }),
+    );
     errs
 }
 
