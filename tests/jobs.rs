@@ -3,7 +3,9 @@
 //! completes with never more than two pods running; `kubectl wait` and `kubectl logs
 //! job/...` work; a failing guest stops at its backoffLimit; a finished Job with
 //! `ttlSecondsAfterFinished` goes away with its pods; `kubectl create job` works (a
-//! protobuf body from kubectl 1.33); a template that restarts `Always` is refused.
+//! protobuf body from kubectl 1.33); a template that restarts `Always` is refused;
+//! examples/cronjob.yaml spawns a Job at the next minute, and `kubectl create job
+//! --from=cronjob/...` runs one at once.
 
 mod common;
 
@@ -29,7 +31,7 @@ macro_rules! with_each_kubectl {
     )*};
 }
 
-with_each_kubectl!(job_flow, failing_job);
+with_each_kubectl!(job_flow, failing_job, cronjob_flow);
 
 fn server() -> Server {
     let server = Server::start();
@@ -179,6 +181,111 @@ fn failing_job(version: &str) {
         &["get", "pods", "-l", "job-name=fail", "-o", "name"],
     );
     assert_eq!(pods.lines().count(), 2, "{pods}");
+}
+
+fn cronjob_flow(version: &str) {
+    let server = server();
+    let example = format!("{}/examples/cronjob.yaml", env!("CARGO_MANIFEST_DIR"));
+    let out = server.kubectl_ok(version, &["apply", "-f", &example]);
+    assert_eq!(out.trim(), "cronjob.batch/hello-every-minute created");
+    let table = server.kubectl_ok(version, &["get", "cronjobs"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"],
+        "{table}"
+    );
+
+    // `kubectl create cronjob` (protobuf from 1.33).
+    server.kubectl_ok(
+        version,
+        &[
+            "create",
+            "cronjob",
+            "hourly",
+            "--image=hello:1.0",
+            "--schedule=@hourly",
+        ],
+    );
+    let made = server.jsonpath(
+        version,
+        &["cronjob", "hourly"],
+        "{.spec.schedule} {.spec.concurrencyPolicy} {.spec.jobTemplate.spec.template.spec.restartPolicy}",
+    );
+    assert_eq!(made, "@hourly Allow OnFailure");
+
+    // Run at once from the template: the Job is the CronJob's, marked as manual.
+    server.kubectl_ok(
+        version,
+        &["create", "job", "now", "--from=cronjob/hello-every-minute"],
+    );
+    server.kubectl_ok(
+        version,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/now",
+            "--timeout=60s",
+        ],
+    );
+    let marks = server.jsonpath(
+        version,
+        &["job", "now"],
+        "{.metadata.annotations.cronjob\\.kubernetes\\.io/instantiate} {.metadata.ownerReferences[0].kind}",
+    );
+    assert_eq!(marks, "manual CronJob");
+
+    // The schedule: a Job named after the minute it was due, within a minute.
+    let scheduled = wait_for("a scheduled Job", Duration::from_secs(75), || {
+        let jobs = server.kubectl_ok(version, &["get", "jobs", "-o", "name"]);
+        jobs.lines()
+            .filter_map(|l| l.strip_prefix("job.batch/hello-every-minute-"))
+            .find(|minutes| minutes.parse::<i64>().is_ok())
+            .map(str::to_string)
+    });
+    let job = format!("job/hello-every-minute-{scheduled}");
+    server.kubectl_ok(
+        version,
+        &["wait", "--for=condition=complete", &job, "--timeout=60s"],
+    );
+    let annotation = server.jsonpath(
+        version,
+        &[&job],
+        "{.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}",
+    );
+    let minutes: i64 = scheduled.parse().unwrap_or_default();
+    let due = chrono::DateTime::from_timestamp(minutes * 60, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    assert_eq!(annotation, due);
+    wait_for("the CronJob's status", DEADLINE, || {
+        let status = server.jsonpath(
+            version,
+            &["cronjob", "hello-every-minute"],
+            "{.status.lastScheduleTime} {.status.lastSuccessfulTime}",
+        );
+        (status.starts_with(&due) && status.len() > due.len() + 1).then_some(())
+    });
+}
+
+#[test]
+fn bad_schedules_are_refused() {
+    let server = Server::start();
+    let out = server.kubectl(
+        KUBECTL_VERSIONS[1],
+        &["create", "cronjob", "bad", "--image=i", "--schedule=* * *"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(r#"CronJob.batch "bad" is invalid: spec.schedule: Invalid value: "* * *": Expected exactly 5 fields, found 3: * * *"#),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -192,9 +192,10 @@ pub fn validate_cronjob(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         }
     }
     let job_spec = obj::get(spec, &["jobTemplate", "spec"]).unwrap_or(&Value::Null);
-    let no_selector = LabelSelector::from_json(&Value::Null).expect("null selects nothing");
+    // The Jobs' selectors are generated when they are created: none to match yet.
+    let everything = LabelSelector::from_json(&json!({})).expect("{} selects everything");
     errs.extend(
-        template(job_spec, &no_selector, &["OnFailure", "Never"])
+        template(job_spec, &everything, &["OnFailure", "Never"])
             .into_iter()
             .map(|mut e| {
                 e.field = format!("spec.jobTemplate.{}", e.field);
