@@ -13,6 +13,7 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "Deployment" => workload(obj, true),
         "ReplicaSet" => workload(obj, false),
         "StatefulSet" => statefulset(obj),
+        "DaemonSet" => daemonset(obj),
         "Job" => job(obj),
         "CronJob" => cronjob(obj),
         "PersistentVolumeClaim" => claim(obj),
@@ -96,6 +97,32 @@ fn statefulset(obj: &mut Value) {
     {
         templates.iter_mut().for_each(claim);
     }
+}
+
+/// apps/v1 `SetDefaults_DaemonSet`.
+fn daemonset(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    set_default(spec, "updateStrategy", json!({}));
+    if let Some(strategy) = spec
+        .get_mut("updateStrategy")
+        .and_then(Value::as_object_mut)
+    {
+        set_default(strategy, "type", json!("RollingUpdate"));
+        if strategy.get("type") == Some(&json!("RollingUpdate")) {
+            set_default(strategy, "rollingUpdate", json!({}));
+            if let Some(ru) = strategy
+                .get_mut("rollingUpdate")
+                .and_then(Value::as_object_mut)
+            {
+                set_default(ru, "maxUnavailable", json!(1));
+                set_default(ru, "maxSurge", json!(0));
+            }
+        }
+    }
+    pod_template(spec);
 }
 
 /// The labels tying a Job's pods to it (the Job strategy's `generateSelector`).

@@ -124,6 +124,17 @@ pub static RESOURCES: &[ResourceInfo] = &[
         ..CORE
     },
     ResourceInfo {
+        group: "apps",
+        kind: "DaemonSet",
+        plural: "daemonsets",
+        singular: "daemonset",
+        short_names: &["ds"],
+        subresources: &["status"],
+        categories: &["all"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
         group: "batch",
         kind: "Job",
         plural: "jobs",

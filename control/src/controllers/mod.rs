@@ -14,6 +14,7 @@
 //! Everything here runs on the raft leader only (see [`crate::leadership`]).
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod gc;
 pub mod job;
@@ -73,6 +74,8 @@ pub struct Caches {
     pub statefulsets: Cache,
     pub jobs: Cache,
     pub cronjobs: Cache,
+    pub daemonsets: Cache,
+    pub nodes: Cache,
     /// PersistentVolumeClaims, which StatefulSets create.
     pub claims: Cache,
     /// Every cached kind, for the garbage collector.
@@ -94,6 +97,8 @@ impl Caches {
             statefulsets: find("StatefulSet")?,
             jobs: find("Job")?,
             cronjobs: find("CronJob")?,
+            daemonsets: find("DaemonSet")?,
+            nodes: find("Node")?,
             claims: find("PersistentVolumeClaim")?,
             all,
         })
@@ -157,6 +162,7 @@ pub async fn run(api: Api) -> Result<(), ControllerError> {
     tasks.spawn(statefulset::run(api.clone(), caches.clone()));
     tasks.spawn(job::run(api.clone(), caches.clone()));
     tasks.spawn(cronjob::run(api.clone(), caches.clone()));
+    tasks.spawn(daemonset::run(api.clone(), caches.clone()));
     tasks.spawn(gc::run(api, caches));
     // The first to end ends them all (dropping the set aborts the rest).
     match tasks.join_next().await {

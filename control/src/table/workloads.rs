@@ -112,6 +112,34 @@ pub fn statefulset(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
+/// `printDaemonSet`: the node selector as `k=v` pairs, `<none>` without one.
+pub fn daemonset(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (containers, images) = containers_and_images(o);
+    let node_selector = obj::object(o, &["spec", "template", "spec", "nodeSelector"])
+        .filter(|m| !m.is_empty())
+        .map_or("<none>".to_string(), |m| {
+            let mut pairs: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            pairs.sort();
+            pairs.join(",")
+        });
+    vec![
+        json!(obj::name(o)),
+        int(o, &["status", "desiredNumberScheduled"]),
+        int(o, &["status", "currentNumberScheduled"]),
+        int(o, &["status", "numberReady"]),
+        int(o, &["status", "updatedNumberScheduled"]),
+        int(o, &["status", "numberAvailable"]),
+        json!(node_selector),
+        json!(age(o, &["metadata", "creationTimestamp"], now)),
+        json!(containers),
+        json!(images),
+        json!(selector_string(o)),
+    ]
+}
+
 /// The first of a Job's conditions (in `printJob`'s order) that holds, as its status.
 fn job_status(o: &Value) -> &'static str {
     let holds = |t: &str| {

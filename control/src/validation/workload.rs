@@ -35,6 +35,31 @@ pub fn validate_replicaset(obj: &Value, old: Option<&Value>) -> Vec<FieldError> 
     common(obj, old)
 }
 
+/// `ValidateDaemonSetSpec`: the ReplicaSet rules and the update strategy.
+pub fn validate_daemonset(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = common(obj, old);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    one_of(
+        &mut errs,
+        spec,
+        &["updateStrategy", "type"],
+        &["OnDelete", "RollingUpdate"],
+    );
+    errs
+}
+
+/// `spec.<path>` must be one of `allowed` (defaulting fills it in).
+fn one_of(errs: &mut Vec<FieldError>, spec: &Value, path: &[&str], allowed: &[&str]) {
+    let value = obj::str_or_empty(spec, path);
+    if !allowed.contains(&value) {
+        errs.push(FieldError::not_supported(
+            format!("spec.{}", path.join(".")),
+            json!(value),
+            allowed,
+        ));
+    }
+}
+
 /// `ValidateStatefulSetSpec`: the ReplicaSet rules plus the pod management policy and the
 /// update strategy. The template is checked with a volume per claim template, as its pods
 /// get them, so containers may mount the claims.
@@ -56,22 +81,18 @@ pub fn validate_statefulset(obj: &Value, old: Option<&Value>) -> Vec<FieldError>
     }
     let mut errs = common(&with_claims, old);
     let spec = obj.get("spec").unwrap_or(&Value::Null);
-    let policy = obj::str_or_empty(spec, &["podManagementPolicy"]);
-    if !["OrderedReady", "Parallel"].contains(&policy) {
-        errs.push(FieldError::not_supported(
-            "spec.podManagementPolicy",
-            json!(policy),
-            &["OrderedReady", "Parallel"],
-        ));
-    }
-    let strategy = obj::str_or_empty(spec, &["updateStrategy", "type"]);
-    if !["OnDelete", "RollingUpdate"].contains(&strategy) {
-        errs.push(FieldError::not_supported(
-            "spec.updateStrategy.type",
-            json!(strategy),
-            &["OnDelete", "RollingUpdate"],
-        ));
-    }
+    one_of(
+        &mut errs,
+        spec,
+        &["podManagementPolicy"],
+        &["OrderedReady", "Parallel"],
+    );
+    one_of(
+        &mut errs,
+        spec,
+        &["updateStrategy", "type"],
+        &["OnDelete", "RollingUpdate"],
+    );
     if let Some(partition) = obj::get_i64(spec, &["updateStrategy", "rollingUpdate", "partition"]) {
         nonnegative(
             &mut errs,
@@ -173,15 +194,12 @@ pub fn validate_cronjob(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
             }
         }
     }
-    let policy = obj::str_or_empty(spec, &["concurrencyPolicy"]);
-    let policies = ["Allow", "Forbid", "Replace"];
-    if !policies.contains(&policy) {
-        errs.push(FieldError::not_supported(
-            "spec.concurrencyPolicy",
-            json!(policy),
-            &policies,
-        ));
-    }
+    one_of(
+        &mut errs,
+        spec,
+        &["concurrencyPolicy"],
+        &["Allow", "Forbid", "Replace"],
+    );
     for field in [
         "startingDeadlineSeconds",
         "successfulJobsHistoryLimit",
