@@ -114,7 +114,10 @@ fn job_flow(version: &str) {
         .split_whitespace()
         .collect();
     assert_eq!(row[..3], ["hello", "Complete", "3/3"], "{table}");
-    let all = server.kubectl_ok(version, &["get", "deploy,rs,sts,ds,job,cronjob,pods", "-o", "wide"]);
+    let all = server.kubectl_ok(
+        version,
+        &["get", "deploy,rs,sts,ds,job,cronjob,pods", "-o", "wide"],
+    );
     assert!(all.contains("job.batch/hello"), "{all}");
 
     // `kubectl create job` (protobuf from 1.33), finished and then removed by its TTL.

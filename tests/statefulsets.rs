@@ -201,7 +201,10 @@ fn statefulset_flow(version: &str) {
         (row[0], row[1], row[3], row[4]),
         ("web", "3/3", "app", "echo:1.0")
     );
-    let all = server.kubectl_ok(version, &["get", "deploy,rs,sts,ds,job,cronjob,pods", "-o", "wide"]);
+    let all = server.kubectl_ok(
+        version,
+        &["get", "deploy,rs,sts,ds,job,cronjob,pods", "-o", "wide"],
+    );
     assert!(
         all.contains("statefulset.apps/web") && all.contains("pod/web-2"),
         "{all}"

@@ -173,7 +173,7 @@ pub fn validate_cronjob(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
             errs.push(FieldError::invalid(
                 "spec.timeZone",
                 json!(time_zone),
-                &e.to_string(),
+                e.to_string(),
             ));
             false
         }
@@ -188,7 +188,7 @@ pub fn validate_cronjob(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
                 Err(e) => errs.push(FieldError::invalid(
                     "spec.schedule",
                     json!(text),
-                    &e.to_string(),
+                    e.to_string(),
                 )),
                 Ok(_) => {}
             }

@@ -135,9 +135,17 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// (schedule, timeZone, from, the next time after it)
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+    );
+
     #[test]
     fn schedules_parse_like_parse_standard() {
-        let cases: &[(&str, Option<&str>, DateTime<Utc>, Option<DateTime<Utc>>)] = &[
+        let cases: &[Case] = &[
             ("*/1 * * * *", None, at(10, 0), Some(at(10, 1))),
             ("*/15 * * * *", None, at(10, 7), Some(at(10, 15))),
             ("@hourly", None, at(10, 7), Some(at(11, 0))),
