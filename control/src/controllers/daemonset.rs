@@ -17,15 +17,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::deployment::template::template_hash;
-use super::owners::{self, being_deleted, claim_all, controller_of};
-use super::reflector::Cache;
-use super::replicaset::{self, is_active, is_pod_ready, selecting, until_available};
+use super::owners::{self, being_deleted, claim_all};
+use super::pods;
+use super::replicaset::{self, is_active, is_pod_ready, until_available};
 use super::runner::{self, Action, Source};
 use super::statefulset::REVISION_LABEL;
 use super::{Caches, Context, ControllerError, Key};
-use crate::api::objects::DeleteOptions;
-use crate::api::ApiError;
-use crate::events::EventType;
 use crate::obj;
 use crate::selectors::LabelSelector;
 use crate::store::revision_of;
@@ -290,7 +287,6 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
         Utc::now(),
     );
     let pods = caches.pods.resource();
-    let ns = Some(key.namespace.as_str());
     let (mut pod_revision, mut set_revision) = (0, 0);
     for change in plan.changes {
         match change {
@@ -302,38 +298,12 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
                 pod_revision =
                     pod_revision.max(owners::write_claim(api, pods, &set, &p, false).await?)
             }
-            Change::Create(node) => match api.create(pods, ns, new_pod(&set, &node), false).await {
-                Ok(p) => {
-                    pod_revision = pod_revision.max(revision_of(&p));
-                    let msg = format!("Created pod: {}", obj::name(&p));
-                    ctx.events
-                        .record(&set, EventType::Normal, "SuccessfulCreate", &msg)
-                        .await;
-                }
-                Err(e) => {
-                    let msg = format!("Error creating: {e}");
-                    ctx.events
-                        .record(&set, EventType::Warning, "FailedCreate", &msg)
-                        .await;
-                    return Err(e.into());
-                }
-            },
+            Change::Create(node) => {
+                let created = pods::create(ctx, &set, new_pod(&set, &node)).await?;
+                pod_revision = pod_revision.max(revision_of(&created));
+            }
             Change::Delete(p) => {
-                let opts = DeleteOptions {
-                    precondition_uid: Some(owners::uid(&p).to_string()),
-                    ..Default::default()
-                };
-                match api.delete(pods, ns, obj::name(&p), &opts).await {
-                    Ok((o, _)) => {
-                        pod_revision = pod_revision.max(revision_of(&o));
-                        let msg = format!("Deleted pod: {}", obj::name(&p));
-                        ctx.events
-                            .record(&set, EventType::Normal, "SuccessfulDelete", &msg)
-                            .await;
-                    }
-                    Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                pod_revision = pod_revision.max(pods::delete(ctx, &set, &p).await?)
             }
             Change::Status(s) => {
                 set_revision = replicaset::write_status(api, caches, &set, s).await?
@@ -345,37 +315,14 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
     Ok(plan.action)
 }
 
-/// The DaemonSets a pod change concerns: its controller, or those that may adopt it.
-fn owners_of_pod(sets: &Cache, pod: &Value) -> Vec<Key> {
-    match controller_of(pod) {
-        Some(r) if obj::str_or_empty(r, &["kind"]) == "DaemonSet" => {
-            vec![Key::new(
-                obj::namespace(pod),
-                obj::str_or_empty(r, &["name"]),
-            )]
-        }
-        Some(_) => vec![],
-        None => selecting(sets, pod),
-    }
-}
-
 pub async fn run(api: crate::api::Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
-    let (sets, every) = (caches.daemonsets.clone(), caches.daemonsets.clone());
-    let sources = vec![
-        Source {
-            cache: caches.daemonsets.clone(),
-            mapper: Arc::new(|s: &Value| vec![Key::of(s)]),
-        },
-        Source {
-            cache: caches.pods.clone(),
-            mapper: Arc::new(move |pod: &Value| owners_of_pod(&sets, pod)),
-        },
-        // A node joining, leaving or changing labels or taints concerns every set.
-        Source {
-            cache: caches.nodes.clone(),
-            mapper: Arc::new(move |_: &Value| every.all().iter().map(|s| Key::of(s)).collect()),
-        },
-    ];
+    let every = caches.daemonsets.clone();
+    let mut sources = owners::sources(&caches.daemonsets, &caches.pods);
+    // A node joining, leaving or changing labels or taints concerns every set.
+    sources.push(Source {
+        cache: caches.nodes.clone(),
+        mapper: Arc::new(move |_: &Value| every.all().iter().map(|s| Key::of(s)).collect()),
+    });
     let ctx = Context::new(api, caches, "daemonset-controller");
     runner::run("daemonset", sources, |key| reconcile(&ctx, key)).await
 }

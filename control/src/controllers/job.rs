@@ -16,10 +16,10 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use super::owners::{self, being_deleted, claim_all, controller_of};
-use super::reflector::Cache;
-use super::replicaset::{self, is_pod_ready, selecting};
-use super::runner::{self, Action, Source};
+use super::owners::{self, being_deleted, claim_all};
+use super::pods;
+use super::replicaset::{self, is_pod_ready};
+use super::runner::{self, Action};
 use super::{Caches, Context, ControllerError, Key};
 use crate::api::objects::{DeleteOptions, Propagation};
 use crate::api::ApiError;
@@ -351,38 +351,13 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
             Change::CreatePods(n) => {
                 let pod = new_pod(&job);
                 for _ in 0..n {
-                    match api.create(pods, ns, pod.clone(), false).await {
-                        Ok(p) => {
-                            pod_revision = pod_revision.max(revision_of(&p));
-                            let msg = format!("Created pod: {}", obj::name(&p));
-                            ctx.events
-                                .record(&job, EventType::Normal, "SuccessfulCreate", &msg)
-                                .await;
-                        }
-                        Err(e) => {
-                            let msg = format!("Error creating: {e}");
-                            ctx.events
-                                .record(&job, EventType::Warning, "FailedCreate", &msg)
-                                .await;
-                            return Err(e.into());
-                        }
-                    }
+                    let created = pods::create(ctx, &job, pod.clone()).await?;
+                    pod_revision = pod_revision.max(revision_of(&created));
                 }
             }
             Change::DeletePods(victims) => {
                 for p in victims {
-                    let name = obj::name(&p);
-                    match api.delete(pods, ns, name, &DeleteOptions::default()).await {
-                        Ok((o, _)) => {
-                            pod_revision = pod_revision.max(revision_of(&o));
-                            let msg = format!("Deleted pod: {name}");
-                            ctx.events
-                                .record(&job, EventType::Normal, "SuccessfulDelete", &msg)
-                                .await;
-                        }
-                        Err(ApiError::NotFound { .. }) => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                    pod_revision = pod_revision.max(pods::delete(ctx, &job, &p).await?);
                 }
             }
             Change::Event(kind, reason, message) => {
@@ -414,32 +389,8 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
     Ok(plan.action)
 }
 
-/// The Jobs a pod change concerns: its controller, or those that may adopt it.
-fn owners_of_pod(jobs: &Cache, pod: &Value) -> Vec<Key> {
-    match controller_of(pod) {
-        Some(r) if obj::str_or_empty(r, &["kind"]) == "Job" => {
-            vec![Key::new(
-                obj::namespace(pod),
-                obj::str_or_empty(r, &["name"]),
-            )]
-        }
-        Some(_) => vec![],
-        None => selecting(jobs, pod),
-    }
-}
-
 pub async fn run(api: crate::api::Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
-    let jobs = caches.jobs.clone();
-    let sources = vec![
-        Source {
-            cache: caches.jobs.clone(),
-            mapper: Arc::new(|j: &Value| vec![Key::of(j)]),
-        },
-        Source {
-            cache: caches.pods.clone(),
-            mapper: Arc::new(move |pod: &Value| owners_of_pod(&jobs, pod)),
-        },
-    ];
+    let sources = owners::sources(&caches.jobs, &caches.pods);
     let ctx = Context::new(api, caches, "job-controller");
     runner::run("job", sources, |key| reconcile(&ctx, key)).await
 }

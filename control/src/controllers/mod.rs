@@ -19,6 +19,7 @@ pub mod deployment;
 pub mod gc;
 pub mod job;
 pub mod owners;
+pub mod pods;
 pub mod queue;
 pub mod reflector;
 pub mod replicaset;

@@ -18,10 +18,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::deployment::template::template_hash;
-use super::owners::{self, being_deleted, claim_all, controller_of};
-use super::reflector::Cache;
-use super::replicaset::{self, is_pod_ready, selecting, until_available};
-use super::runner::{self, Action, Source};
+use super::owners::{self, being_deleted, claim_all};
+use super::replicaset::{self, is_pod_ready, until_available};
+use super::runner::{self, Action};
 use super::{Caches, Context, ControllerError, Key};
 use crate::api::objects::DeleteOptions;
 use crate::api::{Api, ApiError};
@@ -436,32 +435,8 @@ fn claim_owner<'a>(claim: &'a Value, set: &Value) -> &'a str {
         .unwrap_or(name)
 }
 
-/// The StatefulSets a pod change concerns: its controller, or those that may adopt it.
-fn owners_of_pod(sets: &Cache, pod: &Value) -> Vec<Key> {
-    match controller_of(pod) {
-        Some(r) if obj::str_or_empty(r, &["kind"]) == "StatefulSet" => {
-            vec![Key::new(
-                obj::namespace(pod),
-                obj::str_or_empty(r, &["name"]),
-            )]
-        }
-        Some(_) => vec![],
-        None => selecting(sets, pod),
-    }
-}
-
 pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
-    let sets = caches.statefulsets.clone();
-    let sources = vec![
-        Source {
-            cache: caches.statefulsets.clone(),
-            mapper: Arc::new(|s: &Value| vec![Key::of(s)]),
-        },
-        Source {
-            cache: caches.pods.clone(),
-            mapper: Arc::new(move |pod: &Value| owners_of_pod(&sets, pod)),
-        },
-    ];
+    let sources = owners::sources(&caches.statefulsets, &caches.pods);
     let ctx = Context::new(api, caches, "statefulset-controller");
     runner::run("statefulset", sources, |key| reconcile(&ctx, key)).await
 }
