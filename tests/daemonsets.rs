@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{wait_for, Server, KUBECTL_VERSIONS};
+use common::{table_rows, wait_for, Server, KUBECTL_VERSIONS};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -81,12 +81,8 @@ fn daemonset_across_members() {
 
     for version in [oldest, newest] {
         let table = b.kubectl_ok(version, &["get", "ds", "-o", "wide"]);
-        let mut lines = table.lines();
-        let header: Vec<&str> = lines
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
+        let rows = table_rows(&table);
+        let header = &rows[0][..];
         assert_eq!(
             header,
             [
@@ -105,11 +101,7 @@ fn daemonset_across_members() {
             ],
             "{table}"
         );
-        let row: Vec<&str> = lines
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
+        let row = &rows[1];
         assert_eq!(
             row[..7],
             ["agent", "3", "3", "3", "3", "3", "<none>"],

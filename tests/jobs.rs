@@ -7,29 +7,14 @@
 //! examples/cronjob.yaml spawns a Job at the next minute, and `kubectl create job
 //! --from=cronjob/...` runs one at once.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
-use common::{wait_for, Server, KUBECTL_VERSIONS};
+use common::{table_rows, wait_for, Server, KUBECTL_VERSIONS};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-macro_rules! with_each_kubectl {
-    ($($flow:ident),*) => {$(
-        mod $flow {
-            #[test]
-            fn oldest_kubectl() {
-                super::$flow(super::KUBECTL_VERSIONS[0]);
-            }
-
-            #[test]
-            fn newest_kubectl() {
-                super::$flow(super::KUBECTL_VERSIONS[1]);
-            }
-        }
-    )*};
-}
 
 with_each_kubectl!(job_flow, failing_job, cronjob_flow);
 
@@ -88,12 +73,8 @@ fn job_flow(version: &str) {
         "{logs}"
     );
     let table = server.kubectl_ok(version, &["get", "jobs", "-o", "wide"]);
-    let mut lines = table.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let rows = table_rows(&table);
+    let header = &rows[0][..];
     assert_eq!(
         header,
         [
@@ -108,11 +89,7 @@ fn job_flow(version: &str) {
         ],
         "{table}"
     );
-    let row: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let row = &rows[1];
     assert_eq!(row[..3], ["hello", "Complete", "3/3"], "{table}");
     let all = server.kubectl_ok(
         version,
@@ -192,12 +169,8 @@ fn cronjob_flow(version: &str) {
     let out = server.kubectl_ok(version, &["apply", "-f", &example]);
     assert_eq!(out.trim(), "cronjob.batch/hello-every-minute created");
     let table = server.kubectl_ok(version, &["get", "cronjobs"]);
-    let mut lines = table.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let rows = table_rows(&table);
+    let header = &rows[0][..];
     assert_eq!(
         header,
         ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"],

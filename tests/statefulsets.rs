@@ -4,6 +4,7 @@
 //! web-1 comes back as web-1; an image change replaces pods highest ordinal first; scaling
 //! down removes the highest ordinal first, one at a time; claims outlive pods and the set.
 
+#[macro_use]
 mod common;
 
 use std::io::BufReader;
@@ -11,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_for, Server, KUBECTL_VERSIONS};
+use common::{table_rows, wait_for, Server, KUBECTL_VERSIONS};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -110,22 +111,6 @@ fn first(events: &[Seen], f: impl Fn(&Seen) -> bool) -> Option<usize> {
     events.iter().position(f)
 }
 
-macro_rules! with_each_kubectl {
-    ($($flow:ident),*) => {$(
-        mod $flow {
-            #[test]
-            fn oldest_kubectl() {
-                super::$flow(super::KUBECTL_VERSIONS[0]);
-            }
-
-            #[test]
-            fn newest_kubectl() {
-                super::$flow(super::KUBECTL_VERSIONS[1]);
-            }
-        }
-    )*};
-}
-
 with_each_kubectl!(statefulset_flow);
 
 fn rollout_status(server: &Server, version: &str) -> String {
@@ -165,13 +150,11 @@ fn statefulset_flow(version: &str) {
     );
     assert_eq!(labels, "web-1 web-1 web");
     let claims = server.kubectl_ok(version, &["get", "pvc"]);
-    let header: Vec<&str> = claims
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    assert_eq!(header[..3], ["NAME", "STATUS", "VOLUME"], "{claims}");
+    assert_eq!(
+        table_rows(&claims)[0][..3],
+        ["NAME", "STATUS", "VOLUME"],
+        "{claims}"
+    );
     for c in ["www-web-0", "www-web-1", "www-web-2"] {
         assert!(
             claims
@@ -181,22 +164,14 @@ fn statefulset_flow(version: &str) {
         );
     }
     let table = server.kubectl_ok(version, &["get", "sts", "-o", "wide"]);
-    let mut lines = table.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let rows = table_rows(&table);
+    let header = &rows[0][..];
     assert_eq!(
         header,
         ["NAME", "READY", "AGE", "CONTAINERS", "IMAGES"],
         "{table}"
     );
-    let row: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let row = &rows[1];
     assert_eq!(
         (row[0], row[1], row[3], row[4]),
         ("web", "3/3", "app", "echo:1.0")

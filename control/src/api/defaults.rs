@@ -32,22 +32,35 @@ fn workload(obj: &mut Value, deployment: bool) {
     if deployment {
         set_default(spec, "revisionHistoryLimit", json!(10));
         set_default(spec, "progressDeadlineSeconds", json!(600));
-        set_default(spec, "strategy", json!({}));
-        if let Some(strategy) = spec.get_mut("strategy").and_then(Value::as_object_mut) {
-            set_default(strategy, "type", json!("RollingUpdate"));
-            if strategy.get("type") == Some(&json!("RollingUpdate")) {
-                set_default(strategy, "rollingUpdate", json!({}));
-                if let Some(ru) = strategy
-                    .get_mut("rollingUpdate")
-                    .and_then(Value::as_object_mut)
-                {
-                    set_default(ru, "maxUnavailable", json!("25%"));
-                    set_default(ru, "maxSurge", json!("25%"));
-                }
-            }
-        }
+        rolling_update(
+            spec,
+            "strategy",
+            &[("maxUnavailable", json!("25%")), ("maxSurge", json!("25%"))],
+        );
     }
     pod_template(spec);
+}
+
+/// A workload's update strategy `field`, RollingUpdate unless given, with the rolling
+/// update's `defaults`.
+fn rolling_update(spec: &mut Map<String, Value>, field: &str, defaults: &[(&str, Value)]) {
+    set_default(spec, field, json!({}));
+    let Some(strategy) = spec.get_mut(field).and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type") != Some(&json!("RollingUpdate")) {
+        return;
+    }
+    set_default(strategy, "rollingUpdate", json!({}));
+    if let Some(ru) = strategy
+        .get_mut("rollingUpdate")
+        .and_then(Value::as_object_mut)
+    {
+        for (k, v) in defaults {
+            set_default(ru, k, v.clone());
+        }
+    }
 }
 
 /// The pod spec defaults of a workload's `template`.
@@ -75,22 +88,7 @@ fn statefulset(obj: &mut Value) {
         "persistentVolumeClaimRetentionPolicy",
         json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
     );
-    set_default(spec, "updateStrategy", json!({}));
-    if let Some(strategy) = spec
-        .get_mut("updateStrategy")
-        .and_then(Value::as_object_mut)
-    {
-        set_default(strategy, "type", json!("RollingUpdate"));
-        if strategy.get("type") == Some(&json!("RollingUpdate")) {
-            set_default(strategy, "rollingUpdate", json!({}));
-            if let Some(ru) = strategy
-                .get_mut("rollingUpdate")
-                .and_then(Value::as_object_mut)
-            {
-                set_default(ru, "partition", json!(0));
-            }
-        }
-    }
+    rolling_update(spec, "updateStrategy", &[("partition", json!(0))]);
     if let Some(templates) = spec
         .get_mut("volumeClaimTemplates")
         .and_then(Value::as_array_mut)
@@ -105,23 +103,11 @@ fn daemonset(obj: &mut Value) {
         return;
     };
     set_default(spec, "revisionHistoryLimit", json!(10));
-    set_default(spec, "updateStrategy", json!({}));
-    if let Some(strategy) = spec
-        .get_mut("updateStrategy")
-        .and_then(Value::as_object_mut)
-    {
-        set_default(strategy, "type", json!("RollingUpdate"));
-        if strategy.get("type") == Some(&json!("RollingUpdate")) {
-            set_default(strategy, "rollingUpdate", json!({}));
-            if let Some(ru) = strategy
-                .get_mut("rollingUpdate")
-                .and_then(Value::as_object_mut)
-            {
-                set_default(ru, "maxUnavailable", json!(1));
-                set_default(ru, "maxSurge", json!(0));
-            }
-        }
-    }
+    rolling_update(
+        spec,
+        "updateStrategy",
+        &[("maxUnavailable", json!(1)), ("maxSurge", json!(0))],
+    );
     pod_template(spec);
 }
 
