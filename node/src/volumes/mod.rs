@@ -418,3 +418,25 @@ where
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn claim_directories_are_per_namespace_and_stay_under_the_root() {
+        let pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1"}}),
+        )
+        .expect("a pod");
+        let root = Path::new("/var/lib/wkube/volumes");
+        assert_eq!(
+            claim_dir(root, &pod, "www-web-1"),
+            Some(root.join("claims/shop/www-web-1"))
+        );
+        for bad in ["../escape", "a/b", "..", ""] {
+            assert_eq!(claim_dir(root, &pod, bad), None, "{bad:?}");
+        }
+    }
+}
