@@ -285,6 +285,21 @@ pub fn plan(job: &Value, pods: &[Arc<Value>], now: DateTime<Utc>) -> Plan {
         }
     }
 
+    // `Suspended` holds while the Job is suspended and turns False once it is resumed.
+    let was_suspended = condition(job, "Suspended").is_some();
+    if suspended != was_suspended {
+        conditions.retain(|c| c["type"] != "Suspended");
+        let mut c = if suspended {
+            new_condition("Suspended", "JobSuspended", "Job suspended", now)
+        } else {
+            new_condition("Suspended", "JobResumed", "Job resumed", now)
+        };
+        if !suspended {
+            c["status"] = json!("False");
+        }
+        conditions.push(c);
+    }
+
     let counts = status.as_object_mut().expect("status is an object");
     set_count(counts, "active", active.len());
     set_count(counts, "succeeded", succeeded);
@@ -543,7 +558,7 @@ mod tests {
                 "suspended: no pods",
                 job(json!({"suspend": true})),
                 vec![pod("a", "Running", 0)],
-                vec!["delete a", "status active=1 succeeded=0 failed=0 "],
+                vec!["delete a", "status active=1 succeeded=0 failed=0 Suspended"],
                 done,
             ),
         ];
@@ -563,6 +578,22 @@ mod tests {
         assert!(got.changes.is_empty());
         let later = now() + chrono::Duration::seconds(10);
         assert_eq!(summary(&plan(&finished, &[], later)), vec!["delete job"]);
+    }
+
+    #[test]
+    fn a_resumed_job_says_so_and_starts_pods() {
+        let mut resumed = job(json!({}));
+        resumed["status"]["conditions"] =
+            json!([{"type": "Suspended", "status": "True", "reason": "JobSuspended"}]);
+        let got = plan(&resumed, &[], now());
+        assert_eq!(summary(&got)[0], "create 1");
+        let Some(Change::Status(s)) = got.changes.last() else {
+            panic!("{:?}", got.changes)
+        };
+        assert_eq!(
+            (&s["conditions"][0]["status"], &s["conditions"][0]["reason"]),
+            (&json!("False"), &json!("JobResumed"))
+        );
     }
 
     #[test]
