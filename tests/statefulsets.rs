@@ -214,6 +214,33 @@ fn statefulset_flow(version: &str) {
     assert!(replaced("web-2") < deleted("web-1"), "{events:#?}");
     assert!(replaced("web-1") < deleted("web-0"), "{events:#?}");
 
+    // Both templates are ControllerRevisions: history lists them, undo goes back.
+    let history = server.kubectl_ok(version, &["rollout", "history", "sts/web"]);
+    let revisions: Vec<&str> = table_rows(&history)
+        .iter()
+        .filter_map(|r| r.first().copied())
+        .filter(|c| c.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    let records = server.kubectl_ok(version, &["get", "controllerrevisions"]);
+    let rows = table_rows(&records);
+    assert_eq!(
+        rows[0],
+        ["NAME", "CONTROLLER", "REVISION", "AGE"],
+        "{records}"
+    );
+    assert!(
+        rows[1..].iter().all(|r| r[1] == "statefulset.apps/web"),
+        "{records}"
+    );
+    let out = server.kubectl_ok(version, &["rollout", "undo", "sts/web"]);
+    assert!(out.contains("rolled back"), "{out}");
+    rollout_status(&server, version);
+    wait_for("web-0 back at echo:1.0", DEADLINE, || {
+        let image = server.jsonpath(version, &["pod", "web-0"], "{.spec.containers[0].image}");
+        (image == "echo:1.0").then_some(())
+    });
+
     // Scaling down removes web-2 first, and web-1 only once web-2 is gone.
     let mark = watch.seen().len();
     server.kubectl_ok(version, &["scale", "sts/web", "--replicas=1"]);

@@ -125,6 +125,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
     },
     ResourceInfo {
         group: "apps",
+        kind: "ControllerRevision",
+        plural: "controllerrevisions",
+        singular: "controllerrevision",
+        ..CORE
+    },
+    ResourceInfo {
+        group: "apps",
         kind: "DaemonSet",
         plural: "daemonsets",
         singular: "daemonset",

@@ -73,6 +73,8 @@ pub struct Caches {
     pub replicasets: Cache,
     pub deployments: Cache,
     pub statefulsets: Cache,
+    /// ControllerRevisions, the StatefulSets' template history.
+    pub revisions: Cache,
     pub jobs: Cache,
     pub cronjobs: Cache,
     pub daemonsets: Cache,
@@ -96,6 +98,7 @@ impl Caches {
             replicasets: find("ReplicaSet")?,
             deployments: find("Deployment")?,
             statefulsets: find("StatefulSet")?,
+            revisions: find("ControllerRevision")?,
             jobs: find("Job")?,
             cronjobs: find("CronJob")?,
             daemonsets: find("DaemonSet")?,

@@ -8,9 +8,9 @@
 //! (OnDelete).
 //!
 //! A revision is `<set>-<template hash>`, carried by each pod in the
-//! `controller-revision-hash` label. wkube keeps no ControllerRevision objects yet, so a
-//! pod is always made from the current template: one below the partition that is deleted
-//! comes back at the update revision, where Kubernetes would restore the old one.
+//! `controller-revision-hash` label and recorded in a ControllerRevision of that name
+//! (numbered, at most `revisionHistoryLimit` unused ones kept), so a pod below the
+//! partition comes back at the current revision and `kubectl rollout history/undo` work.
 
 use std::sync::Arc;
 
@@ -32,12 +32,16 @@ use crate::store::revision_of;
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// The template hash on a ControllerRevision.
+const HASH_LABEL: &str = "controller.kubernetes.io/hash";
 
 /// One decision of a reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Adopt(Arc<Value>),
     Release(Arc<Value>),
+    CreateRevision(Value),
+    DeleteRevision(Arc<Value>),
     CreateClaim(Value),
     CreatePod(Value),
     DeletePod(Arc<Value>),
@@ -97,8 +101,7 @@ fn claim_templates(set: &Value) -> &[Value] {
 /// The pod of `ordinal` (`newVersionedStatefulSetPod`): the template's pod, named and
 /// labelled for its identity, with a claim volume per claim template (replacing a template
 /// volume of the same name, as `updateStorage` does).
-pub fn new_pod(set: &Value, ordinal: usize, revision: &str) -> Value {
-    let template = obj::get(set, &["spec", "template"]).unwrap_or(&Value::Null);
+pub fn new_pod(set: &Value, template: &Value, ordinal: usize, revision: &str) -> Value {
     let name = pod_name(set, ordinal);
     let mut labels = obj::object(template, &["metadata", "labels"])
         .cloned()
@@ -135,6 +138,69 @@ pub fn new_pod(set: &Value, ordinal: usize, revision: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
 }
 
+/// The ControllerRevision recording `set`'s current template as revision `number`; its
+/// `data` is the patch that restores the template (what `kubectl rollout undo` applies).
+fn revision_object(set: &Value, number: i64) -> Value {
+    let template = obj::get(set, &["spec", "template"]).unwrap_or(&Value::Null);
+    let mut labels = obj::object(template, &["metadata", "labels"])
+        .cloned()
+        .unwrap_or_default();
+    let name = update_revision(set);
+    let hash = name.rsplit('-').next().unwrap_or_default().to_string();
+    labels.insert(HASH_LABEL.into(), json!(hash));
+    let mut patch = template.clone();
+    patch["$patch"] = json!("replace");
+    json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+        "metadata": {"name": name, "namespace": obj::namespace(set), "labels": labels,
+                     "ownerReferences": [owners::controller_ref(set)]},
+        "data": {"spec": {"template": patch}}, "revision": number})
+}
+
+/// The template a revision recorded.
+fn recorded_template(revision: &Value) -> Option<Value> {
+    let mut t = obj::get(revision, &["data", "spec", "template"])?.clone();
+    t.as_object_mut()?.remove("$patch");
+    Some(t)
+}
+
+fn revision_number(r: &Value) -> i64 {
+    obj::get_i64(r, &["revision"]).unwrap_or(0)
+}
+
+/// The revision changes: the update revision recorded if it is not yet, and the oldest
+/// revisions no pod uses beyond `revisionHistoryLimit` removed (`truncateHistory`).
+fn revisions_to_change(
+    set: &Value,
+    own: &[&Arc<Value>],
+    owned_pods: &[Arc<Value>],
+    live: [&str; 2],
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if !own.iter().any(|r| obj::name(r) == live[1]) {
+        let next = own.iter().map(|r| revision_number(r)).max().unwrap_or(0) + 1;
+        changes.push(Change::CreateRevision(revision_object(set, next)));
+    }
+    let limit = obj::get_i64(set, &["spec", "revisionHistoryLimit"])
+        .unwrap_or(10)
+        .max(0) as usize;
+    let mut history: Vec<&&Arc<Value>> = own
+        .iter()
+        .filter(|r| {
+            let name = obj::name(r);
+            !live.contains(&name) && !owned_pods.iter().any(|p| revision_of_pod(p) == name)
+        })
+        .collect();
+    history.sort_by_key(|r| revision_number(r));
+    let excess = history.len().saturating_sub(limit);
+    changes.extend(
+        history
+            .into_iter()
+            .take(excess)
+            .map(|r| Change::DeleteRevision(Arc::clone(r))),
+    );
+    changes
+}
+
 /// The claims of `ordinal` that `claims` (the namespace's) lacks (`createPersistentVolumeClaims`).
 /// They carry the set's matchLabels and no owner: they stay when the pod or the set goes.
 fn missing_claims(set: &Value, ordinal: usize, claims: &[Arc<Value>]) -> Vec<Value> {
@@ -161,9 +227,15 @@ fn missing_claims(set: &Value, ordinal: usize, claims: &[Arc<Value>]) -> Vec<Val
 }
 
 /// What `updateStatefulSet` does in one pass over `set`'s pods (and its namespace's
-/// claims). With OrderedReady, it stops at the first pod it creates, deletes or must wait
-/// for; the pod's events bring the set back.
-pub fn plan(set: &Value, pods: &[Arc<Value>], claims: &[Arc<Value>], now: DateTime<Utc>) -> Plan {
+/// claims and ControllerRevisions). With OrderedReady, it stops at the first pod it
+/// creates, deletes or must wait for; the pod's events bring the set back.
+pub fn plan(
+    set: &Value,
+    pods: &[Arc<Value>],
+    claims: &[Arc<Value>],
+    revisions: &[Arc<Value>],
+    now: DateTime<Utc>,
+) -> Plan {
     let mut changes = Vec::new();
     let selector =
         LabelSelector::from_json(obj::get(set, &["spec", "selector"]).unwrap_or(&Value::Null))
@@ -194,7 +266,30 @@ pub fn plan(set: &Value, pods: &[Arc<Value>], claims: &[Arc<Value>], now: DateTi
         .min()
         .map_or(Action::done(), Action::requeue);
     if !being_deleted(set) {
-        pods_to_change(set, &owned, claims, wanted, &update, &mut changes);
+        let own: Vec<&Arc<Value>> = revisions
+            .iter()
+            .filter(|r| owners::controlled_by(r, owners::uid(set)))
+            .collect();
+        changes.extend(revisions_to_change(set, &own, &owned, [&current, &update]));
+        // Below the partition, a pod comes back at the current revision, from its record.
+        let partition = obj::get_i64(
+            set,
+            &["spec", "updateStrategy", "rollingUpdate", "partition"],
+        )
+        .unwrap_or(0)
+        .max(0) as usize;
+        let rolling =
+            obj::str_or_empty(set, &["spec", "updateStrategy", "type"]) == "RollingUpdate";
+        let current_template = own
+            .iter()
+            .find(|r| current != update && obj::name(r) == current)
+            .and_then(|r| recorded_template(r));
+        let template = obj::get(set, &["spec", "template"]).unwrap_or(&Value::Null);
+        let make = |i: usize| match &current_template {
+            Some(t) if rolling && i < partition => new_pod(set, t, i, &current),
+            _ => new_pod(set, template, i, &update),
+        };
+        pods_to_change(set, &owned, claims, wanted, &update, &make, &mut changes);
     }
     let status = status(set, &owned, wanted, &current, &update, min_ready, now);
     if Some(&status) != set.get("status") {
@@ -211,6 +306,7 @@ fn pods_to_change(
     claims: &[Arc<Value>],
     wanted: usize,
     update: &str,
+    make: &dyn Fn(usize) -> Value,
     changes: &mut Vec<Change>,
 ) {
     let ordered = obj::str_or_empty(set, &["spec", "podManagementPolicy"]) != "Parallel";
@@ -230,7 +326,7 @@ fn pods_to_change(
                         .into_iter()
                         .map(Change::CreateClaim),
                 );
-                changes.push(Change::CreatePod(new_pod(set, i, update)));
+                changes.push(Change::CreatePod(make(i)));
                 if ordered {
                     return;
                 }
@@ -342,13 +438,33 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
         &set,
         &caches.pods.list(&key.namespace),
         &caches.claims.list(&key.namespace),
+        &caches.revisions.list(&key.namespace),
         Utc::now(),
     );
     let (pods, claims) = (caches.pods.resource(), caches.claims.resource());
+    let revisions = caches.revisions.resource();
     let ns = Some(key.namespace.as_str());
     let (mut pod_revision, mut claim_revision, mut set_revision) = (0, 0, 0);
+    let mut history_revision = 0;
     for change in plan.changes {
         match change {
+            Change::CreateRevision(r) => match api.create(revisions, ns, r, false).await {
+                Ok(created) => history_revision = history_revision.max(revision_of(&created)),
+                // Recorded by an earlier pass the cache had not shown yet.
+                Err(ApiError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            },
+            Change::DeleteRevision(r) => {
+                let opts = DeleteOptions {
+                    precondition_uid: Some(owners::uid(&r).to_string()),
+                    ..Default::default()
+                };
+                match api.delete(revisions, ns, obj::name(&r), &opts).await {
+                    Ok((o, _)) => history_revision = history_revision.max(revision_of(&o)),
+                    Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Change::Adopt(p) => {
                 pod_revision =
                     pod_revision.max(owners::write_claim(api, pods, &set, &p, true).await?)
@@ -420,6 +536,7 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
             }
         }
     }
+    caches.revisions.caught_up(history_revision).await;
     caches.claims.caught_up(claim_revision).await;
     caches.pods.caught_up(pod_revision).await;
     caches.statefulsets.caught_up(set_revision).await;
@@ -469,7 +586,7 @@ mod tests {
     /// Pod `web-<i>` of `set`, at `revision` (the set's own when None), ready or not.
     fn pod(set: &Value, i: usize, ready: bool, revision: Option<&str>) -> Arc<Value> {
         let revision = revision.map_or_else(|| update_revision(set), str::to_string);
-        let mut p = new_pod(set, i, &revision);
+        let mut p = new_pod(set, &set["spec"]["template"], i, &revision);
         p["metadata"]["uid"] = json!(format!("uid-{i}"));
         p["status"] = json!({"phase": "Running", "conditions": [
             {"type": "Ready", "status": if ready { "True" } else { "False" }, "lastTransitionTime": "2024-01-01T00:00:00Z"}]});
@@ -489,9 +606,59 @@ mod tests {
                 Change::CreateClaim(c) => Some(format!("claim {}", obj::name(c))),
                 Change::CreatePod(p) => Some(format!("create {}", obj::name(p))),
                 Change::DeletePod(p) => Some(format!("delete {}", obj::name(p))),
-                Change::Status(_) => None,
+                // Revisions are tested on their own.
+                Change::Status(_) | Change::CreateRevision(_) | Change::DeleteRevision(_) => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn revisions_are_recorded_and_restore_pods_below_the_partition() {
+        let old = set(3, "OrderedReady", rolling(2));
+        let old_record = Arc::new(revision_object(&old, 1));
+        let mut changed = old.clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("i:2");
+        changed["status"] = json!({"currentRevision": update_revision(&old)});
+        // A new template is recorded as the next revision.
+        let got = plan(&changed, &[], &[], std::slice::from_ref(&old_record), now());
+        let Some(Change::CreateRevision(r)) = got.changes.first() else {
+            panic!("{:?}", got.changes)
+        };
+        assert_eq!(
+            (obj::name(r), r["revision"].as_i64()),
+            (update_revision(&changed).as_str(), Some(2))
+        );
+        assert_eq!(r["data"]["spec"]["template"]["$patch"], "replace");
+        // web-0 (below the partition) comes back with the old template; with its record.
+        let new_record = Arc::new(revision_object(&changed, 2));
+        let records = [old_record, new_record];
+        let got = plan(&changed, &[], &[], &records, now());
+        let Some(Change::CreatePod(p)) = got
+            .changes
+            .iter()
+            .find(|c| matches!(c, Change::CreatePod(_)))
+        else {
+            panic!("{:?}", got.changes)
+        };
+        assert_eq!(p["spec"]["containers"][0]["image"], "i");
+        assert_eq!(
+            p["metadata"]["labels"][REVISION_LABEL],
+            json!(update_revision(&old))
+        );
+        // Unused revisions beyond the history limit go, oldest first.
+        let mut short = changed.clone();
+        short["spec"]["revisionHistoryLimit"] = json!(0);
+        short["status"] = json!({"currentRevision": update_revision(&changed)});
+        let got = plan(&short, &[], &[], &records, now());
+        let deleted: Vec<&str> = got
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::DeleteRevision(r) => Some(obj::name(r)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, [update_revision(&old).as_str()]);
     }
 
     #[test]
@@ -632,7 +799,7 @@ mod tests {
             ),
         ];
         for (what, set, pods, claims, want) in cases {
-            let got = plan(set, &pods, &claims, now());
+            let got = plan(set, &pods, &claims, &[], now());
             assert_eq!(names(&got.changes), want, "{what}");
         }
     }
@@ -653,7 +820,7 @@ mod tests {
             orphan("web-x"),
         ];
         assert_eq!(
-            names(&plan(&s, &pods, &[], now()).changes),
+            names(&plan(&s, &pods, &[], &[], now()).changes),
             vec!["adopt web-0", "claim www-web-1", "create web-1"]
         );
     }
@@ -661,7 +828,7 @@ mod tests {
     #[test]
     fn pods_carry_their_identity_and_claims() {
         let s = set(3, "OrderedReady", rolling(0));
-        let p = new_pod(&s, 1, "web-abc");
+        let p = new_pod(&s, &s["spec"]["template"], 1, "web-abc");
         let labels = &p["metadata"]["labels"];
         assert_eq!(labels[REVISION_LABEL], "web-abc");
         assert_eq!(labels[POD_NAME_LABEL], "web-1");
@@ -689,7 +856,7 @@ mod tests {
         s["status"] = json!({"currentRevision": old});
         let update = update_revision(&s);
         let status_of = |s: &Value, pods: Vec<Arc<Value>>| {
-            plan(s, &pods, &[], now())
+            plan(s, &pods, &[], &[], now())
                 .changes
                 .into_iter()
                 .find_map(|c| match c {

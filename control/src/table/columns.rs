@@ -96,6 +96,12 @@ fn cols(resource: &str) -> Vec<Col> {
             ("Containers", "string", "", CONTAINERS_DOC, 1),
             ("Images", "string", "", IMAGES_DOC, 1),
         ],
+        "controllerrevisions" => vec![
+            NAME,
+            ("Controller", "string", "", "Controller of the object", 0),
+            ("Revision", "string", "", "Revision indicates the revision of the state represented by Data.", 0),
+            AGE,
+        ],
         "daemonsets" => vec![
             NAME,
             ("Desired", "integer", "", "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod). More info: https://kubernetes.io/docs/concepts/workloads/controllers/daemonset/", 0),

@@ -112,6 +112,31 @@ pub fn statefulset(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
+/// `printControllerRevision`: the controller as `<kind>.<group>/<name>`.
+pub fn revision(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let controller = obj::array(o, &["metadata", "ownerReferences"])
+        .iter()
+        .find(|r| r["controller"] == true)
+        .map_or("<none>".to_string(), |r| {
+            let kind = obj::str_or_empty(r, &["kind"]).to_lowercase();
+            let group = obj::str_or_empty(r, &["apiVersion"])
+                .rsplit_once('/')
+                .map_or("", |(g, _)| g);
+            let name = obj::str_or_empty(r, &["name"]);
+            if group.is_empty() {
+                format!("{kind}/{name}")
+            } else {
+                format!("{kind}.{group}/{name}")
+            }
+        });
+    vec![
+        json!(obj::name(o)),
+        json!(controller),
+        int(o, &["revision"]),
+        json!(age(o, &["metadata", "creationTimestamp"], now)),
+    ]
+}
+
 /// `printDaemonSet`: the node selector as `k=v` pairs, `<none>` without one.
 pub fn daemonset(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let (containers, images) = containers_and_images(o);
