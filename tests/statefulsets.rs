@@ -240,6 +240,17 @@ fn statefulset_flow(version: &str) {
         let image = server.jsonpath(version, &["pod", "web-0"], "{.spec.containers[0].image}");
         (image == "echo:1.0").then_some(())
     });
+    let history = server.kubectl_ok(version, &["rollout", "history", "sts/web"]);
+    let revisions: Vec<&str> = table_rows(&history)
+        .iter()
+        .filter_map(|r| r.first().copied())
+        .filter(|c| c.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(
+        revisions,
+        ["2", "3"],
+        "the restored template is the newest: {history}"
+    );
 
     // Scaling down removes web-2 first, and web-1 only once web-2 is gone.
     let mark = watch.seen().len();

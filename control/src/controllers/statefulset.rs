@@ -22,7 +22,7 @@ use super::owners::{self, being_deleted, claim_all};
 use super::replicaset::{self, is_pod_ready, until_available};
 use super::runner::{self, Action};
 use super::{Caches, Context, ControllerError, Key};
-use crate::api::objects::DeleteOptions;
+use crate::api::objects::{DeleteOptions, Part};
 use crate::api::{Api, ApiError};
 use crate::events::EventType;
 use crate::obj;
@@ -41,6 +41,8 @@ pub enum Change {
     Adopt(Arc<Value>),
     Release(Arc<Value>),
     CreateRevision(Value),
+    /// A revision whose template is in use again, with its new number.
+    Renumber(Arc<Value>, i64),
     DeleteRevision(Arc<Value>),
     CreateClaim(Value),
     CreatePod(Value),
@@ -176,9 +178,14 @@ fn revisions_to_change(
     live: [&str; 2],
 ) -> Vec<Change> {
     let mut changes = Vec::new();
-    if !own.iter().any(|r| obj::name(r) == live[1]) {
-        let next = own.iter().map(|r| revision_number(r)).max().unwrap_or(0) + 1;
-        changes.push(Change::CreateRevision(revision_object(set, next)));
+    let latest = own.iter().map(|r| revision_number(r)).max().unwrap_or(0);
+    match own.iter().find(|r| obj::name(r) == live[1]) {
+        None => changes.push(Change::CreateRevision(revision_object(set, latest + 1))),
+        // Back to an earlier template (`rollout undo`): it becomes the newest revision.
+        Some(r) if revision_number(r) < latest => {
+            changes.push(Change::Renumber(Arc::clone(r), latest + 1))
+        }
+        Some(_) => {}
     }
     let limit = obj::get_i64(set, &["spec", "revisionHistoryLimit"])
         .unwrap_or(10)
@@ -454,6 +461,20 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
                 Err(ApiError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e.into()),
             },
+            Change::Renumber(r, number) => {
+                let written = api
+                    .update_with(revisions, ns, obj::name(&r), Part::Main, |current| {
+                        let mut next = current.clone();
+                        next["revision"] = json!(number);
+                        Ok((owners::uid(current) == owners::uid(&r)).then_some(next))
+                    })
+                    .await;
+                match written {
+                    Ok(o) => history_revision = history_revision.max(revision_of(&o)),
+                    Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Change::DeleteRevision(r) => {
                 let opts = DeleteOptions {
                     precondition_uid: Some(owners::uid(&r).to_string()),
@@ -607,7 +628,10 @@ mod tests {
                 Change::CreatePod(p) => Some(format!("create {}", obj::name(p))),
                 Change::DeletePod(p) => Some(format!("delete {}", obj::name(p))),
                 // Revisions are tested on their own.
-                Change::Status(_) | Change::CreateRevision(_) | Change::DeleteRevision(_) => None,
+                Change::Status(_)
+                | Change::CreateRevision(_)
+                | Change::Renumber(..)
+                | Change::DeleteRevision(_) => None,
             })
             .collect()
     }
@@ -644,6 +668,15 @@ mod tests {
         assert_eq!(
             p["metadata"]["labels"][REVISION_LABEL],
             json!(update_revision(&old))
+        );
+        // Back to the old template: its record becomes revision 3.
+        let got = plan(&old, &[], &[], &records, now());
+        assert!(
+            got.changes.iter().any(
+                |c| matches!(c, Change::Renumber(r, 3) if obj::name(r) == update_revision(&old))
+            ),
+            "{:?}",
+            got.changes
         );
         // Unused revisions beyond the history limit go, oldest first.
         let mut short = changed.clone();
