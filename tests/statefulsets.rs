@@ -113,6 +113,16 @@ fn first(events: &[Seen], f: impl Fn(&Seen) -> bool) -> Option<usize> {
 
 with_each_kubectl!(statefulset_flow);
 
+/// The revision numbers `kubectl rollout history` lists.
+fn revisions(server: &Server, version: &str) -> Vec<String> {
+    let history = server.kubectl_ok(version, &["rollout", "history", "sts/web"]);
+    table_rows(&history)
+        .iter()
+        .filter_map(|r| r.first().filter(|c| c.parse::<u32>().is_ok()))
+        .map(|c| c.to_string())
+        .collect()
+}
+
 fn rollout_status(server: &Server, version: &str) -> String {
     server.kubectl_ok(version, &["rollout", "status", "sts/web", "--timeout=60s"])
 }
@@ -215,13 +225,7 @@ fn statefulset_flow(version: &str) {
     assert!(replaced("web-1") < deleted("web-0"), "{events:#?}");
 
     // Both templates are ControllerRevisions: history lists them, undo goes back.
-    let history = server.kubectl_ok(version, &["rollout", "history", "sts/web"]);
-    let revisions: Vec<&str> = table_rows(&history)
-        .iter()
-        .filter_map(|r| r.first().copied())
-        .filter(|c| c.parse::<u32>().is_ok())
-        .collect();
-    assert_eq!(revisions, ["1", "2"], "{history}");
+    assert_eq!(revisions(&server, version), ["1", "2"]);
     let records = server.kubectl_ok(version, &["get", "controllerrevisions"]);
     let rows = table_rows(&records);
     assert_eq!(
@@ -240,16 +244,10 @@ fn statefulset_flow(version: &str) {
         let image = server.jsonpath(version, &["pod", "web-0"], "{.spec.containers[0].image}");
         (image == "echo:1.0").then_some(())
     });
-    let history = server.kubectl_ok(version, &["rollout", "history", "sts/web"]);
-    let revisions: Vec<&str> = table_rows(&history)
-        .iter()
-        .filter_map(|r| r.first().copied())
-        .filter(|c| c.parse::<u32>().is_ok())
-        .collect();
     assert_eq!(
-        revisions,
+        revisions(&server, version),
         ["2", "3"],
-        "the restored template is the newest: {history}"
+        "the restored template is the newest"
     );
 
     // Scaling down removes web-2 first, and web-1 only once web-2 is gone.
