@@ -330,13 +330,8 @@ pub async fn run(api: crate::api::Api, caches: Arc<Caches>) -> Result<(), Contro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2024, 1, 1, 0, 1, 0)
-            .single()
-            .unwrap_or_default()
-    }
+    use crate::controllers::test_now as now;
 
     fn set(pod_spec: Value) -> Value {
         let mut spec = json!({"containers": [{"name": "c", "image": "i"}]});

@@ -413,13 +413,8 @@ pub async fn run(api: crate::api::Api, caches: Arc<Caches>) -> Result<(), Contro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2024, 1, 1, 0, 1, 0)
-            .single()
-            .unwrap_or_default()
-    }
+    use crate::controllers::test_now as now;
 
     fn job(spec: Value) -> Value {
         let mut j = json!({"apiVersion": "batch/v1", "kind": "Job",

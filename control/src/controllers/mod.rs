@@ -47,6 +47,16 @@ pub enum ControllerError {
     Task(String),
 }
 
+/// The instant the controllers' plan tests decide at: 2024-01-01T00:01:00Z.
+#[cfg(test)]
+pub(crate) fn test_now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(2024, 1, 1, 0, 1, 0)
+        .single()
+        .unwrap_or_default()
+}
+
 /// A namespaced object's name: what work queues hold.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {

@@ -328,13 +328,8 @@ pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2024, 1, 1, 0, 1, 0)
-            .single()
-            .unwrap_or_default()
-    }
+    use crate::controllers::test_now as now;
 
     fn rs(replicas: i64, min_ready: i64) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",

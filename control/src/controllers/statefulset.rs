@@ -582,13 +582,8 @@ pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2024, 1, 1, 0, 1, 0)
-            .single()
-            .unwrap_or_default()
-    }
+    use crate::controllers::test_now as now;
 
     fn set(replicas: i64, policy: &str, strategy: Value) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
