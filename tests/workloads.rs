@@ -4,6 +4,7 @@
 //! update watched pod by pod, pause/resume, a progress deadline, ReplicaSet adoption and
 //! release, and deletion with each propagation policy.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -60,24 +61,6 @@ fn rollout_status(server: &Server, version: &str) {
         status.contains("deployment \"echo\" successfully rolled out"),
         "{status}"
     );
-}
-
-/// One test per kubectl version under test (the oldest and the newest), named
-/// `<flow>::oldest_kubectl` and `<flow>::newest_kubectl`.
-macro_rules! with_each_kubectl {
-    ($($flow:ident),*) => {$(
-        mod $flow {
-            #[test]
-            fn oldest_kubectl() {
-                super::$flow(super::KUBECTL_VERSIONS[0]);
-            }
-
-            #[test]
-            fn newest_kubectl() {
-                super::$flow(super::KUBECTL_VERSIONS[1]);
-            }
-        }
-    )*};
 }
 
 with_each_kubectl!(

@@ -14,7 +14,7 @@ pub struct EventRecorder {
     host: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     Normal,
     Warning,

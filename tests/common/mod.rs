@@ -9,6 +9,33 @@ use std::time::{Duration, Instant};
 /// The kubectl versions the acceptance tests run with: the oldest and the newest here.
 pub const KUBECTL_VERSIONS: &[&str] = &["1.27", "1.33"];
 
+/// One test per kubectl version under test (the oldest and the newest), named
+/// `<flow>::oldest_kubectl` and `<flow>::newest_kubectl` (`#[macro_use] mod common;`).
+#[allow(unused_macros)] // each test binary uses a different part of the harness
+macro_rules! with_each_kubectl {
+    ($($flow:ident),*) => {$(
+        mod $flow {
+            #[test]
+            fn oldest_kubectl() {
+                super::$flow(super::common::KUBECTL_VERSIONS[0]);
+            }
+
+            #[test]
+            fn newest_kubectl() {
+                super::$flow(super::common::KUBECTL_VERSIONS[1]);
+            }
+        }
+    )*};
+}
+
+/// The cells of each line of kubectl's table output, the header first.
+pub fn table_rows(table: &str) -> Vec<Vec<&str>> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect()
+}
+
 pub fn kubectl_path(version: &str) -> PathBuf {
     let kubectl = which("kubectl").expect("kubectl on PATH");
     let dir = std::fs::canonicalize(&kubectl).expect("resolve kubectl");

@@ -12,6 +12,11 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "Secret" => secret(obj),
         "Deployment" => workload(obj, true),
         "ReplicaSet" => workload(obj, false),
+        "StatefulSet" => statefulset(obj),
+        "DaemonSet" => daemonset(obj),
+        "Job" => job(obj),
+        "CronJob" => cronjob(obj),
+        "PersistentVolumeClaim" => claim(obj),
         _ => {}
     }
 }
@@ -27,21 +32,39 @@ fn workload(obj: &mut Value, deployment: bool) {
     if deployment {
         set_default(spec, "revisionHistoryLimit", json!(10));
         set_default(spec, "progressDeadlineSeconds", json!(600));
-        set_default(spec, "strategy", json!({}));
-        if let Some(strategy) = spec.get_mut("strategy").and_then(Value::as_object_mut) {
-            set_default(strategy, "type", json!("RollingUpdate"));
-            if strategy.get("type") == Some(&json!("RollingUpdate")) {
-                set_default(strategy, "rollingUpdate", json!({}));
-                if let Some(ru) = strategy
-                    .get_mut("rollingUpdate")
-                    .and_then(Value::as_object_mut)
-                {
-                    set_default(ru, "maxUnavailable", json!("25%"));
-                    set_default(ru, "maxSurge", json!("25%"));
-                }
-            }
+        rolling_update(
+            spec,
+            "strategy",
+            &[("maxUnavailable", json!("25%")), ("maxSurge", json!("25%"))],
+        );
+    }
+    pod_template(spec);
+}
+
+/// A workload's update strategy `field`, RollingUpdate unless given, with the rolling
+/// update's `defaults`.
+fn rolling_update(spec: &mut Map<String, Value>, field: &str, defaults: &[(&str, Value)]) {
+    set_default(spec, field, json!({}));
+    let Some(strategy) = spec.get_mut(field).and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type") != Some(&json!("RollingUpdate")) {
+        return;
+    }
+    set_default(strategy, "rollingUpdate", json!({}));
+    if let Some(ru) = strategy
+        .get_mut("rollingUpdate")
+        .and_then(Value::as_object_mut)
+    {
+        for (k, v) in defaults {
+            set_default(ru, k, v.clone());
         }
     }
+}
+
+/// The pod spec defaults of a workload's `template`.
+fn pod_template(spec: &mut Map<String, Value>) {
     if let Some(template) = spec.get_mut("template") {
         // A template patched in by a Go client (`kubectl rollout undo`) carries
         // `creationTimestamp: null`; Kubernetes' typed decoding drops such nulls.
@@ -49,6 +72,125 @@ fn workload(obj: &mut Value, deployment: bool) {
         if let Some(template_spec) = template.get_mut("spec").and_then(Value::as_object_mut) {
             pod_spec(template_spec);
         }
+    }
+}
+
+/// apps/v1 `SetDefaults_StatefulSet`; the template's pod spec as for the other workloads.
+fn statefulset(obj: &mut Value) {
+    workload(obj, false);
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    set_default(
+        spec,
+        "persistentVolumeClaimRetentionPolicy",
+        json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+    );
+    rolling_update(spec, "updateStrategy", &[("partition", json!(0))]);
+    if let Some(templates) = spec
+        .get_mut("volumeClaimTemplates")
+        .and_then(Value::as_array_mut)
+    {
+        templates.iter_mut().for_each(claim);
+    }
+}
+
+/// apps/v1 `SetDefaults_DaemonSet`.
+fn daemonset(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    rolling_update(
+        spec,
+        "updateStrategy",
+        &[("maxUnavailable", json!(1)), ("maxSurge", json!(0))],
+    );
+    pod_template(spec);
+}
+
+/// The labels tying a Job's pods to it (the Job strategy's `generateSelector`).
+pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+const LEGACY_JOB_LABELS: [&str; 2] = ["controller-uid", "job-name"];
+
+/// batch/v1 `SetDefaults_Job`, the template's pod spec, and the selector the Job strategy
+/// generates from the Job's uid (unless `manualSelector`), with its labels on the template.
+fn job(obj: &mut Value) {
+    let uid = crate::obj::str_or_empty(obj, &["metadata", "uid"]).to_string();
+    let name = crate::obj::name(obj).to_string();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let unset = |k: &str| spec.get(k).is_none_or(Value::is_null);
+    if unset("completions") && unset("parallelism") {
+        set_default(spec, "completions", json!(1));
+    }
+    set_default(spec, "parallelism", json!(1));
+    set_default(spec, "backoffLimit", json!(6));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    let manual = spec.get("manualSelector") == Some(&json!(true));
+    if !manual && !uid.is_empty() {
+        set_default(
+            spec,
+            "selector",
+            json!({"matchLabels": {JOB_UID_LABEL: uid}}),
+        );
+        let labels = spec
+            .entry("template")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|t| t.entry("metadata").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+            .map(|m| m.entry("labels").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut);
+        if let Some(labels) = labels {
+            for (key, value) in [
+                (JOB_UID_LABEL, &uid),
+                (JOB_NAME_LABEL, &name),
+                (LEGACY_JOB_LABELS[0], &uid),
+                (LEGACY_JOB_LABELS[1], &name),
+            ] {
+                set_default(labels, key, json!(value));
+            }
+        }
+    }
+    pod_template(spec);
+}
+
+/// batch/v1 `SetDefaults_CronJob`, and the pod spec defaults of the Job template's pods.
+fn cronjob(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(spec, "concurrencyPolicy", json!("Allow"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "successfulJobsHistoryLimit", json!(3));
+    set_default(spec, "failedJobsHistoryLimit", json!(1));
+    if let Some(job_spec) = spec
+        .get_mut("jobTemplate")
+        .and_then(|t| t.get_mut("spec"))
+        .and_then(Value::as_object_mut)
+    {
+        pod_template(job_spec);
+    }
+}
+
+/// core/v1 `SetDefaults_PersistentVolumeClaim`: a new claim is Pending until a volume
+/// binds it.
+fn claim(obj: &mut Value) {
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        set_default(spec, "volumeMode", json!("Filesystem"));
+    }
+    if let Some(o) = obj.as_object_mut() {
+        set_default(o, "status", json!({}));
+    }
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+        set_default(status, "phase", json!("Pending"));
     }
 }
 

@@ -142,7 +142,7 @@ mod tests {
         ] {
             assert!(names.contains(&n), "{n} missing");
         }
-        assert!(resource_list("batch", "v1").is_none());
+        assert!(resource_list("policy", "v1").is_none());
         let apps = resource_list("apps", "v1").unwrap();
         let scale = apps["resources"]
             .as_array()

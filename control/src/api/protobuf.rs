@@ -1,7 +1,8 @@
 //! Request bodies in Kubernetes' protobuf encoding.
 //!
 //! Since client-go 1.32 the typed clients of built-in kinds send `application/vnd.kubernetes.protobuf`
-//! bodies, so kubectl 1.33's `create configmap`, `create secret` and `create namespace` arrive here.
+//! bodies, so kubectl 1.33's `create configmap`, `create secret`, `create namespace`,
+//! `create deployment`, `create job` and `create cronjob` arrive here.
 //! The body is the magic `k8s\0` followed by a `runtime.Unknown` whose `raw` field holds the object
 //! encoded by the `generated.proto` of its API group. The object is turned into the JSON the rest
 //! of the API server works on, guided by a small field table per kind: the field numbers come from
@@ -160,7 +161,10 @@ const CONTAINER: &[Field] = &[
     many(6, "ports", Kind::Msg(CONTAINER_PORT)),
     one(8, "resources", Kind::Msg(RESOURCE_REQUIREMENTS)),
     one(14, "imagePullPolicy", Kind::Str),
+    many(7, "env", Kind::Msg(ENV_VAR)),
 ];
+/// Literal values only: `valueFrom` is not decoded.
+const ENV_VAR: &[Field] = &[one(1, "name", Kind::Str), one(2, "value", Kind::Str)];
 const POD_SPEC: &[Field] = &[
     many(2, "containers", Kind::Msg(CONTAINER)),
     one(3, "restartPolicy", Kind::Str),
@@ -195,6 +199,42 @@ const DEPLOYMENT: &[Field] = &[
     one(2, "spec", Kind::Msg(DEPLOYMENT_SPEC)),
 ];
 
+const JOB_SPEC: &[Field] = &[
+    one(1, "parallelism", Kind::PtrInt),
+    one(2, "completions", Kind::PtrInt),
+    one(3, "activeDeadlineSeconds", Kind::PtrInt),
+    one(4, "selector", Kind::Msg(LABEL_SELECTOR)),
+    one(5, "manualSelector", Kind::Bool),
+    one(6, "template", Kind::Msg(POD_TEMPLATE_SPEC)),
+    one(7, "backoffLimit", Kind::PtrInt),
+    one(8, "ttlSecondsAfterFinished", Kind::PtrInt),
+    one(9, "completionMode", Kind::Str),
+    one(10, "suspend", Kind::Bool),
+];
+const JOB: &[Field] = &[
+    one(1, "metadata", Kind::Msg(OBJECT_META)),
+    one(2, "spec", Kind::Msg(JOB_SPEC)),
+];
+
+const JOB_TEMPLATE_SPEC: &[Field] = &[
+    one(1, "metadata", Kind::Msg(OBJECT_META)),
+    one(2, "spec", Kind::Msg(JOB_SPEC)),
+];
+const CRON_JOB_SPEC: &[Field] = &[
+    one(1, "schedule", Kind::Str),
+    one(2, "startingDeadlineSeconds", Kind::PtrInt),
+    one(3, "concurrencyPolicy", Kind::Str),
+    one(4, "suspend", Kind::Bool),
+    one(5, "jobTemplate", Kind::Msg(JOB_TEMPLATE_SPEC)),
+    one(6, "successfulJobsHistoryLimit", Kind::PtrInt),
+    one(7, "failedJobsHistoryLimit", Kind::PtrInt),
+    one(8, "timeZone", Kind::Str),
+];
+const CRON_JOB: &[Field] = &[
+    one(1, "metadata", Kind::Msg(OBJECT_META)),
+    one(2, "spec", Kind::Msg(CRON_JOB_SPEC)),
+];
+
 const TYPE_META: &[Field] = &[one(1, "apiVersion", Kind::Str), one(2, "kind", Kind::Str)];
 
 fn schema(api_version: &str, kind: &str) -> Option<&'static [Field]> {
@@ -203,6 +243,8 @@ fn schema(api_version: &str, kind: &str) -> Option<&'static [Field]> {
         ("v1", "Secret") => Some(SECRET),
         ("v1", "Namespace") => Some(NAMESPACE),
         ("apps/v1", "Deployment") => Some(DEPLOYMENT),
+        ("batch/v1", "Job") => Some(JOB),
+        ("batch/v1", "CronJob") => Some(CRON_JOB),
         // DeleteOptions is sent with the group version of the resource being deleted.
         (_, "DeleteOptions") => Some(DELETE_OPTIONS),
         _ => None,
@@ -612,10 +654,10 @@ mod tests {
         truncated.push(0x12); // a length-delimited field with no length
         assert_eq!(decode(&truncated), Err(ProtobufError::Malformed));
         assert_eq!(
-            decode(&envelope("batch/v1", "Job", b"")),
+            decode(&envelope("example.com/v1", "Widget", b"")),
             Err(ProtobufError::UnsupportedKind {
-                api_version: "batch/v1".into(),
-                kind: "Job".into()
+                api_version: "example.com/v1".into(),
+                kind: "Widget".into()
             })
         );
         let mut wrong = Vec::new();

@@ -112,6 +112,65 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_spec: true,
         ..CORE
     },
+    ResourceInfo {
+        group: "apps",
+        kind: "StatefulSet",
+        plural: "statefulsets",
+        singular: "statefulset",
+        short_names: &["sts"],
+        subresources: &["status", "scale"],
+        categories: &["all"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
+        group: "apps",
+        kind: "ControllerRevision",
+        plural: "controllerrevisions",
+        singular: "controllerrevision",
+        ..CORE
+    },
+    ResourceInfo {
+        group: "apps",
+        kind: "DaemonSet",
+        plural: "daemonsets",
+        singular: "daemonset",
+        short_names: &["ds"],
+        subresources: &["status"],
+        categories: &["all"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
+        group: "batch",
+        kind: "Job",
+        plural: "jobs",
+        singular: "job",
+        subresources: &["status"],
+        categories: &["all"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
+        group: "batch",
+        kind: "CronJob",
+        plural: "cronjobs",
+        singular: "cronjob",
+        short_names: &["cj"],
+        subresources: &["status"],
+        categories: &["all"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
+        kind: "PersistentVolumeClaim",
+        plural: "persistentvolumeclaims",
+        singular: "persistentvolumeclaim",
+        short_names: &["pvc"],
+        subresources: &["status"],
+        has_spec: true,
+        ..CORE
+    },
 ];
 
 /// The verbs every resource here supports (discovery lists them; kubectl checks them).
@@ -209,7 +268,11 @@ mod tests {
     fn groups_are_listed_once() {
         assert_eq!(
             groups(),
-            vec![("node.k8s.io", vec!["v1"]), ("apps", vec!["v1"])]
+            vec![
+                ("node.k8s.io", vec!["v1"]),
+                ("apps", vec!["v1"]),
+                ("batch", vec!["v1"])
+            ]
         );
     }
 }

@@ -13,13 +13,18 @@
 //!
 //! Everything here runs on the raft leader only (see [`crate::leadership`]).
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod gc;
+pub mod job;
 pub mod owners;
+pub mod pods;
 pub mod queue;
 pub mod reflector;
 pub mod replicaset;
 pub mod runner;
+pub mod statefulset;
 
 use std::sync::Arc;
 
@@ -40,6 +45,16 @@ pub enum ControllerError {
     UnknownKind(String),
     #[error("a controller task failed: {0}")]
     Task(String),
+}
+
+/// The instant the controllers' plan tests decide at: 2024-01-01T00:01:00Z.
+#[cfg(test)]
+pub(crate) fn test_now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(2024, 1, 1, 0, 1, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 /// A namespaced object's name: what work queues hold.
@@ -67,6 +82,15 @@ pub struct Caches {
     pub pods: Cache,
     pub replicasets: Cache,
     pub deployments: Cache,
+    pub statefulsets: Cache,
+    /// ControllerRevisions, the StatefulSets' template history.
+    pub revisions: Cache,
+    pub jobs: Cache,
+    pub cronjobs: Cache,
+    pub daemonsets: Cache,
+    pub nodes: Cache,
+    /// PersistentVolumeClaims, which StatefulSets create.
+    pub claims: Cache,
     /// Every cached kind, for the garbage collector.
     pub all: Vec<Cache>,
 }
@@ -83,6 +107,13 @@ impl Caches {
             pods: find("Pod")?,
             replicasets: find("ReplicaSet")?,
             deployments: find("Deployment")?,
+            statefulsets: find("StatefulSet")?,
+            revisions: find("ControllerRevision")?,
+            jobs: find("Job")?,
+            cronjobs: find("CronJob")?,
+            daemonsets: find("DaemonSet")?,
+            nodes: find("Node")?,
+            claims: find("PersistentVolumeClaim")?,
             all,
         })
     }
@@ -129,7 +160,7 @@ fn cached_kinds() -> impl Iterator<Item = &'static ResourceInfo> {
     RESOURCES.iter().filter(|r| r.kind != "Event")
 }
 
-/// Runs the caches, the ReplicaSet and Deployment controllers and the garbage collector
+/// Runs the caches, the workload controllers and the garbage collector
 /// until one of them fails, or until dropped (when this member stops leading).
 pub async fn run(api: Api) -> Result<(), ControllerError> {
     let mut tasks = JoinSet::new();
@@ -142,6 +173,10 @@ pub async fn run(api: Api) -> Result<(), ControllerError> {
     let caches = Arc::new(Caches::new(caches)?);
     tasks.spawn(replicaset::run(api.clone(), caches.clone()));
     tasks.spawn(deployment::run(api.clone(), caches.clone()));
+    tasks.spawn(statefulset::run(api.clone(), caches.clone()));
+    tasks.spawn(job::run(api.clone(), caches.clone()));
+    tasks.spawn(cronjob::run(api.clone(), caches.clone()));
+    tasks.spawn(daemonset::run(api.clone(), caches.clone()));
     tasks.spawn(gc::run(api, caches));
     // The first to end ends them all (dropping the set aborts the rest).
     match tasks.join_next().await {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::ControllerError;
+use super::reflector::Cache;
+use super::runner::Source;
+use super::{ControllerError, Key};
 use crate::api::objects::Part;
 use crate::api::resources::ResourceInfo;
 use crate::api::{Api, ApiError};
@@ -74,6 +76,48 @@ pub fn claim(owner: &Value, selector: &LabelSelector, candidate: &Value) -> Clai
         None if matches && !being_deleted(owner) && !being_deleted(candidate) => Claim::Adopt,
         None => Claim::Ignore,
     }
+}
+
+/// The objects in `cache` (in `o`'s namespace) whose selector matches `o`'s labels.
+pub fn selecting(cache: &Cache, o: &Value) -> Vec<Key> {
+    cache
+        .list(obj::namespace(o))
+        .iter()
+        .filter(|owner| {
+            LabelSelector::from_json(obj::get(owner, &["spec", "selector"]).unwrap_or(&Value::Null))
+                .is_ok_and(|s| !s.is_empty() && s.matches(obj::labels(o)))
+        })
+        .map(|owner| Key::of(owner))
+        .collect()
+}
+
+/// The owners (of `owners`' kind) a change of `o` concerns: its controller if of that
+/// kind, or for an orphan every owner of its namespace that selects it (a candidate for
+/// adoption).
+pub fn owner_keys(owners: &Cache, o: &Value) -> Vec<Key> {
+    match controller_of(o) {
+        Some(r) if obj::str_or_empty(r, &["kind"]) == owners.resource().kind => {
+            vec![Key::new(obj::namespace(o), obj::str_or_empty(r, &["name"]))]
+        }
+        Some(_) => vec![],
+        None => selecting(owners, o),
+    }
+}
+
+/// What a controller of `owners` over `owned` watches: an owner's change reconciles it,
+/// an owned object's change its owners.
+pub fn sources(owners: &Cache, owned: &Cache) -> Vec<Source<Key>> {
+    let by_owner = owners.clone();
+    vec![
+        Source {
+            cache: owners.clone(),
+            mapper: Arc::new(|o: &Value| vec![Key::of(o)]),
+        },
+        Source {
+            cache: owned.clone(),
+            mapper: Arc::new(move |o: &Value| owner_keys(&by_owner, o)),
+        },
+    ]
 }
 
 /// The candidates `owner` controls after claiming, and the claims to write.

@@ -9,13 +9,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::owners::{self, being_deleted, claim_all, controller_of};
-use super::reflector::Cache;
-use super::runner::{self, Action, Source};
+use super::owners::{self, being_deleted, claim_all};
+use super::pods;
+use super::runner::{self, Action};
 use super::{Caches, Context, ControllerError, Key};
-use crate::api::objects::{DeleteOptions, Part};
+use crate::api::objects::Part;
 use crate::api::{Api, ApiError};
-use crate::events::EventType;
 use crate::obj;
 use crate::selectors::LabelSelector;
 use crate::store::revision_of;
@@ -59,7 +58,11 @@ fn ready_since(pod: &Value) -> Option<DateTime<Utc>> {
 
 /// How long until a ready pod counts as available: `None` if it is not ready, zero if it
 /// is available already (`IsPodAvailable`).
-fn until_available(pod: &Value, min_ready_seconds: i64, now: DateTime<Utc>) -> Option<Duration> {
+pub(super) fn until_available(
+    pod: &Value,
+    min_ready_seconds: i64,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
     let since = ready_since(pod)?;
     let at = since + chrono::Duration::seconds(min_ready_seconds);
     Some((at - now).to_std().unwrap_or_default())
@@ -195,29 +198,10 @@ fn new_pod(rs: &Value) -> Value {
 /// instead of `count` times. Returns the highest revision written.
 async fn create_pods(ctx: &Context, rs: &Value, count: usize) -> Result<u64, ControllerError> {
     let pod = new_pod(rs);
-    let ns = obj::namespace(rs);
     let (mut done, mut batch, mut revision) = (0, 1, 0);
     while done < count {
         let size = batch.min(count - done);
-        let creates = (0..size).map(|_| async {
-            let pods = ctx.caches.pods.resource();
-            let created = ctx.api.create(pods, Some(ns), pod.clone(), false).await;
-            match &created {
-                Ok(p) => {
-                    let msg = format!("Created pod: {}", obj::name(p));
-                    ctx.events
-                        .record(rs, EventType::Normal, "SuccessfulCreate", &msg)
-                        .await;
-                }
-                Err(e) => {
-                    let msg = format!("Error creating: {e}");
-                    ctx.events
-                        .record(rs, EventType::Warning, "FailedCreate", &msg)
-                        .await;
-                }
-            }
-            created
-        });
+        let creates = (0..size).map(|_| pods::create(ctx, rs, pod.clone()));
         let results = futures::future::join_all(creates).await;
         for p in results.iter().flatten() {
             revision = revision.max(revision_of(p));
@@ -257,20 +241,7 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
             Change::Delete(victims) => {
                 let mut highest = 0;
                 for p in victims {
-                    let name = obj::name(&p);
-                    let opts = DeleteOptions::default();
-                    match api.delete(pods, Some(&key.namespace), name, &opts).await {
-                        Ok((o, _)) => {
-                            highest = revision_of(&o).max(highest);
-                            let msg = format!("Deleted pod: {name}");
-                            let reason = "SuccessfulDelete";
-                            ctx.events
-                                .record(&rs, EventType::Normal, reason, &msg)
-                                .await;
-                        }
-                        Err(ApiError::NotFound { .. }) => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                    highest = highest.max(pods::delete(ctx, &rs, &p).await?);
                 }
                 highest
             }
@@ -348,46 +319,8 @@ pub async fn write_status(
     }
 }
 
-/// The ReplicaSets a pod change concerns: its controller, or for an orphan every
-/// ReplicaSet of its namespace that selects it (a candidate for adoption).
-fn owners_of_pod(replicasets: &Cache, pod: &Value) -> Vec<Key> {
-    if let Some(r) = controller_of(pod) {
-        if obj::str_or_empty(r, &["kind"]) != "ReplicaSet" {
-            return vec![];
-        }
-        return vec![Key::new(
-            obj::namespace(pod),
-            obj::str_or_empty(r, &["name"]),
-        )];
-    }
-    selecting(replicasets, pod)
-}
-
-/// The objects in `cache` (in `o`'s namespace) whose selector matches `o`'s labels.
-pub fn selecting(cache: &Cache, o: &Value) -> Vec<Key> {
-    cache
-        .list(obj::namespace(o))
-        .iter()
-        .filter(|owner| {
-            LabelSelector::from_json(obj::get(owner, &["spec", "selector"]).unwrap_or(&Value::Null))
-                .is_ok_and(|s| !s.is_empty() && s.matches(obj::labels(o)))
-        })
-        .map(|owner| Key::of(owner))
-        .collect()
-}
-
 pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
-    let rs_cache = caches.replicasets.clone();
-    let sources = vec![
-        Source {
-            cache: caches.replicasets.clone(),
-            mapper: Arc::new(|rs: &Value| vec![Key::of(rs)]),
-        },
-        Source {
-            cache: caches.pods.clone(),
-            mapper: Arc::new(move |pod: &Value| owners_of_pod(&rs_cache, pod)),
-        },
-    ];
+    let sources = owners::sources(&caches.replicasets, &caches.pods);
     let ctx = Context::new(api, caches, "replicaset-controller");
     runner::run("replicaset", sources, |key| reconcile(&ctx, key)).await
 }
@@ -395,13 +328,8 @@ pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2024, 1, 1, 0, 1, 0)
-            .single()
-            .unwrap_or_default()
-    }
+    use crate::controllers::test_now as now;
 
     fn rs(replicas: i64, min_ready: i64) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",

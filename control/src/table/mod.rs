@@ -99,6 +99,12 @@ fn row_cells(resource: &str, o: &Value, now: DateTime<Utc>) -> (Vec<Value>, Opti
         "services" => (simple::service(o, now), None),
         "deployments" => (workloads::deployment(o, now), None),
         "replicasets" => (workloads::replicaset(o, now), None),
+        "statefulsets" => (workloads::statefulset(o, now), None),
+        "daemonsets" => (workloads::daemonset(o, now), None),
+        "controllerrevisions" => (workloads::revision(o, now), None),
+        "jobs" => (workloads::job(o, now), None),
+        "cronjobs" => (workloads::cronjob(o, now), None),
+        "persistentvolumeclaims" => (simple::claim(o, now), None),
         _ => (default_row(o), None),
     }
 }

@@ -187,6 +187,53 @@ pub fn lease(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
+/// `printPersistentVolumeClaim`: capacity and access modes are the bound volume's, so
+/// empty while the claim is unbound.
+pub fn claim(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let phase = if obj::get(o, &["metadata", "deletionTimestamp"]).is_some() {
+        "Terminating"
+    } else {
+        obj::str_or_empty(o, &["status", "phase"])
+    };
+    let volume = obj::str_or_empty(o, &["spec", "volumeName"]);
+    let (capacity, modes) = if volume.is_empty() {
+        (String::new(), String::new())
+    } else {
+        let granted: Vec<&str> = obj::array(o, &["status", "accessModes"])
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        // `GetAccessModesAsString`: abbreviated, in this order whatever the claim's.
+        let modes: Vec<&str> = [
+            ("ReadWriteOnce", "RWO"),
+            ("ReadOnlyMany", "ROX"),
+            ("ReadWriteMany", "RWX"),
+            ("ReadWriteOncePod", "RWOP"),
+        ]
+        .iter()
+        .filter(|(mode, _)| granted.contains(mode))
+        .map(|(_, short)| *short)
+        .collect();
+        let capacity = obj::str_or_empty(o, &["status", "capacity", "storage"]);
+        (capacity.to_string(), modes.join(","))
+    };
+    let or_unset = |path: &[&str]| match obj::str_or_empty(o, path) {
+        "" => "<unset>".to_string(),
+        v => v.to_string(),
+    };
+    vec![
+        json!(obj::name(o)),
+        json!(phase),
+        json!(volume),
+        json!(capacity),
+        json!(modes),
+        json!(obj::str_or_empty(o, &["spec", "storageClassName"])),
+        json!(or_unset(&["spec", "volumeAttributesClassName"])),
+        json!(age(o, &CREATED, now)),
+        json!(or_unset(&["spec", "volumeMode"])),
+    ]
+}
+
 /// `printService`.
 pub fn service(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let svc_type = obj::str_or_empty(o, &["spec", "type"]);

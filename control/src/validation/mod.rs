@@ -292,6 +292,10 @@ pub fn validate(resource: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
         "runtimeclasses" => runtimeclass::validate(obj, old),
         "deployments" => workload::validate_deployment(obj, old),
         "replicasets" => workload::validate_replicaset(obj, old),
+        "statefulsets" => workload::validate_statefulset(obj, old),
+        "daemonsets" => workload::validate_daemonset(obj, old),
+        "jobs" => workload::validate_job(obj, old),
+        "cronjobs" => workload::validate_cronjob(obj, old),
         "services" => meta::validate(obj, old, meta::NameRule::Dns1035Label),
         _ => meta::validate(obj, old, meta::NameRule::Dns1123Subdomain),
     }

@@ -4,6 +4,7 @@
 use super::meta::{self, NameRule};
 use super::names::regex_error;
 use super::{pod, FieldError};
+use crate::controllers::cronjob::schedule::{self, Schedule, ScheduleError};
 use crate::obj;
 use crate::selectors::LabelSelector;
 use serde_json::{json, Value};
@@ -34,10 +35,78 @@ pub fn validate_replicaset(obj: &Value, old: Option<&Value>) -> Vec<FieldError> 
     common(obj, old)
 }
 
-/// What Deployment and ReplicaSet share: metadata, replicas, minReadySeconds, the selector
-/// and the template it must select, and the selector's immutability.
+/// `ValidateDaemonSetSpec`: the ReplicaSet rules and the update strategy.
+pub fn validate_daemonset(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = common(obj, old);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    one_of(
+        &mut errs,
+        spec,
+        &["updateStrategy", "type"],
+        &["OnDelete", "RollingUpdate"],
+    );
+    errs
+}
+
+/// `spec.<path>` must be one of `allowed` (defaulting fills it in).
+fn one_of(errs: &mut Vec<FieldError>, spec: &Value, path: &[&str], allowed: &[&str]) {
+    let value = obj::str_or_empty(spec, path);
+    if !allowed.contains(&value) {
+        errs.push(FieldError::not_supported(
+            format!("spec.{}", path.join(".")),
+            json!(value),
+            allowed,
+        ));
+    }
+}
+
+/// `ValidateStatefulSetSpec`: the ReplicaSet rules plus the pod management policy and the
+/// update strategy. The template is checked with a volume per claim template, as its pods
+/// get them, so containers may mount the claims.
+pub fn validate_statefulset(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut with_claims = obj.clone();
+    let claims: Vec<Value> = obj::array(obj, &["spec", "volumeClaimTemplates"])
+        .iter()
+        .map(
+            |t| json!({"name": obj::name(t), "persistentVolumeClaim": {"claimName": obj::name(t)}}),
+        )
+        .collect();
+    if let Some(spec) = with_claims
+        .pointer_mut("/spec/template/spec")
+        .filter(|_| !claims.is_empty())
+    {
+        let mut volumes = obj::array(spec, &["volumes"]).to_vec();
+        volumes.extend(claims);
+        spec["volumes"] = json!(volumes);
+    }
+    let mut errs = common(&with_claims, old);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    one_of(
+        &mut errs,
+        spec,
+        &["podManagementPolicy"],
+        &["OrderedReady", "Parallel"],
+    );
+    one_of(
+        &mut errs,
+        spec,
+        &["updateStrategy", "type"],
+        &["OnDelete", "RollingUpdate"],
+    );
+    if let Some(partition) = obj::get_i64(spec, &["updateStrategy", "rollingUpdate", "partition"]) {
+        nonnegative(
+            &mut errs,
+            "spec.updateStrategy.rollingUpdate.partition",
+            partition,
+        );
+    }
+    errs
+}
+
+/// What Deployment and ReplicaSet share: the selected template (restarting `Always`),
+/// replicas, minReadySeconds, and no activeDeadlineSeconds.
 fn common(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    let mut errs = meta::validate(obj, old, NameRule::Dns1123Subdomain);
+    let mut errs = selected_template(obj, old, &["Always"]);
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     if let Some(replicas) = obj::get_i64(spec, &["replicas"]) {
         nonnegative(&mut errs, "spec.replicas", replicas);
@@ -45,6 +114,120 @@ fn common(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     if let Some(min_ready) = obj::get_i64(spec, &["minReadySeconds"]) {
         nonnegative(&mut errs, "spec.minReadySeconds", min_ready);
     }
+    if obj::get(spec, &["template", "spec", "activeDeadlineSeconds"]).is_some() {
+        errs.push(FieldError::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in ReplicaSet is not Supported",
+        ));
+    }
+    errs
+}
+
+/// `ValidateJobSpec` and `ValidateJobUpdate` (the parts wkube's Jobs use): the selected
+/// template restarting `OnFailure` or `Never`, nonnegative counts, and an immutable
+/// template.
+pub fn validate_job(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = selected_template(obj, old, &["OnFailure", "Never"]);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    for field in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+    ] {
+        if let Some(v) = obj::get_i64(spec, &[field]) {
+            nonnegative(&mut errs, &format!("spec.{field}"), v);
+        }
+    }
+    if let Some(old) = old {
+        let template = spec.get("template").unwrap_or(&Value::Null);
+        if Some(template) != obj::get(old, &["spec", "template"]) {
+            errs.push(FieldError::invalid(
+                "spec.template",
+                template.clone(),
+                "field is immutable",
+            ));
+        }
+    }
+    errs
+}
+
+/// `ValidateCronJobCreate`/`Update` (the parts wkube's CronJobs use): the schedule and its
+/// time zone, the concurrency policy, nonnegative limits, and the Job template's pods.
+pub fn validate_cronjob(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = meta::validate(obj, old, NameRule::Dns1123Subdomain);
+    let name = obj::name(obj);
+    // Job names add 11 characters (`-` and minutes since the epoch) and must fit 63.
+    if name.len() > 52 {
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            json!(name),
+            "must be no more than 52 characters",
+        ));
+    }
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let time_zone = obj::get_str(spec, &["timeZone"]);
+    let zone_ok = match time_zone.map(schedule::zone) {
+        Some(Err(e)) => {
+            errs.push(FieldError::invalid(
+                "spec.timeZone",
+                json!(time_zone),
+                e.to_string(),
+            ));
+            false
+        }
+        _ => true,
+    };
+    match obj::str_or_empty(spec, &["schedule"]) {
+        "" => errs.push(FieldError::required("spec.schedule", "")),
+        text => {
+            match Schedule::parse(text, time_zone) {
+                // Reported on spec.timeZone already.
+                Err(ScheduleError::TimeZone(_)) if !zone_ok => {}
+                Err(e) => errs.push(FieldError::invalid(
+                    "spec.schedule",
+                    json!(text),
+                    e.to_string(),
+                )),
+                Ok(_) => {}
+            }
+        }
+    }
+    one_of(
+        &mut errs,
+        spec,
+        &["concurrencyPolicy"],
+        &["Allow", "Forbid", "Replace"],
+    );
+    for field in [
+        "startingDeadlineSeconds",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+    ] {
+        if let Some(v) = obj::get_i64(spec, &[field]) {
+            nonnegative(&mut errs, &format!("spec.{field}"), v);
+        }
+    }
+    let job_spec = obj::get(spec, &["jobTemplate", "spec"]).unwrap_or(&Value::Null);
+    // The Jobs' selectors are generated when they are created: none to match yet.
+    let everything = LabelSelector::from_json(&json!({})).expect("{} selects everything");
+    errs.extend(
+        template(job_spec, &everything, &["OnFailure", "Never"])
+            .into_iter()
+            .map(|mut e| {
+                e.field = format!("spec.jobTemplate.{}", e.field);
+                e
+            }),
+    );
+    errs
+}
+
+/// Metadata, the selector and the template it must select (with a restart policy of
+/// `restart`), and the selector's immutability.
+fn selected_template(obj: &Value, old: Option<&Value>, restart: &[&str]) -> Vec<FieldError> {
+    let mut errs = meta::validate(obj, old, NameRule::Dns1123Subdomain);
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
     let selector_json = spec.get("selector").unwrap_or(&Value::Null);
     if selector_json.is_null() {
         errs.push(FieldError::required("spec.selector", ""));
@@ -63,7 +246,7 @@ fn common(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
             selector_json.clone(),
             "invalid label selector",
         )),
-        Ok(selector) => errs.extend(template(spec, &selector)),
+        Ok(selector) => errs.extend(template(spec, &selector, restart)),
     }
     if let Some(old) = old {
         let old_selector = obj::get(old, &["spec", "selector"]).unwrap_or(&Value::Null);
@@ -84,8 +267,8 @@ fn nonnegative(errs: &mut Vec<FieldError>, field: &str, value: i64) {
     }
 }
 
-/// `ValidatePodTemplateSpecForReplicaSet`.
-fn template(spec: &Value, selector: &LabelSelector) -> Vec<FieldError> {
+/// `ValidatePodTemplateSpecForReplicaSet`, with the restart policies allowed.
+fn template(spec: &Value, selector: &LabelSelector, restart: &[&str]) -> Vec<FieldError> {
     let Some(template) = spec.get("template").filter(|t| !t.is_null()) else {
         return vec![FieldError::required("spec.template", "")];
     };
@@ -104,18 +287,12 @@ fn template(spec: &Value, selector: &LabelSelector) -> Vec<FieldError> {
     ));
     let pod_spec = template.get("spec").unwrap_or(&Value::Null);
     errs.extend(pod::validate_spec(pod_spec, "spec.template.spec"));
-    let restart = obj::str_or_empty(pod_spec, &["restartPolicy"]);
-    if restart != "Always" {
+    let policy = obj::str_or_empty(pod_spec, &["restartPolicy"]);
+    if !restart.contains(&policy) {
         errs.push(FieldError::not_supported(
             "spec.template.spec.restartPolicy",
-            json!(restart),
-            &["Always"],
-        ));
-    }
-    if pod_spec.get("activeDeadlineSeconds").is_some() {
-        errs.push(FieldError::forbidden(
-            "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in ReplicaSet is not Supported",
+            json!(policy),
+            restart,
         ));
     }
     errs

@@ -11,7 +11,7 @@
 mod counts;
 pub mod plan;
 mod status;
-mod template;
+pub(super) mod template;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::owners::{self, controlled_by, controller_of, uid};
 use super::reflector::Cache;
-use super::replicaset::{self, is_active, selecting};
+use super::replicaset::{self, is_active};
 use super::runner::{self, Action, Source};
 use super::{Caches, Context, ControllerError, Key};
 use crate::api::objects::{DeleteOptions, Part};
@@ -182,20 +182,6 @@ async fn on_name_taken(
     replicaset::write_status(api, caches, d, status).await
 }
 
-/// The Deployments a ReplicaSet change concerns: its controller, or those that may adopt it.
-fn owners_of_rs(deployments: &Cache, rs: &Value) -> Vec<Key> {
-    match controller_of(rs) {
-        Some(r) if obj::str_or_empty(r, &["kind"]) == "Deployment" => {
-            vec![Key::new(
-                obj::namespace(rs),
-                obj::str_or_empty(r, &["name"]),
-            )]
-        }
-        Some(_) => vec![],
-        None => selecting(deployments, rs),
-    }
-}
-
 /// The Deployment whose ReplicaSet controls a pod (Recreate waits for old pods to go).
 fn owner_of_pod(replicasets: &Cache, pod: &Value) -> Vec<Key> {
     if is_active(pod) {
@@ -218,21 +204,12 @@ fn owner_of_pod(replicasets: &Cache, pod: &Value) -> Vec<Key> {
 }
 
 pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
-    let (deployments, replicasets) = (caches.deployments.clone(), caches.replicasets.clone());
-    let sources = vec![
-        Source {
-            cache: caches.deployments.clone(),
-            mapper: Arc::new(|d: &Value| vec![Key::of(d)]),
-        },
-        Source {
-            cache: caches.replicasets.clone(),
-            mapper: Arc::new(move |rs: &Value| owners_of_rs(&deployments, rs)),
-        },
-        Source {
-            cache: caches.pods.clone(),
-            mapper: Arc::new(move |pod: &Value| owner_of_pod(&replicasets, pod)),
-        },
-    ];
+    let replicasets = caches.replicasets.clone();
+    let mut sources = owners::sources(&caches.deployments, &caches.replicasets);
+    sources.push(Source {
+        cache: caches.pods.clone(),
+        mapper: Arc::new(move |pod: &Value| owner_of_pod(&replicasets, pod)),
+    });
     let ctx = Context::new(api, caches, "deployment-controller");
     runner::run("deployment", sources, |key| reconcile(&ctx, key)).await
 }

@@ -1,0 +1,60 @@
+//! Creating and deleting a controller's pods, with the events Kubernetes' controllers
+//! record for each (`kubectl describe` shows them on the owner).
+
+use serde_json::Value;
+
+use super::owners;
+use super::{Context, ControllerError};
+use crate::api::objects::DeleteOptions;
+use crate::api::ApiError;
+use crate::events::EventType;
+use crate::obj;
+use crate::store::revision_of;
+
+/// Creates `pod` for `owner`: `SuccessfulCreate` or `FailedCreate`.
+pub async fn create(ctx: &Context, owner: &Value, pod: Value) -> Result<Value, ApiError> {
+    let res = ctx.caches.pods.resource();
+    let created = ctx
+        .api
+        .create(res, Some(obj::namespace(owner)), pod, false)
+        .await;
+    let (kind, reason, msg) = match &created {
+        Ok(p) => (
+            EventType::Normal,
+            "SuccessfulCreate",
+            format!("Created pod: {}", obj::name(p)),
+        ),
+        Err(e) => (
+            EventType::Warning,
+            "FailedCreate",
+            format!("Error creating: {e}"),
+        ),
+    };
+    ctx.events.record(owner, kind, reason, &msg).await;
+    created
+}
+
+/// Deletes this very pod of `owner` (not a successor of the same name), recording
+/// `SuccessfulDelete`; returns the revision written, 0 if it was gone already.
+pub async fn delete(ctx: &Context, owner: &Value, pod: &Value) -> Result<u64, ControllerError> {
+    let opts = DeleteOptions {
+        precondition_uid: Some(owners::uid(pod).to_string()),
+        ..Default::default()
+    };
+    let (res, name) = (ctx.caches.pods.resource(), obj::name(pod));
+    match ctx
+        .api
+        .delete(res, Some(obj::namespace(pod)), name, &opts)
+        .await
+    {
+        Ok((o, _)) => {
+            let msg = format!("Deleted pod: {name}");
+            ctx.events
+                .record(owner, EventType::Normal, "SuccessfulDelete", &msg)
+                .await;
+            Ok(revision_of(&o))
+        }
+        Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
