@@ -25,6 +25,8 @@ use kube::api::{Api, PostParams};
 use serde_json::{json, Value};
 
 const VALUE: usize = 1024;
+/// The most concurrent writers on one member (100 clients over three members).
+const CLIENTS_PER_MEMBER: usize = 34;
 /// Writes per phase, whatever the number of clients.
 const WRITES: usize = 10_000;
 /// Bound on every wait (a cluster to form, a write to succeed after a kill).
@@ -55,7 +57,7 @@ async fn run(etcd: &mut Etcd, wkube: &mut Wkube) -> anyhow::Result<()> {
         .await?;
         e.print("etcd 3.4 (v3 API, HTTP gateway)", clients);
         let w = load(&wkube.members, clients, |c, i| {
-            wkube.create(c % 3, format!("b{clients}-{c}-{i}"))
+            wkube.create(c % 3, c / 3, format!("b{clients}-{c}-{i}"))
         })
         .await?;
         w.print("wkube (Kubernetes API, HTTPS)", clients);
@@ -65,7 +67,7 @@ async fn run(etcd: &mut Etcd, wkube: &mut Wkube) -> anyhow::Result<()> {
     })
     .await?;
     let w = failover("wkube", wkube.kill_leader().await?, |m, i| {
-        wkube.create(m, format!("failover-{i}"))
+        wkube.create(m, 0, format!("failover-{i}"))
     })
     .await?;
     println!("\n| system | leader kill -> first successful write |\n|---|---|\n| etcd 3.4 | {} |\n| wkube | {} |", ms(e), ms(w));
@@ -339,7 +341,8 @@ impl Etcd {
 struct Wkube {
     members: Members,
     kubeconfigs: Vec<PathBuf>,
-    apis: Vec<Api<ConfigMap>>,
+    /// Per member, one API client per concurrent writer.
+    apis: Vec<Vec<Api<ConfigMap>>>,
 }
 
 fn wkube_bin() -> PathBuf {
@@ -388,6 +391,8 @@ impl Wkube {
             .await?;
             kubeconfigs.push(kubeconfig);
         }
+        // A client of its own, so a connection of its own, for each concurrent writer (as
+        // etcd's side has an HTTP/1.1 connection per request in flight).
         let mut apis = Vec::new();
         for kubeconfig in &kubeconfigs {
             let config = kube::Config::from_custom_kubeconfig(
@@ -395,7 +400,14 @@ impl Wkube {
                 &Default::default(),
             )
             .await?;
-            apis.push(Api::namespaced(kube::Client::try_from(config)?, "default"));
+            let mut member = Vec::new();
+            for _ in 0..CLIENTS_PER_MEMBER {
+                member.push(Api::namespaced(
+                    kube::Client::try_from(config.clone())?,
+                    "default",
+                ));
+            }
+            apis.push(member);
         }
         Ok(Wkube {
             members: Members(members),
@@ -404,12 +416,14 @@ impl Wkube {
         })
     }
 
-    async fn create(&self, member: usize, name: String) -> anyhow::Result<()> {
+    /// Creates a ConfigMap through `member`, on the connection of writer `client`.
+    async fn create(&self, member: usize, client: usize, name: String) -> anyhow::Result<()> {
         let mut cm = ConfigMap::default();
         cm.metadata.name = Some(name);
         cm.data = Some([("value".to_string(), value())].into());
         let params = PostParams::default();
-        let created = self.apis[member].create(&params, &cm);
+        let api = &self.apis[member][client % CLIENTS_PER_MEMBER];
+        let created = api.create(&params, &cm);
         tokio::time::timeout(Duration::from_secs(10), created).await??;
         Ok(())
     }
