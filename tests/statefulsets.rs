@@ -7,12 +7,10 @@
 #[macro_use]
 mod common;
 
-use std::io::BufReader;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{table_rows, wait_for, Server, KUBECTL_VERSIONS};
+use common::{table_rows, wait_for, PodWatchProcess, Server, KUBECTL_VERSIONS};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -30,58 +28,33 @@ struct Seen {
 
 /// `kubectl get pods -w` over a selector, every event kept in order.
 struct PodEvents {
-    child: Child,
     events: Arc<Mutex<Vec<Seen>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    _watch: PodWatchProcess,
 }
 
 impl PodEvents {
     fn start(server: &Server, version: &str, selector: &str) -> PodEvents {
-        let mut child = Command::new(common::kubectl_path(version))
-            .env("KUBECONFIG", server.kubeconfig())
-            .args([
-                "get",
-                "pods",
-                "-l",
-                selector,
-                "-w",
-                "--output-watch-events",
-                "-o",
-                "json",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl get -w");
         let events = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().expect("stdout");
-        let reader = {
-            let events = events.clone();
-            std::thread::spawn(move || {
-                let stream = serde_json::Deserializer::from_reader(BufReader::new(stdout))
-                    .into_iter::<Value>();
-                for e in stream.map_while(Result::ok) {
-                    let pod = &e["object"];
-                    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-                    events.lock().unwrap().push(Seen {
-                        kind: text(&e["type"]),
-                        name: text(&pod["metadata"]["name"]),
-                        uid: text(&pod["metadata"]["uid"]),
-                        ready: pod["status"]["conditions"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|c| c["type"] == "Ready" && c["status"] == "True"),
-                        deleting: pod["metadata"].get("deletionTimestamp").is_some(),
-                        image: text(&pod["spec"]["containers"][0]["image"]),
-                    });
-                }
-            })
-        };
+        let seen = events.clone();
+        let watch = PodWatchProcess::start(server, version, selector, move |e| {
+            let pod = &e["object"];
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            seen.lock().unwrap().push(Seen {
+                kind: text(&e["type"]),
+                name: text(&pod["metadata"]["name"]),
+                uid: text(&pod["metadata"]["uid"]),
+                ready: pod["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+                deleting: pod["metadata"].get("deletionTimestamp").is_some(),
+                image: text(&pod["spec"]["containers"][0]["image"]),
+            });
+        });
         PodEvents {
-            child,
             events,
-            reader: Some(reader),
+            _watch: watch,
         }
     }
 
@@ -94,16 +67,6 @@ impl PodEvents {
         wait_for(what, DEADLINE, || {
             self.seen().iter().skip(from).any(&f).then_some(())
         })
-    }
-}
-
-impl Drop for PodEvents {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
     }
 }
 

@@ -8,12 +8,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::BufReader;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_for, Server, KUBECTL_VERSIONS};
+use common::{wait_for, PodWatchProcess, Server, KUBECTL_VERSIONS};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -91,9 +89,8 @@ struct Moment {
 /// `kubectl get pods -w` over a label selector, as JSON watch events, folded into the
 /// state of every pod after each event.
 struct PodWatch {
-    child: Child,
     moments: Arc<Mutex<Vec<Moment>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    _watch: PodWatchProcess,
 }
 
 /// Ready and not on its way out: a pod a Service would send traffic to.
@@ -122,59 +119,35 @@ impl PodWatch {
         settled: usize,
         image: &str,
     ) -> PodWatch {
-        let mut child = Command::new(common::kubectl_path(version))
-            .env("KUBECONFIG", server.kubeconfig())
-            .args([
-                "get",
-                "pods",
-                "-l",
-                selector,
-                "-w",
-                "--output-watch-events",
-                "-o",
-                "json",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl get -w");
         let moments = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().expect("stdout");
-        let reader = {
-            let moments = moments.clone();
-            std::thread::spawn(move || {
-                let mut pods = BTreeMap::new();
-                let events = serde_json::Deserializer::from_reader(BufReader::new(stdout))
-                    .into_iter::<Value>();
-                for event in events.map_while(Result::ok) {
-                    let name = event["object"]["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    if event["type"] == "DELETED" {
-                        pods.remove(&name);
-                    } else {
-                        pods.insert(name, event["object"].clone());
-                    }
-                    let moment = Moment {
-                        serving: pods
-                            .values()
-                            .filter(|p| serving(p))
-                            .map(self::image)
-                            .collect(),
-                        staying: pods
-                            .values()
-                            .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
-                            .count(),
-                    };
-                    moments.lock().unwrap().push(moment);
-                }
-            })
-        };
+        let seen = moments.clone();
+        let mut pods = BTreeMap::new();
+        let watch = PodWatchProcess::start(server, version, selector, move |event| {
+            let name = event["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if event["type"] == "DELETED" {
+                pods.remove(&name);
+            } else {
+                pods.insert(name, event["object"].clone());
+            }
+            let moment = Moment {
+                serving: pods
+                    .values()
+                    .filter(|p| serving(p))
+                    .map(self::image)
+                    .collect(),
+                staying: pods
+                    .values()
+                    .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
+                    .count(),
+            };
+            seen.lock().unwrap().push(moment);
+        });
         let watch = PodWatch {
-            child,
             moments,
-            reader: Some(reader),
+            _watch: watch,
         };
         watch.wait_serving(settled, image);
         watch
@@ -197,16 +170,6 @@ impl PodWatch {
             .skip_while(|m| m.serving.len() < count)
             .cloned()
             .collect()
-    }
-}
-
-impl Drop for PodWatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
     }
 }
 

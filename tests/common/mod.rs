@@ -454,3 +454,51 @@ impl Drop for Partition {
         let _ = Command::new("iptables").args(["-X", &self.chain]).status();
     }
 }
+
+/// `kubectl get pods -l SELECTOR -w --output-watch-events -o json` of one kubectl version:
+/// each watch event goes to `on_event` on a reader thread, in order. Dropping it stops
+/// kubectl and joins the reader.
+pub struct PodWatchProcess {
+    child: Child,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PodWatchProcess {
+    pub fn start(
+        server: &Server,
+        version: &str,
+        selector: &str,
+        mut on_event: impl FnMut(&serde_json::Value) + Send + 'static,
+    ) -> PodWatchProcess {
+        let mut child = Command::new(kubectl_path(version))
+            .env("KUBECONFIG", server.kubeconfig())
+            .args(["get", "pods", "-l", selector, "-w", "--output-watch-events"])
+            .args(["-o", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl get -w");
+        let stdout = child.stdout.take().expect("stdout");
+        let reader = std::thread::spawn(move || {
+            let events = serde_json::Deserializer::from_reader(std::io::BufReader::new(stdout))
+                .into_iter::<serde_json::Value>();
+            for event in events.map_while(Result::ok) {
+                on_event(&event);
+            }
+        });
+        PodWatchProcess {
+            child,
+            reader: Some(reader),
+        }
+    }
+}
+
+impl Drop for PodWatchProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
