@@ -46,8 +46,8 @@ fn daemon_tolerations() -> Vec<Value> {
 /// One decision of a reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Adopt(Arc<Value>),
-    Release(Arc<Value>),
+    /// Adopt a matching orphan, or release what stopped matching.
+    Owner(owners::OwnerChange),
     /// A pod for this node.
     Create(String),
     Delete(Arc<Value>),
@@ -134,8 +134,7 @@ pub fn plan(set: &Value, nodes: &[Arc<Value>], pods: &[Arc<Value>], now: DateTim
                 LabelSelector::from_json(&Value::Null).expect("null selects nothing")
             });
     let claimed = claim_all(set, &selector, pods);
-    changes.extend(claimed.adopt.iter().cloned().map(Change::Adopt));
-    changes.extend(claimed.release.iter().cloned().map(Change::Release));
+    changes.extend(claimed.changes.iter().cloned().map(Change::Owner));
     let owned = claimed.owned;
     let hash = revision(set);
     let min_ready = obj::get_i64(set, &["spec", "minReadySeconds"]).unwrap_or(0);
@@ -290,14 +289,7 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
     let (mut pod_revision, mut set_revision) = (0, 0);
     for change in plan.changes {
         match change {
-            Change::Adopt(p) => {
-                pod_revision =
-                    pod_revision.max(owners::write_claim(api, pods, &set, &p, true).await?)
-            }
-            Change::Release(p) => {
-                pod_revision =
-                    pod_revision.max(owners::write_claim(api, pods, &set, &p, false).await?)
-            }
+            Change::Owner(c) => pod_revision = pod_revision.max(c.write(api, pods, &set).await?),
             Change::Create(node) => {
                 let created = pods::create(ctx, &set, new_pod(&set, &node)).await?;
                 pod_revision = pod_revision.max(revision_of(&created));
@@ -362,8 +354,7 @@ mod tests {
         p.changes
             .iter()
             .map(|c| match c {
-                Change::Adopt(p) => format!("adopt {}", obj::name(p)),
-                Change::Release(p) => format!("release {}", obj::name(p)),
+                Change::Owner(c) => c.to_string(),
                 Change::Create(n) => format!("create on {n}"),
                 Change::Delete(p) => format!("delete {}", obj::name(p)),
                 Change::Status(s) => format!(

@@ -35,8 +35,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(360);
 /// One decision of a reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Adopt(Arc<Value>),
-    Release(Arc<Value>),
+    /// Adopt a matching orphan, or release what stopped matching.
+    Owner(owners::OwnerChange),
     CreatePods(usize),
     DeletePods(Vec<Arc<Value>>),
     /// A Warning or Normal event: (reason, message).
@@ -139,8 +139,7 @@ pub fn plan(job: &Value, pods: &[Arc<Value>], now: DateTime<Utc>) -> Plan {
                 LabelSelector::from_json(&Value::Null).expect("null selects nothing")
             });
     let claimed = claim_all(job, &selector, pods);
-    changes.extend(claimed.adopt.iter().cloned().map(Change::Adopt));
-    changes.extend(claimed.release.iter().cloned().map(Change::Release));
+    changes.extend(claimed.changes.iter().cloned().map(Change::Owner));
     let owned = claimed.owned;
     let active: Vec<&Arc<Value>> = owned
         .iter()
@@ -355,14 +354,7 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
     let (mut pod_revision, mut job_revision) = (0, 0);
     for change in plan.changes {
         match change {
-            Change::Adopt(p) => {
-                pod_revision =
-                    pod_revision.max(owners::write_claim(api, pods, &job, &p, true).await?)
-            }
-            Change::Release(p) => {
-                pod_revision =
-                    pod_revision.max(owners::write_claim(api, pods, &job, &p, false).await?)
-            }
+            Change::Owner(c) => pod_revision = pod_revision.max(c.write(api, pods, &job).await?),
             Change::CreatePods(n) => {
                 let pod = new_pod(&job);
                 for _ in 0..n {
@@ -443,8 +435,7 @@ mod tests {
         p.changes
             .iter()
             .map(|c| match c {
-                Change::Adopt(p) => format!("adopt {}", obj::name(p)),
-                Change::Release(p) => format!("release {}", obj::name(p)),
+                Change::Owner(c) => c.to_string(),
                 Change::CreatePods(n) => format!("create {n}"),
                 Change::DeletePods(ps) => format!(
                     "delete {}",

@@ -124,35 +124,68 @@ pub fn sources(owners: &Cache, owned: &Cache) -> Vec<Source<Key>> {
 pub struct Claimed {
     /// Owned and matching, adoptions included.
     pub owned: Vec<Arc<Value>>,
-    pub adopt: Vec<Arc<Value>>,
-    pub release: Vec<Arc<Value>>,
+    /// Adoptions first, then releases.
+    pub changes: Vec<OwnerChange>,
+}
+
+/// A claim a controller's plan writes: adopt a matching orphan, or release an owned object
+/// that stopped matching.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OwnerChange {
+    Adopt(Arc<Value>),
+    Release(Arc<Value>),
+}
+
+impl OwnerChange {
+    /// Writes the claim (see [`write_claim`]); returns the revision written, 0 if none.
+    pub async fn write(
+        &self,
+        api: &Api,
+        res: &ResourceInfo,
+        owner: &Value,
+    ) -> Result<u64, ControllerError> {
+        match self {
+            OwnerChange::Adopt(o) => write_claim(api, res, owner, o, true).await,
+            OwnerChange::Release(o) => write_claim(api, res, owner, o, false).await,
+        }
+    }
+}
+
+impl std::fmt::Display for OwnerChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OwnerChange::Adopt(o) => write!(f, "adopt {}", obj::name(o)),
+            OwnerChange::Release(o) => write!(f, "release {}", obj::name(o)),
+        }
+    }
 }
 
 pub fn claim_all(owner: &Value, selector: &LabelSelector, candidates: &[Arc<Value>]) -> Claimed {
-    let mut claimed = Claimed {
-        owned: Vec::new(),
-        adopt: Vec::new(),
-        release: Vec::new(),
-    };
+    let mut owned = Vec::new();
+    let (mut adopt, mut release) = (Vec::new(), Vec::new());
     for c in candidates {
         match claim(owner, selector, c) {
-            Claim::Owned => claimed.owned.push(c.clone()),
+            Claim::Owned => owned.push(c.clone()),
             Claim::Adopt => {
-                claimed.owned.push(c.clone());
-                claimed.adopt.push(c.clone());
+                owned.push(c.clone());
+                adopt.push(OwnerChange::Adopt(c.clone()));
             }
-            Claim::Release => claimed.release.push(c.clone()),
+            Claim::Release => release.push(OwnerChange::Release(c.clone())),
             Claim::Ignore => {}
         }
     }
-    claimed
+    adopt.extend(release);
+    Claimed {
+        owned,
+        changes: adopt,
+    }
 }
 
 /// Adopts `o` for `owner` (adds the controller reference) or releases it (removes the
 /// owner's reference); returns the revision written, 0 if nothing was. The latest version
 /// is re-checked: an object that found another controller meanwhile, or that no longer
 /// needs the change, is left alone.
-pub async fn write_claim(
+async fn write_claim(
     api: &Api,
     res: &ResourceInfo,
     owner: &Value,

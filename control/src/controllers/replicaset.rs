@@ -28,8 +28,8 @@ const BURST: usize = 500;
 /// One decision of a reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Adopt(Arc<Value>),
-    Release(Arc<Value>),
+    /// Adopt a matching orphan, or release what stopped matching.
+    Owner(owners::OwnerChange),
     /// Create this many pods from the template (in slow-start batches).
     Create(usize),
     /// Delete these pods, the least valuable first.
@@ -107,8 +107,7 @@ pub fn plan(rs: &Value, pods: &[Arc<Value>], now: DateTime<Utc>) -> Plan {
                 LabelSelector::from_json(&Value::Null).expect("null selects nothing")
             });
     let claimed = claim_all(rs, &selector, pods);
-    changes.extend(claimed.adopt.iter().cloned().map(Change::Adopt));
-    changes.extend(claimed.release.iter().cloned().map(Change::Release));
+    changes.extend(claimed.changes.iter().cloned().map(Change::Owner));
     let active: Vec<&Arc<Value>> = claimed.owned.iter().filter(|p| is_active(p)).collect();
     let wanted = obj::get_i64(rs, &["spec", "replicas"]).unwrap_or(1).max(0) as usize;
     if !being_deleted(rs) {
@@ -229,8 +228,7 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
     let mut failure = None;
     for change in plan.changes {
         let written = match change {
-            Change::Adopt(p) => owners::write_claim(api, pods, &rs, &p, true).await?,
-            Change::Release(p) => owners::write_claim(api, pods, &rs, &p, false).await?,
+            Change::Owner(c) => c.write(api, pods, &rs).await?,
             Change::Create(n) => match create_pods(ctx, &rs, n).await {
                 Ok(written) => written,
                 Err(e) => {
@@ -361,8 +359,7 @@ mod tests {
         changes
             .iter()
             .map(|c| match c {
-                Change::Adopt(p) => format!("adopt {}", obj::name(p)),
-                Change::Release(p) => format!("release {}", obj::name(p)),
+                Change::Owner(c) => c.to_string(),
                 Change::Create(n) => format!("create {n}"),
                 Change::Delete(ps) => format!(
                     "delete {}",

@@ -38,8 +38,8 @@ const HASH_LABEL: &str = "controller.kubernetes.io/hash";
 /// One decision of a reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Adopt(Arc<Value>),
-    Release(Arc<Value>),
+    /// Adopt a matching orphan, or release what stopped matching.
+    Owner(owners::OwnerChange),
     CreateRevision(Value),
     /// A revision whose template is in use again, with its new number.
     Renumber(Arc<Value>, i64),
@@ -256,8 +256,7 @@ pub fn plan(
         .cloned()
         .collect();
     let claimed = claim_all(set, &selector, &members);
-    changes.extend(claimed.adopt.iter().cloned().map(Change::Adopt));
-    changes.extend(claimed.release.iter().cloned().map(Change::Release));
+    changes.extend(claimed.changes.iter().cloned().map(Change::Owner));
     let owned = claimed.owned;
     let wanted = obj::get_i64(set, &["spec", "replicas"]).unwrap_or(1).max(0) as usize;
     let update = update_revision(set);
@@ -486,14 +485,7 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            Change::Adopt(p) => {
-                pod_revision =
-                    pod_revision.max(owners::write_claim(api, pods, &set, &p, true).await?)
-            }
-            Change::Release(p) => {
-                pod_revision =
-                    pod_revision.max(owners::write_claim(api, pods, &set, &p, false).await?)
-            }
+            Change::Owner(c) => pod_revision = pod_revision.max(c.write(api, pods, &set).await?),
             Change::CreateClaim(c) => match api.create(claims, ns, c.clone(), false).await {
                 Ok(created) => {
                     claim_revision = claim_revision.max(revision_of(&created));
@@ -617,8 +609,7 @@ mod tests {
         changes
             .iter()
             .filter_map(|c| match c {
-                Change::Adopt(p) => Some(format!("adopt {}", obj::name(p))),
-                Change::Release(p) => Some(format!("release {}", obj::name(p))),
+                Change::Owner(c) => Some(c.to_string()),
                 Change::CreateClaim(c) => Some(format!("claim {}", obj::name(c))),
                 Change::CreatePod(p) => Some(format!("create {}", obj::name(p))),
                 Change::DeletePod(p) => Some(format!("delete {}", obj::name(p))),

@@ -61,14 +61,7 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
     let mut action = plan.action;
     for change in plan.changes {
         match change {
-            Change::Adopt(rs) => {
-                rs_revision =
-                    rs_revision.max(owners::write_claim(api, rs_res, &d, &rs, true).await?)
-            }
-            Change::Release(rs) => {
-                rs_revision =
-                    rs_revision.max(owners::write_claim(api, rs_res, &d, &rs, false).await?)
-            }
+            Change::Owner(c) => rs_revision = rs_revision.max(c.write(api, rs_res, &d).await?),
             Change::CreateReplicaSet(rs) => match api.create(rs_res, ns, rs.clone(), false).await {
                 Ok(created) => {
                     rs_revision = rs_revision.max(revision_of(&created));

@@ -21,8 +21,8 @@ use crate::selectors::LabelSelector;
 /// One decision of a reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Adopt(Arc<Value>),
-    Release(Arc<Value>),
+    /// Adopt a matching orphan, or release what stopped matching.
+    Owner(owners::OwnerChange),
     CreateReplicaSet(Value),
     /// A ReplicaSet's new version (replicas, annotations), written if it did not change
     /// meanwhile.
@@ -175,8 +175,7 @@ pub fn plan(
     let selector = LabelSelector::from_json(selector)
         .unwrap_or_else(|_| LabelSelector::from_json(&Value::Null).expect("null selects nothing"));
     let claimed = claim_all(d, &selector, replica_sets);
-    changes.extend(claimed.adopt.iter().cloned().map(Change::Adopt));
-    changes.extend(claimed.release.iter().cloned().map(Change::Release));
+    changes.extend(claimed.changes.iter().cloned().map(Change::Owner));
     let template = obj::get(d, &["spec", "template"]).unwrap_or(&Value::Null);
     let mut owned: Vec<Value> = claimed.owned.iter().map(|rs| (**rs).clone()).collect();
     by_creation(&mut owned);
