@@ -1,5 +1,5 @@
-//! Objects every cluster has from its first start: the system namespaces and the
-//! `wasmtime` RuntimeClass.
+//! Objects every cluster has from its first start: the system namespaces, the
+//! `wasmtime` RuntimeClass and the default `local-path` StorageClass.
 
 use serde_json::json;
 
@@ -26,7 +26,11 @@ pub async fn ensure(api: &Api) -> Result<(), ApiError> {
         "metadata": {"name": WASM_RUNTIME_CLASS},
         "handler": WASM_RUNTIME_CLASS,
     });
-    create_if_missing(api.create(rc, None, obj, false).await)
+    create_if_missing(api.create(rc, None, obj, false).await)?;
+    let classes = resources::find("storage.k8s.io", "v1", "storageclasses")
+        .ok_or_else(|| ApiError::Internal("storageclasses unknown".into()))?;
+    let local_path = crate::storage_class::local_path_class();
+    create_if_missing(api.create(classes, None, local_path, false).await)
 }
 
 fn create_if_missing<T>(r: Result<T, ApiError>) -> Result<(), ApiError> {

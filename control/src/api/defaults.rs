@@ -17,6 +17,8 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "Job" => job(obj),
         "CronJob" => cronjob(obj),
         "PersistentVolumeClaim" => claim(obj),
+        "PersistentVolume" => volume(obj),
+        "StorageClass" => storage_class(obj),
         _ => {}
     }
 }
@@ -191,6 +193,29 @@ fn claim(obj: &mut Value) {
     }
     if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
         set_default(status, "phase", json!("Pending"));
+    }
+}
+
+/// core/v1 `SetDefaults_PersistentVolume`: manually created volumes are kept when released
+/// (`Retain`), and a new volume is Pending until the binder sees it.
+fn volume(obj: &mut Value) {
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+        set_default(spec, "volumeMode", json!("Filesystem"));
+    }
+    if let Some(o) = obj.as_object_mut() {
+        set_default(o, "status", json!({}));
+    }
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+        set_default(status, "phase", json!("Pending"));
+    }
+}
+
+/// storage/v1 `SetDefaults_StorageClass`.
+fn storage_class(obj: &mut Value) {
+    if let Some(o) = obj.as_object_mut() {
+        set_default(o, "reclaimPolicy", json!("Delete"));
+        set_default(o, "volumeBindingMode", json!("Immediate"));
     }
 }
 

@@ -220,6 +220,22 @@ impl Api {
         Ok((items, revision))
     }
 
+    /// The DefaultStorageClass admission plugin: a claim that names no class (as opposed
+    /// to the empty class `""`) gets the cluster's default one, if there is one.
+    fn default_storage_class(&self, claim: &mut Value) -> Result<(), ApiError> {
+        let spec = &mut claim["spec"];
+        if !spec.is_object() || !spec["storageClassName"].is_null() {
+            return Ok(());
+        }
+        let classes = resources::find("storage.k8s.io", "v1", "storageclasses")
+            .ok_or_else(|| ApiError::Internal("storageclasses unknown".into()))?;
+        let (classes, _) = self.list(classes, None, &ListOptions::default())?;
+        if let Some(class) = crate::storage_class::default_class(&classes) {
+            spec["storageClassName"] = json!(name_of(class));
+        }
+        Ok(())
+    }
+
     fn check_namespace(
         &self,
         res: &ResourceInfo,
@@ -337,6 +353,10 @@ impl Api {
         defaults::apply(res.kind, &mut obj);
         if res.kind == "Pod" {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(&obj)});
+        }
+        if res.kind == "PersistentVolumeClaim" {
+            self.default_storage_class(&mut obj)?;
+            protect_claim(&mut obj);
         }
         let errors = validation::validate(res.plural, &obj, None);
         if !errors.is_empty() {
@@ -796,6 +816,18 @@ fn deletion_plan(res: &ResourceInfo, obj: &Value, grace: Option<i64>) -> Deletio
 }
 
 /// Kubernetes' QoS class from the containers' requests and limits.
+/// The PVC protection admission: a claim keeps a finalizer that the volume binder drops
+/// once no pod uses the claim, so a claim is never removed from under a running pod.
+fn protect_claim(claim: &mut Value) {
+    let protection = json!(crate::persistent_volumes::CLAIM_PROTECTION);
+    let finalizers = &mut claim["metadata"]["finalizers"];
+    match finalizers.as_array_mut() {
+        Some(f) if f.contains(&protection) => {}
+        Some(f) => f.push(protection),
+        None => *finalizers = json!([protection]),
+    }
+}
+
 fn qos_class(pod: &Value) -> &'static str {
     let containers: Vec<&Value> = ["containers", "initContainers"]
         .iter()

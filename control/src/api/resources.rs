@@ -163,6 +163,25 @@ pub static RESOURCES: &[ResourceInfo] = &[
         ..CORE
     },
     ResourceInfo {
+        kind: "PersistentVolume",
+        plural: "persistentvolumes",
+        singular: "persistentvolume",
+        namespaced: false,
+        short_names: &["pv"],
+        subresources: &["status"],
+        has_spec: true,
+        ..CORE
+    },
+    ResourceInfo {
+        group: "storage.k8s.io",
+        kind: "StorageClass",
+        plural: "storageclasses",
+        singular: "storageclass",
+        namespaced: false,
+        short_names: &["sc"],
+        ..CORE
+    },
+    ResourceInfo {
         kind: "PersistentVolumeClaim",
         plural: "persistentvolumeclaims",
         singular: "persistentvolumeclaim",

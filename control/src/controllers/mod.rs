@@ -25,6 +25,7 @@ pub mod reflector;
 pub mod replicaset;
 pub mod runner;
 pub mod statefulset;
+pub mod volume_binder;
 
 use std::sync::Arc;
 
@@ -89,8 +90,10 @@ pub struct Caches {
     pub cronjobs: Cache,
     pub daemonsets: Cache,
     pub nodes: Cache,
-    /// PersistentVolumeClaims, which StatefulSets create.
+    /// PersistentVolumeClaims, which StatefulSets create and the volume binder binds.
     pub claims: Cache,
+    pub volumes: Cache,
+    pub classes: Cache,
     /// Every cached kind, for the garbage collector.
     pub all: Vec<Cache>,
 }
@@ -114,6 +117,8 @@ impl Caches {
             daemonsets: find("DaemonSet")?,
             nodes: find("Node")?,
             claims: find("PersistentVolumeClaim")?,
+            volumes: find("PersistentVolume")?,
+            classes: find("StorageClass")?,
             all,
         })
     }
@@ -177,6 +182,7 @@ pub async fn run(api: Api) -> Result<(), ControllerError> {
     tasks.spawn(job::run(api.clone(), caches.clone()));
     tasks.spawn(cronjob::run(api.clone(), caches.clone()));
     tasks.spawn(daemonset::run(api.clone(), caches.clone()));
+    tasks.spawn(volume_binder::run(api.clone(), caches.clone()));
     tasks.spawn(gc::run(api, caches));
     // The first to end ends them all (dropping the set aborts the rest).
     match tasks.join_next().await {

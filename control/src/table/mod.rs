@@ -105,6 +105,8 @@ fn row_cells(resource: &str, o: &Value, now: DateTime<Utc>) -> (Vec<Value>, Opti
         "jobs" => (workloads::job(o, now), None),
         "cronjobs" => (workloads::cronjob(o, now), None),
         "persistentvolumeclaims" => (simple::claim(o, now), None),
+        "persistentvolumes" => (simple::volume(o, now), None),
+        "storageclasses" => (simple::storage_class(o, now), None),
         _ => (default_row(o), None),
     }
 }

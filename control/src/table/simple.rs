@@ -190,48 +190,96 @@ pub fn lease(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
 /// `printPersistentVolumeClaim`: capacity and access modes are the bound volume's, so
 /// empty while the claim is unbound.
 pub fn claim(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let phase = if obj::get(o, &["metadata", "deletionTimestamp"]).is_some() {
-        "Terminating"
-    } else {
-        obj::str_or_empty(o, &["status", "phase"])
-    };
     let volume = obj::str_or_empty(o, &["spec", "volumeName"]);
     let (capacity, modes) = if volume.is_empty() {
         (String::new(), String::new())
     } else {
-        let granted: Vec<&str> = obj::array(o, &["status", "accessModes"])
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        // `GetAccessModesAsString`: abbreviated, in this order whatever the claim's.
-        let modes: Vec<&str> = [
-            ("ReadWriteOnce", "RWO"),
-            ("ReadOnlyMany", "ROX"),
-            ("ReadWriteMany", "RWX"),
-            ("ReadWriteOncePod", "RWOP"),
-        ]
-        .iter()
-        .filter(|(mode, _)| granted.contains(mode))
-        .map(|(_, short)| *short)
-        .collect();
         let capacity = obj::str_or_empty(o, &["status", "capacity", "storage"]);
-        (capacity.to_string(), modes.join(","))
-    };
-    let or_unset = |path: &[&str]| match obj::str_or_empty(o, path) {
-        "" => "<unset>".to_string(),
-        v => v.to_string(),
+        (capacity.to_string(), access_modes(o, &["status", "accessModes"]))
     };
     vec![
         json!(obj::name(o)),
-        json!(phase),
+        json!(phase_or_terminating(o)),
         json!(volume),
         json!(capacity),
         json!(modes),
         json!(obj::str_or_empty(o, &["spec", "storageClassName"])),
-        json!(or_unset(&["spec", "volumeAttributesClassName"])),
+        json!(or_unset(o, &["spec", "volumeAttributesClassName"])),
         json!(age(o, &CREATED, now)),
-        json!(or_unset(&["spec", "volumeMode"])),
+        json!(or_unset(o, &["spec", "volumeMode"])),
     ]
+}
+
+/// `printPersistentVolume`.
+pub fn volume(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let claim = match obj::get(o, &["spec", "claimRef"]) {
+        Some(r) => format!(
+            "{}/{}",
+            obj::str_or_empty(r, &["namespace"]),
+            obj::str_or_empty(r, &["name"])
+        ),
+        None => String::new(),
+    };
+    vec![
+        json!(obj::name(o)),
+        json!(obj::str_or_empty(o, &["spec", "capacity", "storage"])),
+        json!(access_modes(o, &["spec", "accessModes"])),
+        json!(obj::str_or_empty(o, &["spec", "persistentVolumeReclaimPolicy"])),
+        json!(phase_or_terminating(o)),
+        json!(claim),
+        json!(obj::str_or_empty(o, &["spec", "storageClassName"])),
+        json!(or_unset(o, &["spec", "volumeAttributesClassName"])),
+        json!(obj::str_or_empty(o, &["status", "reason"])),
+        json!(age(o, &CREATED, now)),
+        json!(or_unset(o, &["spec", "volumeMode"])),
+    ]
+}
+
+/// `printStorageClass`: the default class is named `<name> (default)`.
+pub fn storage_class(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut name = obj::name(o).to_string();
+    if crate::storage_class::is_default(o) {
+        name.push_str(" (default)");
+    }
+    vec![
+        json!(name),
+        json!(obj::str_or_empty(o, &["provisioner"])),
+        json!(obj::str_or_empty(o, &["reclaimPolicy"])),
+        json!(obj::str_or_empty(o, &["volumeBindingMode"])),
+        json!(obj::bool_or_false(o, &["allowVolumeExpansion"])),
+        json!(age(o, &CREATED, now)),
+    ]
+}
+
+fn phase_or_terminating(o: &Value) -> &str {
+    if obj::get(o, &["metadata", "deletionTimestamp"]).is_some() {
+        "Terminating"
+    } else {
+        obj::str_or_empty(o, &["status", "phase"])
+    }
+}
+
+fn or_unset(o: &Value, path: &[&str]) -> String {
+    match obj::str_or_empty(o, path) {
+        "" => "<unset>".to_string(),
+        v => v.to_string(),
+    }
+}
+
+/// `GetAccessModesAsString`: abbreviated, in this order whatever the object's.
+fn access_modes(o: &Value, path: &[&str]) -> String {
+    let granted: Vec<&str> = obj::array(o, path).iter().filter_map(Value::as_str).collect();
+    let modes: Vec<&str> = [
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ]
+    .iter()
+    .filter(|(mode, _)| granted.contains(mode))
+    .map(|(_, short)| *short)
+    .collect();
+    modes.join(",")
 }
 
 /// `printService`.

@@ -17,6 +17,7 @@ mod pod;
 mod quantity;
 mod runtimeclass;
 mod secret;
+mod storage;
 mod volume;
 mod workload;
 
@@ -297,6 +298,9 @@ pub fn validate(resource: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
         "jobs" => workload::validate_job(obj, old),
         "cronjobs" => workload::validate_cronjob(obj, old),
         "services" => meta::validate(obj, old, meta::NameRule::Dns1035Label),
+        "persistentvolumes" => storage::validate_volume(obj, old),
+        "persistentvolumeclaims" => storage::validate_claim(obj, old),
+        "storageclasses" => storage::validate_class(obj, old),
         _ => meta::validate(obj, old, meta::NameRule::Dns1123Subdomain),
     }
 }
