@@ -115,7 +115,8 @@ fn statefulset_flow(version: &str) {
         );
     }
 
-    // Stable identity: labels, hostname, and a claim per pod, Pending without a binder.
+    // Stable identity: labels, hostname, and a claim per pod, bound to a local-path
+    // volume provisioned for it.
     let labels = server.jsonpath(
         version,
         &["pod", "web-1"],
@@ -129,12 +130,13 @@ fn statefulset_flow(version: &str) {
         "{claims}"
     );
     for c in ["www-web-0", "www-web-1", "www-web-2"] {
-        assert!(
-            claims
-                .lines()
-                .any(|l| l.starts_with(c) && l.contains("Pending")),
-            "{claims}"
-        );
+        let row = table_rows(&claims)
+            .into_iter()
+            .find(|r| r[0] == c)
+            .unwrap_or_else(|| panic!("no {c} in {claims}"));
+        assert_eq!(row[1], "Bound", "{claims}");
+        assert!(row[2].starts_with("pvc-"), "{claims}");
+        assert_eq!(row[5], "local-path", "{claims}");
     }
     let table = server.kubectl_ok(version, &["get", "sts", "-o", "wide"]);
     let rows = table_rows(&table);

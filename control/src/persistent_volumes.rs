@@ -32,7 +32,10 @@ pub fn volume_class(volume: &Value) -> &str {
 
 /// Bytes a claim requests (0 when unparseable: validation refuses those).
 pub fn requested_bytes(claim: &Value) -> f64 {
-    quantity(obj::get(claim, &["spec", "resources", "requests", "storage"]))
+    quantity(obj::get(
+        claim,
+        &["spec", "resources", "requests", "storage"],
+    ))
 }
 
 pub fn capacity_bytes(volume: &Value) -> f64 {
@@ -85,9 +88,7 @@ pub fn satisfies(volume: &Value, claim: &Value) -> bool {
     };
     let selected = match obj::get(claim, &["spec", "selector"]) {
         None => true,
-        Some(s) => {
-            LabelSelector::from_json(s).is_ok_and(|sel| sel.matches(obj::labels(volume)))
-        }
+        Some(s) => LabelSelector::from_json(s).is_ok_and(|sel| sel.matches(obj::labels(volume))),
     };
     free && selected
         && !is_deleting(volume)
@@ -166,6 +167,93 @@ pub fn pod_is_active(pod: &Value) -> bool {
     )
 }
 
+/// What the scheduler's volume checks look at: the pod's namespace's claims, and the
+/// cluster's volumes, classes and pods.
+pub struct VolumeView<'a> {
+    pub claims: &'a [Value],
+    pub volumes: &'a [Value],
+    pub classes: &'a [Value],
+    pub pods: &'a [Value],
+}
+
+fn find<'a>(objects: &'a [Value], name: &str) -> Option<&'a Value> {
+    objects.iter().find(|o| obj::name(o) == name)
+}
+
+/// Whether a claim may be used from several nodes at once.
+fn shared_across_nodes(claim: &Value) -> bool {
+    obj::array(claim, &["spec", "accessModes"])
+        .iter()
+        .any(|m| m == "ReadWriteMany" || m == "ReadOnlyMany")
+}
+
+/// The scheduler's VolumeBinding and volume-restriction filters for `pod` on `node`:
+/// `Err` carries Kubernetes' reason for the node.
+pub fn fits_node(pod: &Value, node: &Value, view: &VolumeView) -> Result<(), String> {
+    let namespace = obj::namespace(pod);
+    for name in pod_claims(pod) {
+        let Some(claim) = find(view.claims, name) else {
+            return Err(format!("persistentvolumeclaim \"{name}\" not found"));
+        };
+        if obj::get(claim, &["metadata", "deletionTimestamp"]).is_some() {
+            return Err(format!("persistentvolumeclaim \"{name}\" is being deleted"));
+        }
+        let used_elsewhere = view.pods.iter().any(|p| {
+            let elsewhere = obj::str_or_empty(p, &["spec", "nodeName"]);
+            obj::namespace(p) == namespace
+                && !elsewhere.is_empty()
+                && elsewhere != obj::name(node)
+                && pod_is_active(p)
+                && pod_claims(p).any(|c| c == name)
+        });
+        if used_elsewhere && !shared_across_nodes(claim) {
+            return Err(
+                "node(s) had a ReadWriteOnce volume in use by a pod on another node".into(),
+            );
+        }
+        let volume_name = obj::str_or_empty(claim, &["spec", "volumeName"]);
+        if !volume_name.is_empty() {
+            match find(view.volumes, volume_name) {
+                None => {
+                    return Err(
+                        "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)"
+                            .into(),
+                    )
+                }
+                Some(v) if !node_fits(v, node) => {
+                    return Err("node(s) had volume node affinity conflict".into())
+                }
+                Some(_) => continue,
+            }
+        }
+        let class = find(view.classes, claim_class(claim));
+        let waits = class.is_some_and(|c| {
+            obj::str_or_empty(c, &["volumeBindingMode"]) == "WaitForFirstConsumer"
+        });
+        if !waits {
+            return Err("pod has unbound immediate PersistentVolumeClaims".into());
+        }
+        let provisionable = class.is_some_and(|c| {
+            !obj::str_or_empty(c, &["provisioner"]).is_empty()
+                && obj::str_or_empty(c, &["provisioner"]) != "kubernetes.io/no-provisioner"
+        });
+        if !provisionable && best_volume(claim, view.volumes, Some(node)).is_none() {
+            return Err("node(s) didn't find available persistent volumes to bind".into());
+        }
+    }
+    Ok(())
+}
+
+/// The pod's claims that wait for their first consumer: the scheduler names the chosen
+/// node on them ([`SELECTED_NODE`]) before it binds the pod.
+pub fn awaiting_consumer<'a>(pod: &'a Value, view: &'a VolumeView) -> Vec<&'a Value> {
+    pod_claims(pod)
+        .filter_map(|name| find(view.claims, name))
+        .filter(|c| obj::str_or_empty(c, &["spec", "volumeName"]).is_empty())
+        .filter(|c| obj::get(c, &["metadata", "annotations", SELECTED_NODE]).is_none())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,8 +274,10 @@ mod tests {
     }
 
     fn rwo(size: &str) -> Value {
-        claim(json!({"accessModes": ["ReadWriteOnce"], "storageClassName": "",
-            "resources": {"requests": {"storage": size}}}))
+        claim(
+            json!({"accessModes": ["ReadWriteOnce"], "storageClassName": "",
+            "resources": {"requests": {"storage": size}}}),
+        )
     }
 
     #[test]
@@ -196,19 +286,37 @@ mod tests {
         let cases = [
             (volume("v", "1Gi", json!({})), true),
             (volume("v", "512Mi", json!({})), false),
-            (volume("v", "2Gi", json!({"storageClassName": "fast"})), false),
-            (volume("v", "2Gi", json!({"accessModes": ["ReadOnlyMany"]})), false),
-            (volume("v", "2Gi", json!({"volumeMode": "Block"})), false),
             (
-                volume("v", "2Gi", json!({"claimRef": {"namespace": "default", "name": "other"}})),
+                volume("v", "2Gi", json!({"storageClassName": "fast"})),
                 false,
             ),
             (
-                volume("v", "2Gi", json!({"claimRef": {"namespace": "default", "name": "data", "uid": "c1"}})),
+                volume("v", "2Gi", json!({"accessModes": ["ReadOnlyMany"]})),
+                false,
+            ),
+            (volume("v", "2Gi", json!({"volumeMode": "Block"})), false),
+            (
+                volume(
+                    "v",
+                    "2Gi",
+                    json!({"claimRef": {"namespace": "default", "name": "other"}}),
+                ),
+                false,
+            ),
+            (
+                volume(
+                    "v",
+                    "2Gi",
+                    json!({"claimRef": {"namespace": "default", "name": "data", "uid": "c1"}}),
+                ),
                 true,
             ),
             (
-                volume("v", "2Gi", json!({"claimRef": {"namespace": "default", "name": "data", "uid": "old"}})),
+                volume(
+                    "v",
+                    "2Gi",
+                    json!({"claimRef": {"namespace": "default", "name": "data", "uid": "old"}}),
+                ),
                 false,
             ),
         ];
@@ -242,14 +350,78 @@ mod tests {
     }
 
     #[test]
+    fn scheduler_volume_checks_table() {
+        let node = |name: &str| json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}});
+        let pod = |name: &str, on: &str| {
+            json!({"metadata": {"name": name, "namespace": "default"},
+                "spec": {"nodeName": on, "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}]},
+                "status": {"phase": "Running"}})
+        };
+        let wffc = json!({"metadata": {"name": "local-path"}, "provisioner": "wkube.io/local-path",
+            "volumeBindingMode": "WaitForFirstConsumer"});
+        let immediate = json!({"metadata": {"name": "now"}, "provisioner": "x.io/y",
+            "volumeBindingMode": "Immediate"});
+        let classes = [wffc, immediate];
+        let with_class = |class: &str| {
+            let mut c = rwo("1Gi");
+            c["spec"]["storageClassName"] = json!(class);
+            c
+        };
+        let mut bound = rwo("1Gi");
+        bound["spec"]["volumeName"] = json!("on-a");
+        let on_a = volume(
+            "on-a",
+            "1Gi",
+            json!({"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["a"]}]}]}}}),
+        );
+        let volumes = [on_a];
+        let check = |claims: &[Value], pods: &[Value], on: &str| {
+            let view = VolumeView {
+                claims,
+                volumes: &volumes,
+                classes: &classes,
+                pods,
+            };
+            fits_node(&pod("new", ""), &node(on), &view)
+        };
+        assert_eq!(
+            check(&[], &[], "a").unwrap_err(),
+            "persistentvolumeclaim \"data\" not found"
+        );
+        assert!(check(&[with_class("local-path")], &[], "b").is_ok());
+        assert_eq!(
+            check(&[with_class("now")], &[], "b").unwrap_err(),
+            "pod has unbound immediate PersistentVolumeClaims"
+        );
+        assert!(check(std::slice::from_ref(&bound), &[], "a").is_ok());
+        assert_eq!(
+            check(std::slice::from_ref(&bound), &[], "b").unwrap_err(),
+            "node(s) had volume node affinity conflict"
+        );
+        let user_on_b = [pod("old", "b")];
+        let c = [with_class("local-path")];
+        assert!(check(&c, &user_on_b, "b").is_ok());
+        assert_eq!(
+            check(&c, &user_on_b, "a").unwrap_err(),
+            "node(s) had a ReadWriteOnce volume in use by a pod on another node"
+        );
+        let view = VolumeView {
+            claims: &c,
+            volumes: &volumes,
+            classes: &classes,
+            pods: &[],
+        };
+        assert_eq!(awaiting_consumer(&pod("new", ""), &view).len(), 1);
+    }
+
+    #[test]
     fn node_affinity_narrows_the_choice() {
         let on = |node: &str| {
             json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
                 {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}})
         };
-        let node = |name: &str| {
-            json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}})
-        };
+        let node = |name: &str| json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}});
         let a = volume("on-a", "1Gi", json!({"nodeAffinity": on("a")}));
         assert!(node_fits(&a, &node("a")));
         assert!(!node_fits(&a, &node("b")));

@@ -4,6 +4,7 @@
 //! This first version places pods on the Ready node with the fewest pods; the filters and
 //! scores of kube-scheduler come with the controllers issue.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,6 +14,7 @@ use serde_json::json;
 use crate::api::objects::{name_of, now, ListOptions, Part};
 use crate::api::{resources, Api, ApiError};
 use crate::events::{EventRecorder, EventType};
+use crate::persistent_volumes as pv;
 use crate::selectors::FieldSelector;
 
 /// How often pods that fit nowhere are tried again (nodes may have come up meanwhile).
@@ -123,13 +125,38 @@ impl Scheduler {
         let pods_res = resources::find("", "v1", "pods")
             .ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
         let (nodes, _) = self.api.list(nodes_res, None, &ListOptions::default())?;
+        let uses_claims = pv::pod_claims(pod).next().is_some();
         // Counting pods per node means decoding every pod in the store, once per pod
         // scheduled; with a single Ready node there is nothing to compare, so skip it.
-        let all_pods = if nodes.iter().filter(|n| is_ready(n)).count() > 1 {
+        let all_pods = if uses_claims || nodes.iter().filter(|n| is_ready(n)).count() > 1 {
             self.api.list(pods_res, None, &ListOptions::default())?.0
         } else {
             Vec::new()
         };
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        let storage = if uses_claims {
+            self.storage(ns)?
+        } else {
+            Default::default()
+        };
+        let view = pv::VolumeView {
+            claims: &storage.0,
+            volumes: &storage.1,
+            classes: &storage.2,
+            pods: &all_pods,
+        };
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        let nodes_total = nodes.len();
+        let nodes: Vec<Value> = nodes
+            .into_iter()
+            .filter(|n| match pv::fits_node(pod, n, &view) {
+                Ok(()) => true,
+                Err(reason) => {
+                    *reasons.entry(reason).or_default() += 1;
+                    false
+                }
+            })
+            .collect();
         let pods_on = |n: &str| {
             all_pods
                 .iter()
@@ -137,10 +164,16 @@ impl Scheduler {
                 .count()
         };
         let Some(node) = choose(&nodes, pods_on).map(str::to_string) else {
+            if !nodes.is_empty() {
+                reasons.insert(
+                    "node(s) were not ready or unschedulable".into(),
+                    nodes.len(),
+                );
+            }
+            let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
             let msg = format!(
-                "0/{} nodes are available: {} node(s) were not ready or unschedulable.",
-                nodes.len(),
-                nodes.len()
+                "0/{nodes_total} nodes are available: {}.",
+                reasons.join(", ")
             );
             if !already_reported(pod) {
                 self.mark_unschedulable(pods_res, pod, &msg).await?;
@@ -150,7 +183,9 @@ impl Scheduler {
             }
             return Ok(None);
         };
-        let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        for claim in pv::awaiting_consumer(pod, &view) {
+            self.select_node(claim, &node).await?;
+        }
         match self.api.bind(ns, name_of(pod), &node).await {
             Ok(_) => Ok(Some(node)),
             Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => Ok(None),
@@ -160,6 +195,40 @@ impl Scheduler {
 }
 
 impl Scheduler {
+    /// The claims of `ns` and the cluster's volumes and classes.
+    fn storage(&self, ns: &str) -> Result<(Vec<Value>, Vec<Value>, Vec<Value>), ApiError> {
+        let list = |plural: &str, group: &str, ns: Option<&str>| {
+            let res = resources::find(group, "v1", plural)
+                .ok_or_else(|| ApiError::Internal(format!("{plural} unknown")))?;
+            Ok::<_, ApiError>(self.api.list(res, ns, &ListOptions::default())?.0)
+        };
+        Ok((
+            list("persistentvolumeclaims", "", Some(ns))?,
+            list("persistentvolumes", "", None)?,
+            list("storageclasses", "storage.k8s.io", None)?,
+        ))
+    }
+
+    /// Names the node of a `WaitForFirstConsumer` claim's first consumer, for the
+    /// provisioner and the binder.
+    async fn select_node(&self, claim: &Value, node: &str) -> Result<(), ApiError> {
+        let claims = resources::find("", "v1", "persistentvolumeclaims")
+            .ok_or_else(|| ApiError::Internal("persistentvolumeclaims unknown".into()))?;
+        let ns = claim["metadata"]["namespace"].as_str();
+        let result = self
+            .api
+            .update_with(claims, ns, name_of(claim), Part::Main, |current| {
+                let mut c = current.clone();
+                c["metadata"]["annotations"][pv::SELECTED_NODE] = json!(node);
+                Ok(Some(c))
+            })
+            .await;
+        match result {
+            Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sets the `PodScheduled=False` condition `kubectl describe` shows for pending pods.
     async fn mark_unschedulable(
         &self,

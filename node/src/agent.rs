@@ -67,10 +67,24 @@ impl<C: ControlPlane> NodeAgent<C> {
                             tracing::warn!(error = %e, "heartbeat failed");
                         }
                         workers.retain(|_, w| !w.task.is_finished());
+                        self.reclaim_local_paths().await;
                     }
                     _ = shutdown.changed() => return Ok(()),
                 }
             }
+        }
+    }
+
+    /// Removes the directories of local-path volumes that were deleted.
+    async fn reclaim_local_paths(&self) {
+        let root = &self.ctx.volume_root;
+        match crate::volumes::claims::collect_garbage(&*self.ctx.client, root).await {
+            Ok(removed) => {
+                for path in removed {
+                    tracing::info!(path = %path.display(), "removed a deleted local-path volume");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reclaim local-path volumes"),
         }
     }
 

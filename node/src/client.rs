@@ -5,7 +5,9 @@ use std::future::Future;
 
 use std::marker::PhantomData;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node, NodeStatus, Pod, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Node, NodeStatus, PersistentVolume, PersistentVolumeClaim, Pod, PodStatus, Secret,
+};
 use serde_json::{json, Value};
 
 use control::api::objects::{DeleteOptions, ListOptions, Part, Watch};
@@ -86,6 +88,17 @@ pub trait ControlPlane: Send + Sync + 'static {
         namespace: &str,
         name: &str,
     ) -> impl Future<Output = Result<Option<Secret>, ClientError>> + Send;
+    /// A PersistentVolumeClaim of `namespace`, `None` when there is none of that name.
+    fn get_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<PersistentVolumeClaim>, ClientError>> + Send;
+    /// A PersistentVolume, `None` when there is none of that name.
+    fn get_volume(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<PersistentVolume>, ClientError>> + Send;
     /// The ConfigMap (as ADDED if it exists) and then its changes.
     fn watch_config_map(
         &self,
@@ -141,10 +154,10 @@ impl InProcess {
         &self,
         plural: &str,
         kind: &'static str,
-        namespace: &str,
+        namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<T>, ClientError> {
-        match self.api.get(res(plural)?, Some(namespace), name) {
+        match self.api.get(res(plural)?, namespace, name) {
             Ok(v) => decode(kind, v).map(Some),
             Err(ApiError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -201,11 +214,24 @@ impl ControlPlane for InProcess {
         namespace: &str,
         name: &str,
     ) -> Result<Option<ConfigMap>, ClientError> {
-        self.get_named("configmaps", "ConfigMap", namespace, name)
+        self.get_named("configmaps", "ConfigMap", Some(namespace), name)
     }
 
     async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ClientError> {
-        self.get_named("secrets", "Secret", namespace, name)
+        self.get_named("secrets", "Secret", Some(namespace), name)
+    }
+
+    async fn get_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, ClientError> {
+        let kind = "PersistentVolumeClaim";
+        self.get_named("persistentvolumeclaims", kind, Some(namespace), name)
+    }
+
+    async fn get_volume(&self, name: &str) -> Result<Option<PersistentVolume>, ClientError> {
+        self.get_named("persistentvolumes", "PersistentVolume", None, name)
     }
 
     fn watch_config_map(

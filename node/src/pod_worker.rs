@@ -60,7 +60,8 @@ pub struct NodeContext<C> {
     pub runtime: Arc<dyn Runtime>,
     pub images: ImageStore,
     pub log_root: PathBuf,
-    /// Where pods' emptyDir volumes live.
+    /// Where pods' volumes live: emptyDirs under each pod's uid, local-path volumes under
+    /// `local-path/`.
     pub volume_root: PathBuf,
     pub host_ip: String,
     pub backoff: Backoff,

@@ -290,7 +290,8 @@ mod tests {
             vec![
                 ("node.k8s.io", vec!["v1"]),
                 ("apps", vec!["v1"]),
-                ("batch", vec!["v1"])
+                ("batch", vec!["v1"]),
+                ("storage.k8s.io", vec!["v1"])
             ]
         );
     }

@@ -46,14 +46,27 @@ pub enum Work {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Point the volume's `claimRef` at the claim.
-    ClaimVolume { volume: Value, claim: Value },
+    ClaimVolume {
+        volume: Value,
+        claim: Value,
+    },
     /// Record the claim's `volumeName`, then its `Bound` phase with the volume's capacity.
-    BindClaim { claim: Value, volume: Value },
-    VolumePhase { volume: Value, phase: &'static str },
+    BindClaim {
+        claim: Value,
+        volume: Value,
+    },
+    VolumePhase {
+        volume: Value,
+        phase: &'static str,
+    },
     /// A bound claim whose volume vanished.
     ClaimLost(Value),
     /// Create a local-path volume for the claim on `node`.
-    Provision { claim: Value, class: Value, node: String },
+    Provision {
+        claim: Value,
+        class: Value,
+        node: String,
+    },
     DeleteVolume(Value),
     /// Drop the pvc-protection finalizer: nothing uses the claim any more.
     Unprotect(Value),
@@ -90,10 +103,7 @@ pub struct Observed<'a> {
 }
 
 fn named<'a>(objects: &'a [Arc<Value>], name: &str) -> Option<&'a Value> {
-    objects
-        .iter()
-        .map(|o| &**o)
-        .find(|o| obj::name(o) == name)
+    objects.iter().map(|o| &**o).find(|o| obj::name(o) == name)
 }
 
 /// Binds both halves, skipping the ones already written.
@@ -147,8 +157,7 @@ pub fn plan_claim(claim: &Value, seen: &Observed) -> Plan {
                     claim,
                     EventType::Warning,
                     "ClaimLost",
-                    "Bound claim has lost its PersistentVolume. Data on the volume is lost!"
-                        .into(),
+                    "Bound claim has lost its PersistentVolume. Data on the volume is lost!".into(),
                 ));
             }
             None => {}
@@ -164,8 +173,8 @@ pub fn plan_claim(claim: &Value, seen: &Observed) -> Plan {
     }
     let class_name = pv::claim_class(claim);
     let class = named(seen.classes, class_name);
-    let waits_for_consumer =
-        class.is_some_and(|c| obj::str_or_empty(c, &["volumeBindingMode"]) == "WaitForFirstConsumer");
+    let waits_for_consumer = class
+        .is_some_and(|c| obj::str_or_empty(c, &["volumeBindingMode"]) == "WaitForFirstConsumer");
     let selected = obj::str_or_empty(claim, &["metadata", "annotations", SELECTED_NODE]);
     let node = named(seen.nodes, selected);
     if waits_for_consumer && selected.is_empty() {
@@ -447,7 +456,11 @@ async fn write(ctx: &Context, change: Change) -> Result<Written, ControllerError
         ),
         Change::Provision { claim, class, node } => {
             let volume = provisioned_volume(&claim, &class, &node);
-            let created = match ctx.api.create(volumes.resource(), None, volume, false).await {
+            let created = match ctx
+                .api
+                .create(volumes.resource(), None, volume, false)
+                .await
+            {
                 Ok(v) => v,
                 // Provisioned before, by an earlier reconcile or leader.
                 Err(ApiError::AlreadyExists { .. }) => return Ok(Written::Nothing),
@@ -462,7 +475,12 @@ async fn write(ctx: &Context, change: Change) -> Result<Written, ControllerError
         Change::DeleteVolume(volume) => {
             let deleted = ctx
                 .api
-                .delete(volumes.resource(), None, obj::name(&volume), &Default::default())
+                .delete(
+                    volumes.resource(),
+                    None,
+                    obj::name(&volume),
+                    &Default::default(),
+                )
                 .await;
             match deleted {
                 Ok(_) | Err(ApiError::NotFound { .. }) => Written::Nothing,
@@ -490,7 +508,15 @@ async fn write(ctx: &Context, change: Change) -> Result<Written, ControllerError
 }
 
 pub async fn run(api: crate::api::Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
-    let claim_keys = |o: &Value| vec![Work::Claim(Key::of(o))];
+    // A claim concerns itself and its volume (which is released when the claim goes).
+    let claim_keys = |c: &Value| {
+        let mut keys = vec![Work::Claim(Key::of(c))];
+        match obj::str_or_empty(c, &["spec", "volumeName"]) {
+            "" => {}
+            volume => keys.push(Work::Volume(volume.to_string())),
+        }
+        keys
+    };
     let pending = caches.claims.clone();
     let every_pending = Arc::new(move |_: &Value| {
         pending
@@ -562,8 +588,10 @@ mod tests {
     }
 
     fn node(name: &str) -> Arc<Value> {
-        Arc::new(json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}))
+        Arc::new(
+            json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        )
     }
 
     fn kinds(plan: &Plan) -> Vec<String> {
@@ -599,11 +627,19 @@ mod tests {
     #[test]
     fn a_local_path_claim_waits_for_its_consumer_then_is_provisioned_there() {
         let waiting = claim(json!({}), json!({}));
-        assert_eq!(kinds(&plan(&waiting, &[], &[])), ["event WaitForFirstConsumer"]);
+        assert_eq!(
+            kinds(&plan(&waiting, &[], &[])),
+            ["event WaitForFirstConsumer"]
+        );
         let placed = claim(json!({"annotations": {SELECTED_NODE: "b"}}), json!({}));
         let p = plan(&placed, &[], &[]);
         assert_eq!(kinds(&p), ["event Provisioning", "provision on b"]);
-        let Change::Provision { claim, class, node: on } = &p.changes[1] else {
+        let Change::Provision {
+            claim,
+            class,
+            node: on,
+        } = &p.changes[1]
+        else {
             unreachable!()
         };
         let volume = provisioned_volume(claim, class, on);
@@ -643,7 +679,10 @@ mod tests {
                 "status": {"phase": phase}}))
         };
         assert!(kinds(&plan(&deleting, &[], &[user("Running")])).is_empty());
-        assert_eq!(kinds(&plan(&deleting, &[], &[user("Succeeded")])), ["unprotect"]);
+        assert_eq!(
+            kinds(&plan(&deleting, &[], &[user("Succeeded")])),
+            ["unprotect"]
+        );
         assert_eq!(kinds(&plan(&deleting, &[], &[])), ["unprotect"]);
     }
 
@@ -671,7 +710,9 @@ mod tests {
         let p = plan_volume(&volume("Retain"), Some(&recreated));
         assert_eq!(kinds(&p), ["volume Released"]);
         let same = claim(json!({}), json!({}));
-        assert!(plan_volume(&volume("Retain"), Some(&same)).changes.is_empty());
+        assert!(plan_volume(&volume("Retain"), Some(&same))
+            .changes
+            .is_empty());
         let free = json!({"metadata": {"name": "v"}, "spec": {}, "status": {"phase": "Pending"}});
         assert_eq!(kinds(&plan_volume(&free, None)), ["volume Available"]);
     }

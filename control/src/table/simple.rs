@@ -195,7 +195,10 @@ pub fn claim(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
         (String::new(), String::new())
     } else {
         let capacity = obj::str_or_empty(o, &["status", "capacity", "storage"]);
-        (capacity.to_string(), access_modes(o, &["status", "accessModes"]))
+        (
+            capacity.to_string(),
+            access_modes(o, &["status", "accessModes"]),
+        )
     };
     vec![
         json!(obj::name(o)),
@@ -224,7 +227,10 @@ pub fn volume(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
         json!(obj::name(o)),
         json!(obj::str_or_empty(o, &["spec", "capacity", "storage"])),
         json!(access_modes(o, &["spec", "accessModes"])),
-        json!(obj::str_or_empty(o, &["spec", "persistentVolumeReclaimPolicy"])),
+        json!(obj::str_or_empty(
+            o,
+            &["spec", "persistentVolumeReclaimPolicy"]
+        )),
         json!(phase_or_terminating(o)),
         json!(claim),
         json!(obj::str_or_empty(o, &["spec", "storageClassName"])),
@@ -268,7 +274,10 @@ fn or_unset(o: &Value, path: &[&str]) -> String {
 
 /// `GetAccessModesAsString`: abbreviated, in this order whatever the object's.
 fn access_modes(o: &Value, path: &[&str]) -> String {
-    let granted: Vec<&str> = obj::array(o, path).iter().filter_map(Value::as_str).collect();
+    let granted: Vec<&str> = obj::array(o, path)
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     let modes: Vec<&str> = [
         ("ReadWriteOnce", "RWO"),
         ("ReadOnlyMany", "ROX"),

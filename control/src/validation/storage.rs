@@ -46,7 +46,10 @@ pub fn validate_volume(pv: &Value, old: Option<&Value>) -> Vec<FieldError> {
         [] => errs.push(FieldError::required("spec", "must specify a volume type")),
         [_] => {}
         [_, more @ ..] => errs.extend(more.iter().map(|s| {
-            FieldError::forbidden(format!("spec.{s}"), "may not specify more than 1 volume type")
+            FieldError::forbidden(
+                format!("spec.{s}"),
+                "may not specify more than 1 volume type",
+            )
         })),
     }
     for (source, field) in [("hostPath", "path"), ("local", "path")] {
@@ -117,7 +120,6 @@ pub fn validate_claim(pvc: &Value, old: Option<&Value>) -> Vec<FieldError> {
     errs
 }
 
-
 fn claim_spec(spec: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     access_modes(spec, &format!("{path}.accessModes"), &mut errs);
@@ -166,10 +168,7 @@ pub fn validate_class(sc: &Value, old: Option<&Value>) -> Vec<FieldError> {
             ("provisioner", "updates to provisioner are forbidden."),
             ("parameters", "updates to parameters are forbidden."),
             ("reclaimPolicy", "updates to reclaimPolicy are forbidden."),
-            (
-                "volumeBindingMode",
-                "field is immutable",
-            ),
+            ("volumeBindingMode", "field is immutable"),
         ] {
             if sc.get(field) != old.get(field) {
                 errs.push(FieldError::forbidden(field, detail));
@@ -210,9 +209,11 @@ fn positive_quantity(q: &Value, path: &str, errs: &mut Vec<FieldError>) {
             json!(text),
             "must match the regex ^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$",
         )),
-        Ok(v) if v <= 0.0 => {
-            errs.push(FieldError::invalid(path, json!(text), "must be greater than zero"))
-        }
+        Ok(v) if v <= 0.0 => errs.push(FieldError::invalid(
+            path,
+            json!(text),
+            "must be greater than zero",
+        )),
         Ok(_) => {}
     }
 }
@@ -271,7 +272,9 @@ mod tests {
         moved["hostPath"]["path"] = json!("/elsewhere");
         assert_eq!(
             msgs(validate_volume(&pv(moved), Some(&pv(good)))),
-            vec!["spec.hostPath: Forbidden: spec.persistentvolumesource is immutable after creation"]
+            vec![
+                "spec.hostPath: Forbidden: spec.persistentvolumesource is immutable after creation"
+            ]
         );
     }
 

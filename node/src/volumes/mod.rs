@@ -5,10 +5,8 @@
 //!   `medium: Memory` it is on tmpfs (`/dev/shm`), as kubelet mounts a tmpfs (`sizeLimit`
 //!   is not enforced yet).
 //! - `hostPath`: the node's directory, after kubelet's `type` check ([`host_path`]).
-//! - `persistentVolumeClaim`: no volume plugin binds claims yet, so the node gives each
-//!   claim its own directory `<root>/claims/<namespace>/<claim>`, kept when the pod goes:
-//!   a StatefulSet's `web-1` finds its data again when it comes back on this node (node-local
-//!   storage, like a local-path provisioner; the claim itself may stay Pending).
+//! - `persistentVolumeClaim`: the claim's bound volume ([`claims`]); the set-up waits
+//!   (and is retried) until the binder has bound the claim.
 //! - `configMap`, `secret`, `downwardAPI`, `projected`: virtual ([`crate::vfs`]), built by
 //!   [`projection`] from objects read through the [`ControlPlane`] and kept in memory only.
 //!   A task per volume watches its ConfigMaps/Secrets (not the `immutable: true` ones),
@@ -19,6 +17,7 @@
 //!
 //! `subPath` mounts are fixed at container start and never updated, as in Kubernetes.
 
+pub mod claims;
 pub mod host_path;
 pub mod projection;
 
@@ -89,20 +88,6 @@ fn pod_dir(root: &Path, pod: &Pod) -> PathBuf {
     root.join(pod.metadata.uid.as_deref().unwrap_or("unknown"))
 }
 
-/// A claim's node-local directory. Pod dirs are named by uid, so `claims` never collides;
-/// `None` for names that are not one path component (they would leave the root).
-fn claim_dir(root: &Path, pod: &Pod, claim: &str) -> Option<PathBuf> {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let plain = |s: &str| {
-        let mut parts = Path::new(s).components();
-        matches!(
-            (parts.next(), parts.next()),
-            (Some(std::path::Component::Normal(_)), None)
-        )
-    };
-    (plain(namespace) && plain(claim)).then(|| root.join("claims").join(namespace).join(claim))
-}
-
 impl PodVolumes {
     /// Sets up every volume of the pod (`pod` holds its newest version and sees later
     /// ones); fails on the first that cannot be (a missing non-optional ConfigMap, a failed
@@ -134,9 +119,10 @@ impl PodVolumes {
                 host_path::check(&path, hp.type_.as_deref()).map_err(|e| set_up(e.to_string()))?;
                 Prepared::Host(path)
             } else if let Some(claim) = &v.persistent_volume_claim {
-                let dir = claim_dir(root, pod, &claim.claim_name)
-                    .ok_or_else(|| set_up(format!("invalid claim name {:?}", claim.claim_name)))?;
-                std::fs::create_dir_all(&dir).map_err(|e| set_up(e.to_string()))?;
+                let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+                let dir = claims::resolve(&**client, namespace, &claim.claim_name, root)
+                    .await
+                    .map_err(|e| set_up(e.to_string()))?;
                 Prepared::Host(dir)
             } else if projection::is_virtual(v) {
                 let (content, watcher) = follow(client, v, pod_updates, node).await?;
@@ -417,26 +403,4 @@ where
             tokio::time::sleep(REWATCH).await;
         }
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn claim_directories_are_per_namespace_and_stay_under_the_root() {
-        let pod: Pod = serde_json::from_value(
-            json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1"}}),
-        )
-        .expect("a pod");
-        let root = Path::new("/var/lib/wkube/volumes");
-        assert_eq!(
-            claim_dir(root, &pod, "www-web-1"),
-            Some(root.join("claims/shop/www-web-1"))
-        );
-        for bad in ["../escape", "a/b", "..", ""] {
-            assert_eq!(claim_dir(root, &pod, bad), None, "{bad:?}");
-        }
-    }
 }
