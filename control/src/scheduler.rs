@@ -20,6 +20,14 @@ use crate::selectors::FieldSelector;
 /// How often pods that fit nowhere are tried again (nodes may have come up meanwhile).
 const RETRY: Duration = Duration::from_secs(1);
 
+/// What the volume checks of one pod read.
+#[derive(Default)]
+struct Storage {
+    claims: Vec<Value>,
+    volumes: Vec<Value>,
+    classes: Vec<Value>,
+}
+
 pub struct Scheduler {
     api: Api,
     events: EventRecorder,
@@ -140,9 +148,9 @@ impl Scheduler {
             Default::default()
         };
         let view = pv::VolumeView {
-            claims: &storage.0,
-            volumes: &storage.1,
-            classes: &storage.2,
+            claims: &storage.claims,
+            volumes: &storage.volumes,
+            classes: &storage.classes,
             pods: &all_pods,
         };
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
@@ -196,17 +204,17 @@ impl Scheduler {
 
 impl Scheduler {
     /// The claims of `ns` and the cluster's volumes and classes.
-    fn storage(&self, ns: &str) -> Result<(Vec<Value>, Vec<Value>, Vec<Value>), ApiError> {
+    fn storage(&self, ns: &str) -> Result<Storage, ApiError> {
         let list = |plural: &str, group: &str, ns: Option<&str>| {
             let res = resources::find(group, "v1", plural)
                 .ok_or_else(|| ApiError::Internal(format!("{plural} unknown")))?;
             Ok::<_, ApiError>(self.api.list(res, ns, &ListOptions::default())?.0)
         };
-        Ok((
-            list("persistentvolumeclaims", "", Some(ns))?,
-            list("persistentvolumes", "", None)?,
-            list("storageclasses", "storage.k8s.io", None)?,
-        ))
+        Ok(Storage {
+            claims: list("persistentvolumeclaims", "", Some(ns))?,
+            volumes: list("persistentvolumes", "", None)?,
+            classes: list("storageclasses", "storage.k8s.io", None)?,
+        })
     }
 
     /// Names the node of a `WaitForFirstConsumer` claim's first consumer, for the
