@@ -23,6 +23,7 @@ use control::store::{
 };
 use node::agent::NodeAgent;
 use node::client::InProcess;
+use node::containerd::streams::ContainerStreams;
 use node::images::ImageStore;
 use node::pod_logs::NodeLogs;
 use node::pod_worker::{Backoff, NodeContext};
@@ -215,7 +216,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         ca: pki.ca.clone(),
         encryption_key,
     };
-    let router = Arc::new(Router::new(api, Some(Arc::new(logs))).with_cluster(access));
+    let streams = ContainerStreams::new(data.join("containerd").join("containerd.sock"));
+    let router = Arc::new(
+        Router::new(api, Some(Arc::new(logs)))
+            .with_streams(Arc::new(streams))
+            .with_cluster(access),
+    );
     let tls = https::tls_config(&pki)?;
     let server = tokio::spawn(https::serve(listener, tls, router, shutdown.clone()));
     pki.write_admin_kubeconfig(&kubeconfig, &url)?;

@@ -62,6 +62,8 @@ fn subresource(r: &ResourceInfo, sub: &str) -> Value {
     let (kind, verbs): (&str, &[&str]) = match sub {
         "log" => (r.kind, &["get"]),
         "binding" => ("Binding", &["create"]),
+        "exec" => ("PodExecOptions", &["create", "get"]),
+        "attach" => ("PodAttachOptions", &["create", "get"]),
         "scale" => ("Scale", &["get", "patch", "update"]),
         _ => (r.kind, &["get", "patch", "update"]),
     };
@@ -137,6 +139,8 @@ mod tests {
             "pods/status",
             "pods/log",
             "pods/binding",
+            "pods/exec",
+            "pods/attach",
             "configmaps",
             "namespaces",
         ] {

@@ -13,6 +13,8 @@ pub mod resources;
 pub mod routes;
 pub mod scale;
 pub mod server;
+pub mod streams;
+pub mod upgrade;
 
 pub use errors::ApiError;
 pub use objects::Api;

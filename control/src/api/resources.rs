@@ -10,7 +10,7 @@ pub struct ResourceInfo {
     pub singular: &'static str,
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
-    /// Subresources beside the object itself ("status", "log", "binding", "scale").
+    /// Subresources beside the object itself ("status", "log", "binding", "exec", "scale").
     pub subresources: &'static [&'static str],
     pub categories: &'static [&'static str],
     /// Objects of this kind carry a `spec` whose changes bump `metadata.generation`.
@@ -47,7 +47,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         plural: "pods",
         singular: "pod",
         short_names: &["po"],
-        subresources: &["status", "log", "binding"],
+        subresources: &["status", "log", "binding", "exec", "attach"],
         categories: &["all"],
         has_spec: true,
         ..CORE

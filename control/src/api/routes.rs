@@ -17,6 +17,7 @@ use super::errors::ApiError;
 use super::logs::{LogRequest, PodLogs};
 use super::objects::{Api, DeleteOptions, ListOptions, Part, Propagation, WatchEvent};
 use super::resources::{self, ResourceInfo};
+use super::streams::{PodStreams, StreamKind, StreamRequest};
 use super::{discovery, openapi, protobuf};
 use crate::patch::PatchType;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -30,6 +31,7 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct Router {
     api: Api,
     logs: Option<Arc<dyn PodLogs>>,
+    streams: Option<Arc<dyn PodStreams>>,
     cluster: Option<ClusterAccess>,
 }
 
@@ -209,8 +211,15 @@ impl Router {
         Router {
             api,
             logs,
+            streams: None,
             cluster: None,
         }
+    }
+
+    /// Serves `exec` and `attach` through the node's container runtime.
+    pub fn with_streams(mut self, streams: Arc<dyn PodStreams>) -> Self {
+        self.streams = Some(streams);
+        self
     }
 
     /// Serves the endpoints members join through (see [`super::cluster`]).
@@ -462,6 +471,17 @@ impl Router {
             (&Method::GET, Some(name), Some("log")) if res.kind == "Pod" => {
                 self.log(ns.unwrap_or_default(), name, &q).await
             }
+            (&Method::GET | &Method::POST, Some(name), Some(sub @ ("exec" | "attach")))
+                if res.kind == "Pod" =>
+            {
+                let kind = if sub == "exec" {
+                    StreamKind::Exec
+                } else {
+                    StreamKind::Attach
+                };
+                let name = name.to_string();
+                self.stream(req, ns.unwrap_or_default(), &name, kind).await
+            }
             (&Method::POST, Some(name), Some("binding")) if res.kind == "Pod" => {
                 let body = read_json(req).await?;
                 let node = body
@@ -597,6 +617,35 @@ impl Router {
         r.headers_mut()
             .insert(header::CONTENT_TYPE, "text/plain".parse().expect("static"));
         Ok(r)
+    }
+}
+
+impl Router {
+    /// `exec` / `attach`: the node names the runtime's streaming endpoint, and the
+    /// client's upgraded connection is proxied there.
+    async fn stream(
+        &self,
+        req: Request<Incoming>,
+        ns: &str,
+        name: &str,
+        kind: StreamKind,
+    ) -> Result<Response<Body>, ApiError> {
+        let pods = resources::find("", "v1", "pods")
+            .ok_or_else(|| ApiError::Internal("pods unknown".into()))?;
+        let pod = self.api.get(pods, Some(ns), name)?;
+        let mut request = StreamRequest::parse(kind, req.uri().query())?;
+        request.container = choose_container(&pod, &request.container)?;
+        if pod["status"]["phase"] == "Succeeded" || pod["status"]["phase"] == "Failed" {
+            return Err(ApiError::BadRequest(format!(
+                "cannot exec into a container in a completed pod; current phase is {}",
+                pod["status"]["phase"].as_str().unwrap_or_default()
+            )));
+        }
+        let streams = self.streams.as_ref().ok_or_else(|| {
+            ApiError::BadRequest(format!("pod {name} has no node serving its streams"))
+        })?;
+        let url = streams.stream_url(&pod, kind, &request).await?;
+        super::upgrade::proxy(req, &url).await
     }
 }
 

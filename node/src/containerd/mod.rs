@@ -14,6 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 pub mod network;
 pub mod pause;
 pub mod sandbox;
+pub mod streams;
 pub mod supervisor;
 
 #[derive(Debug, thiserror::Error)]
