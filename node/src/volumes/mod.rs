@@ -17,6 +17,7 @@
 //!
 //! `subPath` mounts are fixed at container start and never updated, as in Kubernetes.
 
+pub mod atomic_writer;
 pub mod claims;
 pub mod host_path;
 pub mod projection;
