@@ -4,7 +4,8 @@
 //! ConfigMap exists, a guest that never sees a torn ConfigMap over 100 patches, and the
 //! other volumes: an emptyDir shared by two containers, a projected volume (downwardAPI +
 //! configMap + secret), a hostPath with its type checked, FailedMount until a Secret
-//! exists, and an immutable ConfigMap that is not followed.
+//! exists, an immutable ConfigMap that is not followed, and a memory emptyDir whose
+//! `sizeLimit` is a tmpfs of that size.
 
 mod common;
 
@@ -813,6 +814,64 @@ spec:
     );
 }
 
+/// A memory emptyDir with a `sizeLimit` is a tmpfs of that size: a container writing more
+/// fails with ENOSPC, one writing less succeeds, and the mount goes with the pod.
+fn memory_size_limit(version: &str) {
+    let server = server();
+    let big = "x".repeat(100 * 1024);
+    apply(
+        &server,
+        version,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sized
+spec:
+  restartPolicy: Never
+  containers:
+  - name: small
+    image: {IMAGE}
+    command: ["confwatch", "write", "/scratch/small", "fits"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+  - name: big
+    image: {IMAGE}
+    command: ["confwatch", "write", "/scratch/big", "{big}"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+  volumes:
+  - name: scratch
+    emptyDir: {{medium: Memory, sizeLimit: 64Ki}}
+"#
+        ),
+    );
+    let exit_code = |container: &str| {
+        let path = format!(
+            "{{.status.containerStatuses[?(@.name==\"{container}\")].state.terminated.exitCode}}"
+        );
+        server.jsonpath(version, &["pod", "sized"], &path)
+    };
+    wait_for("both containers to finish", START, || {
+        (!exit_code("small").is_empty() && !exit_code("big").is_empty()).then_some(())
+    });
+    assert_eq!(exit_code("small"), "0");
+    assert_eq!(exit_code("big"), "1");
+    let out = server.kubectl(version, &["logs", "sized", "-c", "big"]);
+    let err = String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("write: /scratch/big:"), "{err}");
+    let uid = server.jsonpath(version, &["pod", "sized"], "{.metadata.uid}");
+    let dir = format!("/dev/shm/wkube/{uid}/volumes/kubernetes.io~empty-dir/scratch");
+    let mounted = || {
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some(dir.as_str()))
+    };
+    assert!(mounted(), "no tmpfs at {dir}");
+    server.kubectl_ok(version, &["delete", "pod", "sized"]);
+    assert!(!mounted(), "the tmpfs at {dir} outlived its pod");
+}
+
 /// Each scenario runs twice: with the oldest and with the newest kubectl.
 macro_rules! with_both_kubectls {
     ($($scenario:ident => $oldest:ident, $newest:ident;)*) => {$(
@@ -833,4 +892,5 @@ with_both_kubectls! {
     config_error_until_the_configmap_exists => config_error_until_the_configmap_exists_with_oldest_kubectl, config_error_until_the_configmap_exists_with_newest_kubectl;
     no_torn_reads_over_100_patches => no_torn_reads_over_100_patches_with_oldest_kubectl, no_torn_reads_over_100_patches_with_newest_kubectl;
     volumes => volumes_with_oldest_kubectl, volumes_with_newest_kubectl;
+    memory_size_limit => memory_size_limit_with_oldest_kubectl, memory_size_limit_with_newest_kubectl;
 }

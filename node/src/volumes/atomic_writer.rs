@@ -170,12 +170,16 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("config");
         write(&dir, &snapshot(&[("a", "1"), ("b", "2"), ("sub/c", "3")])).unwrap();
-        assert_eq!(std::fs::read_link(dir.join("a")).unwrap(), Path::new("..data/a"));
+        assert_eq!(
+            std::fs::read_link(dir.join("a")).unwrap(),
+            Path::new("..data/a")
+        );
         assert_eq!(std::fs::read_to_string(dir.join("sub/c")).unwrap(), "3");
         let first = std::fs::read_link(dir.join(DATA)).unwrap();
         write(&dir, &snapshot(&[("a", "10"), ("d", "4")])).unwrap();
-        let expected: BTreeMap<String, String> =
-            [("a", "10"), ("d", "4")].map(|(k, v)| (k.into(), v.into())).into();
+        let expected: BTreeMap<String, String> = [("a", "10"), ("d", "4")]
+            .map(|(k, v)| (k.into(), v.into()))
+            .into();
         assert_eq!(read(&dir), expected);
         // The old version is gone; only one version directory and `..data` remain.
         assert!(!dir.join(first).exists());
@@ -200,9 +204,14 @@ mod tests {
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
                 let mut last = 0;
                 while last < 200 {
-                    assert!(std::time::Instant::now() < deadline, "stuck at version {last}");
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "stuck at version {last}"
+                    );
                     // Pin one version through `..data`, as a reader holding it open would.
-                    let Ok(version) = std::fs::read_link(dir.join(DATA)) else { continue };
+                    let Ok(version) = std::fs::read_link(dir.join(DATA)) else {
+                        continue;
+                    };
                     let v = dir.join(version);
                     let (Ok(a), Ok(b)) = (
                         std::fs::read_to_string(v.join("a")),
@@ -223,7 +232,10 @@ mod tests {
         tokio::task::spawn_blocking(move || reader.join().unwrap())
             .await
             .unwrap();
-        assert_eq!(std::fs::read_to_string(materialized.dir().join("a")).unwrap(), "200");
+        assert_eq!(
+            std::fs::read_to_string(materialized.dir().join("a")).unwrap(),
+            "200"
+        );
         drop(materialized);
         assert!(!dir.exists());
     }

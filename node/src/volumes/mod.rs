@@ -2,8 +2,8 @@
 //!
 //! - `emptyDir`: a directory under the node's volume root, shared by the pod's
 //!   containers, kept across container restarts, removed with the pod; with
-//!   `medium: Memory` it is on tmpfs (`/dev/shm`), as kubelet mounts a tmpfs (`sizeLimit`
-//!   is not enforced yet).
+//!   `medium: Memory` it is on tmpfs: `/dev/shm`, or a tmpfs of its own sized by its
+//!   `sizeLimit` ([`tmpfs`]).
 //! - `hostPath`: the node's directory, after kubelet's `type` check ([`host_path`]).
 //! - `persistentVolumeClaim`: the claim's bound volume ([`claims`]); the set-up waits
 //!   (and is retried) until the binder has bound the claim.
@@ -21,6 +21,7 @@ pub mod atomic_writer;
 pub mod claims;
 pub mod host_path;
 pub mod projection;
+pub mod tmpfs;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,8 @@ pub struct PodVolumes {
     volumes: HashMap<String, Prepared>,
     /// Where the pod's disk and memory emptyDirs are.
     pod_dirs: [PathBuf; 2],
+    /// Memory emptyDirs on tmpfs mounts of their own.
+    sized: Vec<PathBuf>,
     _watchers: Vec<AbortOnDrop>,
 }
 
@@ -103,6 +106,7 @@ impl PodVolumes {
         let pod_dirs = [pod_dir(root, pod), pod_dir(Path::new(MEMORY_ROOT), pod)];
         let mut volumes = HashMap::new();
         let mut watchers = Vec::new();
+        let mut sized = Vec::new();
         for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
             let set_up = |message: String| VolumeError::SetUp {
                 volume: v.name.clone(),
@@ -114,6 +118,11 @@ impl PodVolumes {
                     .join("volumes/kubernetes.io~empty-dir")
                     .join(&v.name);
                 std::fs::create_dir_all(&dir).map_err(|e| set_up(e.to_string()))?;
+                if let Some(limit) = e.size_limit.as_ref().filter(|_| memory) {
+                    let bytes = tmpfs::limit_bytes(&limit.0).map_err(|e| set_up(e.to_string()))?;
+                    tmpfs::mount_sized(&dir, bytes).map_err(|e| set_up(e.to_string()))?;
+                    sized.push(dir.clone());
+                }
                 Prepared::Host(dir)
             } else if let Some(hp) = &v.host_path {
                 let path = PathBuf::from(&hp.path);
@@ -144,6 +153,7 @@ impl PodVolumes {
         Ok(PodVolumes {
             volumes,
             pod_dirs,
+            sized,
             _watchers: watchers,
         })
     }
@@ -204,6 +214,9 @@ impl PodVolumes {
 
     /// Removes the pod's emptyDirs (the pod is gone).
     pub fn tear_down(self) {
+        for dir in &self.sized {
+            tmpfs::unmount_if_mounted(dir);
+        }
         for dir in &self.pod_dirs {
             if let Err(e) = std::fs::remove_dir_all(dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
