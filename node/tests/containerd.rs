@@ -177,7 +177,7 @@ async fn an_image_is_pulled_from_an_insecure_registry_on_loopback() {
     let mut cri = connect(&supervisor.socket()).await.unwrap();
     let reference = format!("{}/busybox:test", registry.address);
     assert!(cri.image_status(&reference).await.unwrap().is_none());
-    let id = cri.pull_image(&reference).await.unwrap();
+    let id = cri.pull_image(&reference, None).await.unwrap();
     assert!(id.starts_with("sha256:"), "{id}");
     let image = cri.image_status(&reference).await.unwrap().unwrap();
     assert_eq!(image.id, id);
@@ -189,7 +189,11 @@ async fn an_image_is_pulled_from_an_insecure_registry_on_loopback() {
 
     // A tag the registry does not have: the registry's answer reaches the caller.
     let missing = format!("{}/busybox:nope", registry.address);
-    let error = cri.pull_image(&missing).await.unwrap_err().to_string();
+    let error = cri
+        .pull_image(&missing, None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("not found"), "{error}");
     supervisor.stop().await;
 }
@@ -224,7 +228,7 @@ async fn containers_of_a_pod_share_localhost_on_the_pods_own_address() {
     let supervisor = Supervisor::start(settings).await.unwrap();
     let mut cri = connect(&supervisor.socket()).await.unwrap();
     let image = format!("{}/busybox:test", registry.address);
-    cri.pull_image(&image).await.unwrap();
+    cri.pull_image(&image, None).await.unwrap();
 
     let pod = PodIdentity {
         name: "web".into(),
