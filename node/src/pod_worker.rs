@@ -213,6 +213,7 @@ impl<C: ControlPlane> Worker<C> {
                 s.done = true;
             }
         } else {
+            self.adopt_oci().await;
             self.adopt_node_restart();
         }
         loop {
@@ -249,11 +250,58 @@ impl<C: ControlPlane> Worker<C> {
         }
     }
 
-    /// Containers that were running when the node went down died with it: the next run
-    /// is a restart, as after a node reboot in Kubernetes.
+    /// OCI containers outlive the node process: a restarted node takes over the pod's
+    /// sandbox and the containers that still run, with their status and restart count.
+    async fn adopt_oci(&mut self) {
+        let Some(oci) = self.ctx.oci.clone() else {
+            return;
+        };
+        const PREFIX: &str = "containerd://";
+        if !self
+            .slots
+            .iter()
+            .any(|s| s.record.container_id.starts_with(PREFIX))
+        {
+            return;
+        }
+        match oci.find_sandbox(&self.identity(), self.pod_log_dir()).await {
+            Ok(Some(sandbox)) => self.sandbox = Some(sandbox),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(pod = pod_name(&self.pod), error = %e, "cannot find the pod's sandbox");
+                return;
+            }
+        }
+        for i in 0..self.slots.len() {
+            let record = &self.slots[i].record;
+            let Some(id) = record.container_id.strip_prefix(PREFIX) else {
+                continue;
+            };
+            if !record.is_running() {
+                continue;
+            }
+            let restart = record.restart_count;
+            match oci.adopt(id).await {
+                Ok(Some(started)) => {
+                    let log_path = self
+                        .pod_log_dir()
+                        .join(format!("{}/{restart}.log", self.slots[i].spec.name));
+                    self.slots[i].record.image_id = started.image_ref;
+                    self.follow(i, started.run, log_path);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(pod = pod_name(&self.pod), container = id, error = %e, "cannot adopt container")
+                }
+            }
+        }
+    }
+
+    /// Containers that were running when the node went down died with it (unless adopted
+    /// above): the next run is a restart, as after a node reboot in Kubernetes.
     fn adopt_node_restart(&mut self) {
         let now = Utc::now();
-        for s in &mut self.slots {
+        for s in self.slots.iter_mut().filter(|s| s.run.is_none()) {
             if let State::Running { started_at } = s.record.state {
                 s.record.last_terminated = Some(Terminated {
                     exit_code: 255,
@@ -535,12 +583,12 @@ impl<C: ControlPlane> Worker<C> {
     /// `<container>/<restart>.log` in it.
     fn pod_log_dir(&self) -> PathBuf {
         let meta = &self.pod.metadata;
-        self.ctx.log_root.join("pods").join(format!(
-            "{}_{}_{}",
+        crate::logs::pod_log_dir(
+            &self.ctx.log_root,
             meta.namespace.as_deref().unwrap_or_default(),
             pod_name(&self.pod),
-            meta.uid.as_deref().unwrap_or_default()
-        ))
+            meta.uid.as_deref().unwrap_or_default(),
+        )
     }
 
     /// Records a container that now runs, follows it to its exit, and tells the pod's

@@ -189,9 +189,21 @@ impl Drop for Supervisor {
 /// Loads the built-in sandbox image unless containerd has it already.
 async fn ensure_sandbox_image(settings: &Settings) -> Result<(), ContainerdError> {
     let mut cri = super::connect(&settings.socket()).await?;
-    if cri.image_status(&settings.sandbox_image).await?.is_some()
-        || settings.sandbox_image != pause::IMAGE
-    {
+    // The CRI service answers "not initialized yet" while containerd restores what it ran
+    // before (after a node restart): the first answer also says it is ready.
+    let deadline = Instant::now() + START_TIMEOUT;
+    let present = loop {
+        match cri.image_status(&settings.sandbox_image).await {
+            Ok(image) => break image.is_some(),
+            Err(ContainerdError::Cri { status, .. })
+                if status.message().contains("not initialized") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if present || settings.sandbox_image != pause::IMAGE {
         return Ok(());
     }
     let ctr =
