@@ -24,7 +24,6 @@ pub enum AuthError {
 /// A user name and password for one registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
-    pub server: String,
     pub username: String,
     pub password: String,
 }
@@ -108,11 +107,7 @@ pub fn credentials_for(image: &str, secrets: &[Secret]) -> Result<Option<Credent
             }
             _ => return Err(malformed(format!("auths[{key}] has no credentials"))),
         };
-        return Ok(Some(Credentials {
-            server: host.to_string(),
-            username,
-            password,
-        }));
+        return Ok(Some(Credentials { username, password }));
     }
     Ok(None)
 }
@@ -164,7 +159,6 @@ mod tests {
         assert_eq!(
             creds,
             Credentials {
-                server: "127.0.0.1:5000".into(),
                 username: "user".into(),
                 password: "pa:ss".into(),
             }
@@ -174,10 +168,7 @@ mod tests {
             json!({"auths": {"https://index.docker.io/v1/": {"username": "u", "password": "p"}}}),
         );
         let creds = credentials_for("busybox", &[hub]).unwrap().unwrap();
-        assert_eq!(
-            (creds.username.as_str(), creds.server.as_str()),
-            ("u", "docker.io")
-        );
+        assert_eq!(creds.username, "u");
         assert_eq!(credentials_for("quay.io/x", &secrets).unwrap(), None);
     }
 

@@ -147,6 +147,17 @@ impl CriClient {
             .filter(|ip| !ip.is_empty()))
     }
 
+    /// Every sandbox containerd has, in any state.
+    pub async fn sandboxes(&mut self) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
+        Ok(self
+            .runtime
+            .list_pod_sandbox(cri::v1::ListPodSandboxRequest::default())
+            .await
+            .map_err(failed("ListPodSandbox"))?
+            .into_inner()
+            .items)
+    }
+
     /// The ready sandboxes of the pod with this uid.
     pub async fn pod_sandboxes(
         &mut self,

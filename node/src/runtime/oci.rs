@@ -123,10 +123,11 @@ impl OciRuntime {
         image: &str,
         credentials: Option<&Credentials>,
     ) -> Result<String, ContainerdError> {
+        // No `server_address`: containerd 1.6 parses it as a URL, which a bare `host:port`
+        // is not; without it the credentials go to the image's own registry.
         let auth = credentials.map(|c| cri::v1::AuthConfig {
             username: c.username.clone(),
             password: c.password.clone(),
-            server_address: c.server.clone(),
             ..Default::default()
         });
         self.cri().await?.pull_image(image, auth).await
