@@ -320,3 +320,77 @@ fn a_restarted_node_adopts_its_running_containers() {
         .kubectl_ok("1.33", &["delete", "pod", "survivor", "--wait=true"]);
     assert_eq!(node.sandboxes(), 0);
 }
+
+#[test]
+fn the_pod_spec_reaches_the_container() {
+    let node = OciNode::start();
+    let image = node.registry.busybox();
+    // env, args, workingDir, an emptyDir shared by two containers, and cgroup limits.
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: spec
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+  containers:
+  - name: writer
+    image: {image}
+    command: ["sh", "-c"]
+    args: ["echo $GREETING from $(pwd) > /shared/note"]
+    workingDir: /tmp
+    env:
+    - name: GREETING
+      value: hello
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+  - name: reader
+    image: {image}
+    command: ["sh", "-c", "until [ -s /data/note ]; do sleep 0.1; done; cat /data/note; cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"]
+    resources:
+      limits:
+        memory: 32Mi
+        cpu: 500m
+    volumeMounts:
+    - name: shared
+      mountPath: /data
+      readOnly: true
+"#
+    );
+    node.apply("1.33", &manifest);
+    common::wait_for("the pod to succeed", Duration::from_secs(60), || {
+        (node.jsonpath("1.33", "spec", "{.status.phase}") == "Succeeded").then_some(())
+    });
+    let logs = node
+        .server
+        .kubectl_ok("1.33", &["logs", "spec", "-c", "reader"]);
+    assert_eq!(logs, format!("hello from /tmp\n{}\n", 32 << 20));
+
+    // ConfigMap (and Secret, projected, downwardAPI) volumes are not built for OCI
+    // containers yet: said plainly rather than run without them.
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: config\nspec:\n  volumes:\n  - name: c\n    configMap:\n      name: settings\n  containers:\n  - name: main\n    image: {image}\n    volumeMounts:\n    - name: c\n      mountPath: /etc/settings\n"
+    );
+    node.server.kubectl_ok(
+        "1.33",
+        &["create", "configmap", "settings", "--from-literal=a=b"],
+    );
+    node.apply("1.33", &manifest);
+    let reason = "{.status.containerStatuses[0].state.waiting.reason}";
+    common::wait_for("CreateContainerError", Duration::from_secs(60), || {
+        (node.jsonpath("1.33", "config", reason) == "CreateContainerError").then_some(())
+    });
+    let message = node.jsonpath(
+        "1.33",
+        "config",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert!(
+        message.contains("not supported for OCI containers yet"),
+        "{message}"
+    );
+}
