@@ -3,8 +3,10 @@
 # pushes them to a registry on loopback.
 #
 #   scripts/test-images.sh build OUT_DIR          # OCI layout in OUT_DIR (busybox:test)
-#   scripts/test-images.sh serve DIR PORT         # docker-registry on 127.0.0.1:PORT, data in DIR
-#   scripts/test-images.sh push OUT_DIR HOST:PORT # copies busybox:test there, plain HTTP
+#   scripts/test-images.sh serve DIR PORT [HTPASSWD] # docker-registry on 127.0.0.1:PORT, data
+#                                                    # in DIR; with HTPASSWD, pulls need a login
+#   scripts/test-images.sh push OUT_DIR HOST:PORT [USER:PASS] # copies busybox:test there,
+#                                                    # plain HTTP
 #
 # The busybox image holds Debian's static busybox (package busybox-static) with a link for
 # every applet in /bin, so `sh`, `httpd`, `wget`, `sleep` ... all work as commands.
@@ -53,8 +55,14 @@ JSON
 }
 
 serve() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 htpasswd=${3:-} auth=""
   mkdir -p "$dir/data"
+  if [ -n "$htpasswd" ]; then
+    auth="auth:
+  htpasswd:
+    realm: wkube-test
+    path: $htpasswd"
+  fi
   cat > "$dir/config.yml" <<YML
 version: 0.1
 log:
@@ -66,18 +74,20 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:$port
+$auth
 YML
   exec docker-registry serve "$dir/config.yml"
 }
 
 push() {
-  local out=$1 registry=$2
-  skopeo copy --quiet --dest-tls-verify=false "oci:$out:busybox:test" "docker://$registry/busybox:test"
+  local out=$1 registry=$2 creds=()
+  [ -n "${3:-}" ] && creds=(--dest-creds "$3")
+  skopeo copy --quiet --dest-tls-verify=false "${creds[@]}" "oci:$out:busybox:test" "docker://$registry/busybox:test"
 }
 
 case "${1:-}" in
   build) build "$2" ;;
-  serve) serve "$2" "$3" ;;
-  push) push "$2" "$3" ;;
-  *) echo "usage: $0 build OUT_DIR | serve DIR PORT | push OUT_DIR HOST:PORT" >&2; exit 2 ;;
+  serve) serve "$2" "$3" "${4:-}" ;;
+  push) push "$2" "$3" "${4:-}" ;;
+  *) echo "usage: $0 build OUT_DIR | serve DIR PORT [HTPASSWD] | push OUT_DIR HOST:PORT [USER:PASS]" >&2; exit 2 ;;
 esac

@@ -11,7 +11,8 @@ fi
 
 # Debian packages the tests drive for real: iptables (the partition tests cut member links
 # on loopback), containerd and runc (OCI containers), the CNI plugins (pod networks), and
-# for the test images (scripts/test-images.sh): busybox-static, a registry, skopeo.
+# for the test images (scripts/test-images.sh): busybox-static, a registry, skopeo, and
+# htpasswd (apache2-utils) for the private registry.
 packages=()
 command -v iptables >/dev/null 2>&1 || packages+=(iptables)
 command -v containerd >/dev/null 2>&1 || packages+=(containerd)
@@ -20,6 +21,7 @@ command -v runc >/dev/null 2>&1 || packages+=(runc)
 [ -x /bin/busybox ] || packages+=(busybox-static)
 command -v docker-registry >/dev/null 2>&1 || packages+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || packages+=(skopeo)
+command -v htpasswd >/dev/null 2>&1 || packages+=(apache2-utils)
 if [ ${#packages[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${packages[@]}"
 fi

@@ -27,6 +27,7 @@ use node::containerd::streams::ContainerStreams;
 use node::images::ImageStore;
 use node::pod_logs::NodeLogs;
 use node::pod_worker::{Backoff, NodeContext};
+use node::runtime::oci::{OciRuntime, OciSettings};
 use node::runtime::wasm::WasmRuntime;
 
 #[derive(Args)]
@@ -58,6 +59,13 @@ pub struct ServerArgs {
     /// How many applied entries beyond `--raft-log-keep` trigger a compaction.
     #[arg(long, default_value_t = LogRetention::default().compact_every)]
     raft_compact_every: u64,
+    /// Run OCI containers on the containerd serving this CRI socket, instead of the node's
+    /// own containerd (started under the data directory on the first OCI pod).
+    #[arg(long, value_name = "PATH")]
+    containerd_socket: Option<PathBuf>,
+    /// A registry reached over plain HTTP (e.g. a test registry on loopback); repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
 }
 
 impl ServerArgs {
@@ -198,6 +206,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let ctx = Arc::new(NodeContext {
         client: Arc::new(InProcess::new(api.clone(), &node_name)),
         runtime: Arc::new(WasmRuntime::new(&data.join("cache"))?),
+        oci: Some(Arc::new(OciRuntime::new(OciSettings {
+            dir: data.join("containerd"),
+            socket: args.containerd_socket.clone(),
+            insecure_registries: args.insecure_registries.clone(),
+        }))),
         images: ImageStore::open(&crate::image::store_dir(data))?,
         log_root: log_root.clone(),
         volume_root: data.join("pods"),

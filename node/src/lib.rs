@@ -10,6 +10,8 @@
 //! - [`env`], [`downward`]: a container's environment and argv, pure.
 //! - [`volumes`]: a pod's volumes (emptyDir, hostPath, and the virtual ones).
 //! - [`vfs`]: the in-memory `wasi:filesystem` for ConfigMap/Secret/downwardAPI volumes.
+//! - [`pull_policy`], [`registry_auth`]: when and with which credentials OCI images are
+//!   pulled, pure.
 //! - [`logs`]: CRI-format container log files and the `kubectl logs` reader;
 //!   [`pod_logs`] serves them to the API server.
 
@@ -22,6 +24,8 @@ pub mod images;
 pub mod logs;
 pub mod pod_logs;
 pub mod pod_worker;
+pub mod pull_policy;
+pub mod registry_auth;
 pub mod runtime;
 pub mod status;
 pub mod testing;

@@ -65,10 +65,14 @@ pub fn container_log_path(
     container: &str,
     restart_count: u32,
 ) -> PathBuf {
-    root.join("pods")
-        .join(format!("{namespace}_{name}_{uid}"))
+    pod_log_dir(root, namespace, name, uid)
         .join(container)
         .join(format!("{restart_count}.log"))
+}
+
+/// The directory of a pod's container logs (a CRI sandbox's `log_directory`).
+pub fn pod_log_dir(root: &Path, namespace: &str, name: &str, uid: &str) -> PathBuf {
+    root.join("pods").join(format!("{namespace}_{name}_{uid}"))
 }
 
 /// Formats one CRI record. Timestamps are written like Go's `time.RFC3339Nano`

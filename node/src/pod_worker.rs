@@ -1,6 +1,11 @@
 //! One pod worker per pod bound to this node (kubelet's podWorkers): it starts the pod's
 //! containers, restarts them by the restart policy with kubelet's back-off, writes the pod
 //! status, and on deletion stops everything and removes the pod.
+//!
+//! Each container runs where its image is: an image in the node's wasm store runs in the
+//! wasm [`Runtime`]; any other image is an OCI image, pulled and run by containerd
+//! ([`OciRuntime`]) in the pod's sandbox, which is created with the pod's first OCI
+//! container and removed with the pod.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,11 +18,16 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::client::ControlPlane;
+use crate::containerd::resources::linux_resources;
+use crate::containerd::sandbox::{ContainerSpec, PodIdentity};
 use crate::downward::NodeFacts;
 use crate::env::{self, Sources};
 use crate::images::{ImageStore, ResolvedImage};
 use crate::logs::{container_log_path, LogWriter};
-use crate::runtime::{ContainerConfig, ExitStatus, RunningContainer, Runtime};
+use crate::pull_policy::{PullDecision, PullPolicy};
+use crate::registry_auth;
+use crate::runtime::oci::{OciRuntime, Sandbox};
+use crate::runtime::{ContainerConfig, ExitStatus, MountSource, RunningContainer, Runtime};
 use crate::status::{self, ContainerRecord, RestartPolicy, State, StatusInput, Terminated};
 use crate::volumes::PodVolumes;
 
@@ -58,6 +68,8 @@ impl Backoff {
 pub struct NodeContext<C> {
     pub client: Arc<C>,
     pub runtime: Arc<dyn Runtime>,
+    /// Runs OCI images; without it, an image the wasm store lacks cannot be pulled.
+    pub oci: Option<Arc<OciRuntime>>,
     pub images: ImageStore,
     pub log_root: PathBuf,
     /// Where pods' volumes live: emptyDirs under each pod's uid, local-path volumes under
@@ -110,6 +122,8 @@ struct Worker<C> {
     volumes: Option<PodVolumes>,
     /// When to try setting up the volumes again, and the error last reported.
     volume_retry: Option<(Instant, String)>,
+    /// The pod's sandbox, once it has an OCI container.
+    sandbox: Option<Sandbox>,
 }
 
 /// Why a container could not be started.
@@ -118,6 +132,35 @@ enum StartError {
     Config(String),
     /// Anything else: `CreateContainerError`.
     Create(String),
+}
+
+/// Why an OCI image is not there to run.
+enum PullError {
+    /// `imagePullPolicy: Never` and the node lacks it: `ErrImageNeverPull`.
+    Never(String),
+    /// The pull failed: `ErrImagePull`, then `ImagePullBackOff`.
+    Failed(String),
+}
+
+/// A container's environment, argv parts and mounts, before a runtime shapes them.
+struct Prepared {
+    env: env::Resolved,
+    mounts: Vec<crate::runtime::Mount>,
+    log_path: PathBuf,
+}
+
+/// A CRI error as kubelet shows it (`rpc error: code = NotFound desc = ...`).
+fn cri_message(e: &crate::containerd::ContainerdError) -> String {
+    match e {
+        crate::containerd::ContainerdError::Cri { status, .. } => {
+            format!(
+                "rpc error: code = {:?} desc = {}",
+                status.code(),
+                status.message()
+            )
+        }
+        other => other.to_string(),
+    }
 }
 
 fn pod_name(pod: &Pod) -> &str {
@@ -155,6 +198,7 @@ impl<C: ControlPlane> Worker<C> {
             exits: mpsc::unbounded_channel(),
             volumes: None,
             volume_retry: None,
+            sandbox: None,
         }
     }
 
@@ -170,6 +214,7 @@ impl<C: ControlPlane> Worker<C> {
                 s.done = true;
             }
         } else {
+            self.adopt_oci().await;
             self.adopt_node_restart();
         }
         loop {
@@ -206,11 +251,58 @@ impl<C: ControlPlane> Worker<C> {
         }
     }
 
-    /// Containers that were running when the node went down died with it: the next run
-    /// is a restart, as after a node reboot in Kubernetes.
+    /// OCI containers outlive the node process: a restarted node takes over the pod's
+    /// sandbox and the containers that still run, with their status and restart count.
+    async fn adopt_oci(&mut self) {
+        let Some(oci) = self.ctx.oci.clone() else {
+            return;
+        };
+        const PREFIX: &str = "containerd://";
+        if !self
+            .slots
+            .iter()
+            .any(|s| s.record.container_id.starts_with(PREFIX))
+        {
+            return;
+        }
+        match oci.find_sandbox(&self.identity(), self.pod_log_dir()).await {
+            Ok(Some(sandbox)) => self.sandbox = Some(sandbox),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(pod = pod_name(&self.pod), error = %e, "cannot find the pod's sandbox");
+                return;
+            }
+        }
+        for i in 0..self.slots.len() {
+            let record = &self.slots[i].record;
+            let Some(id) = record.container_id.strip_prefix(PREFIX) else {
+                continue;
+            };
+            if !record.is_running() {
+                continue;
+            }
+            let restart = record.restart_count;
+            match oci.adopt(id).await {
+                Ok(Some(started)) => {
+                    let log_path = self
+                        .pod_log_dir()
+                        .join(format!("{}/{restart}.log", self.slots[i].spec.name));
+                    self.slots[i].record.image_id = started.image_ref;
+                    self.follow(i, started.run, log_path);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(pod = pod_name(&self.pod), container = id, error = %e, "cannot adopt container")
+                }
+            }
+        }
+    }
+
+    /// Containers that were running when the node went down died with it (unless adopted
+    /// above): the next run is a restart, as after a node reboot in Kubernetes.
     fn adopt_node_restart(&mut self) {
         let now = Utc::now();
-        for s in &mut self.slots {
+        for s in self.slots.iter_mut().filter(|s| s.run.is_none()) {
             if let State::Running { started_at } = s.record.state {
                 s.record.last_terminated = Some(Terminated {
                     exit_code: 255,
@@ -286,11 +378,16 @@ impl<C: ControlPlane> Worker<C> {
         }
     }
 
+    /// The sandbox's address; wasm guests share the node's network, so a pod without a
+    /// sandbox has the node's.
+    fn pod_ip(&self) -> &str {
+        self.sandbox.as_ref().map_or(&self.ctx.host_ip, |s| &s.ip)
+    }
+
     fn node_facts(&self) -> NodeFacts {
         NodeFacts {
             host_ip: self.ctx.host_ip.clone(),
-            // Guests share the node's network: the pod IP is the node's.
-            pod_ip: self.ctx.host_ip.clone(),
+            pod_ip: self.pod_ip().to_string(),
             cpu_cores: crate::agent::cpus() as f64,
             memory_bytes: crate::agent::memory_kib() as f64 * 1024.0,
         }
@@ -298,22 +395,39 @@ impl<C: ControlPlane> Worker<C> {
 
     async fn start(&mut self, i: usize) {
         let image_name = self.slots[i].spec.image.clone().unwrap_or_default();
-        let image = match self.resolve(&image_name) {
-            Ok(image) => image,
-            Err(message) => return self.pull_failed(i, &image_name, message).await,
-        };
-        self.slots[i].pull_backoff = None;
-        let pod = self.pod.clone();
-        let restart = if self.slots[i].ran_before {
-            self.slots[i].record.restart_count + 1
+        match self.ctx.images.resolve(&image_name) {
+            Ok(Some(image)) => self.start_wasm(i, &image_name, image).await,
+            Ok(None) => match self.ctx.oci.clone() {
+                Some(oci) => self.start_oci(i, &oci, &image_name).await,
+                None => {
+                    let message =
+                        format!("failed to resolve reference \"{image_name}\": not found");
+                    self.pull_failed(i, &image_name, message).await
+                }
+            },
+            Err(e) => self.pull_failed(i, &image_name, e.to_string()).await,
+        }
+    }
+
+    /// The restart count the next run of slot `i` gets.
+    fn next_restart(&self, i: usize) -> i32 {
+        let slot = &self.slots[i];
+        if slot.ran_before {
+            slot.record.restart_count + 1
         } else {
             0
-        };
+        }
+    }
+
+    async fn start_wasm(&mut self, i: usize, image_name: &str, image: ResolvedImage) {
+        self.slots[i].pull_backoff = None;
+        let restart = self.next_restart(i);
         let config = match self.container_config(i, restart).await {
             Ok(c) => c,
             Err(StartError::Config(message)) => return self.config_failed(i, message).await,
             Err(StartError::Create(message)) => return self.create_failed(i, message).await,
         };
+        let pod = self.pod.clone();
         self.ctx
             .client
             .record_event(
@@ -324,73 +438,244 @@ impl<C: ControlPlane> Worker<C> {
             )
             .await;
         let log_path = config.log.path().to_path_buf();
-        let name = self.slots[i].spec.name.clone();
-        let starting = std::time::Instant::now();
         match self.ctx.runtime.start(&image, config).await {
             Ok(run) => {
-                let took = starting.elapsed();
-                tracing::debug!(pod = pod_name(&pod), container = %name, ?took, "container started");
-                let slot = &mut self.slots[i];
-                if slot.ran_before {
-                    slot.record.restart_count = restart;
-                }
-                slot.ran_before = true;
-                slot.record.image_id = image.manifest_digest.clone();
-                slot.record.container_id = format!("wasmtime://{}", run.id());
-                slot.record.state = State::Running {
-                    started_at: run.started_at(),
-                };
-                slot.not_before = None;
-                self.ctx
-                    .active_logs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(log_path.clone());
-                let mut waiter = run.clone();
-                slot.run = Some(run);
-                let exits = self.exits.0.clone();
-                let active = self.ctx.active_logs.clone();
-                tokio::spawn(async move {
-                    let status = waiter.wait().await;
-                    active
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&log_path);
-                    let _ = exits.send((i, status));
-                });
-                self.ctx
-                    .client
-                    .record_event(
-                        &pod,
-                        false,
-                        "Created",
-                        &format!("Created container: {name}"),
-                    )
-                    .await;
-                self.ctx
-                    .client
-                    .record_event(&pod, false, "Started", &format!("Started container {name}"))
-                    .await;
+                let id = format!("wasmtime://{}", run.id());
+                let image_id = image.manifest_digest.clone();
+                self.started(i, restart, run, id, image_id, log_path).await
             }
             Err(e) => self.create_failed(i, e.to_string()).await,
         }
     }
 
-    fn resolve(&self, image: &str) -> Result<ResolvedImage, String> {
-        match self.ctx.images.resolve(image) {
-            Ok(Some(resolved)) => Ok(resolved),
-            Ok(None) => Err(format!(
-                "failed to resolve reference \"{image}\": not found"
-            )),
-            Err(e) => Err(e.to_string()),
+    async fn start_oci(&mut self, i: usize, oci: &OciRuntime, image_name: &str) {
+        if let Err(e) = self.pull(i, oci, image_name).await {
+            return match e {
+                PullError::Never(message) => self.never_pull(i, message).await,
+                PullError::Failed(message) => self.pull_failed(i, image_name, message).await,
+            };
+        }
+        self.slots[i].pull_backoff = None;
+        let restart = self.next_restart(i);
+        let sandbox = match self.sandbox(oci).await {
+            Ok(s) => s,
+            Err(message) => return self.create_failed(i, message).await,
+        };
+        let spec = match self.oci_spec(i, restart, image_name).await {
+            Ok(s) => s,
+            Err(StartError::Config(message)) => return self.config_failed(i, message).await,
+            Err(StartError::Create(message)) => return self.create_failed(i, message).await,
+        };
+        match oci.start(&sandbox, &spec.0).await {
+            Ok(started) => {
+                let id = format!("containerd://{}", started.run.id());
+                self.started(i, restart, started.run, id, started.image_ref, spec.1)
+                    .await
+            }
+            Err(e) => self.create_failed(i, cri_message(&e)).await,
         }
     }
 
-    async fn container_config(
+    /// Makes sure containerd has the image, by the container's pull policy, with the
+    /// pod's `imagePullSecrets`; records kubelet's `Pulling`/`Pulled` events.
+    async fn pull(&self, i: usize, oci: &OciRuntime, image: &str) -> Result<(), PullError> {
+        let spec = &self.slots[i].spec;
+        let policy = PullPolicy::of(spec.image_pull_policy.as_deref(), image);
+        let present = oci
+            .image_id(image)
+            .await
+            .map_err(|e| PullError::Failed(cri_message(&e)))?
+            .is_some();
+        let client = &self.ctx.client;
+        match policy.decide(present) {
+            PullDecision::UsePresent => {
+                let message = format!("Container image \"{image}\" already present on machine");
+                client
+                    .record_event(&self.pod, false, "Pulled", &message)
+                    .await;
+                return Ok(());
+            }
+            PullDecision::NeverPull => {
+                return Err(PullError::Never(format!(
+                    "Container image \"{image}\" is not present with pull policy of Never"
+                )))
+            }
+            PullDecision::Pull => {}
+        }
+        let credentials = self.registry_credentials(image).await?;
+        client
+            .record_event(
+                &self.pod,
+                false,
+                "Pulling",
+                &format!("Pulling image \"{image}\""),
+            )
+            .await;
+        let began = std::time::Instant::now();
+        oci.pull(image, credentials.as_ref())
+            .await
+            .map_err(|e| PullError::Failed(cri_message(&e)))?;
+        let took = began.elapsed().as_secs_f64();
+        let message = format!(
+            "Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting)"
+        );
+        client
+            .record_event(&self.pod, false, "Pulled", &message)
+            .await;
+        Ok(())
+    }
+
+    /// The credentials for the image's registry in the pod's `imagePullSecrets`; a secret
+    /// that does not exist is skipped with kubelet's warning.
+    async fn registry_credentials(
         &self,
+        image: &str,
+    ) -> Result<Option<registry_auth::Credentials>, PullError> {
+        let spec = self.pod.spec.as_ref();
+        let names = spec.and_then(|s| s.image_pull_secrets.as_ref());
+        let namespace = self.pod.metadata.namespace.as_deref().unwrap_or_default();
+        let mut secrets = Vec::new();
+        for name in names.into_iter().flatten().map(|r| r.name.clone()) {
+            match self.ctx.client.get_secret(namespace, &name).await {
+                Ok(Some(secret)) => secrets.push(secret),
+                Ok(None) => {
+                    let message = format!(
+                        "Unable to retrieve some image pull secrets ({name}); attempting to pull the image may not succeed."
+                    );
+                    self.ctx
+                        .client
+                        .record_event(&self.pod, true, "FailedToRetrieveImagePullSecret", &message)
+                        .await
+                }
+                Err(e) => return Err(PullError::Failed(e.to_string())),
+            }
+        }
+        registry_auth::credentials_for(image, &secrets)
+            .map_err(|e| PullError::Failed(e.to_string()))
+    }
+
+    /// The pod's sandbox, created on first use.
+    async fn sandbox(&mut self, oci: &OciRuntime) -> Result<Sandbox, String> {
+        if let Some(s) = &self.sandbox {
+            return Ok(s.clone());
+        }
+        let sandbox = oci
+            .run_sandbox(&self.identity(), self.pod_log_dir())
+            .await
+            .map_err(|e| match e {
+                crate::runtime::oci::OciError::Containerd(e) => cri_message(&e),
+                other => other.to_string(),
+            })?;
+        self.sandbox = Some(sandbox.clone());
+        Ok(sandbox)
+    }
+
+    fn identity(&self) -> PodIdentity {
+        let meta = &self.pod.metadata;
+        PodIdentity {
+            name: pod_name(&self.pod).to_string(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            attempt: 0,
+        }
+    }
+
+    /// The pod's log directory (kubelet's layout); each container logs under
+    /// `<container>/<restart>.log` in it.
+    fn pod_log_dir(&self) -> PathBuf {
+        let meta = &self.pod.metadata;
+        crate::logs::pod_log_dir(
+            &self.ctx.log_root,
+            meta.namespace.as_deref().unwrap_or_default(),
+            pod_name(&self.pod),
+            meta.uid.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// Records a container that now runs, follows it to its exit, and tells the pod's
+    /// events.
+    async fn started(
+        &mut self,
         i: usize,
         restart: i32,
-    ) -> Result<ContainerConfig, StartError> {
+        run: RunningContainer,
+        container_id: String,
+        image_id: String,
+        log_path: PathBuf,
+    ) {
+        let pod = self.pod.clone();
+        let slot = &mut self.slots[i];
+        let name = slot.spec.name.clone();
+        if slot.ran_before {
+            slot.record.restart_count = restart;
+        }
+        slot.ran_before = true;
+        slot.record.image_id = image_id;
+        slot.record.container_id = container_id;
+        slot.record.state = State::Running {
+            started_at: run.started_at(),
+        };
+        slot.not_before = None;
+        self.follow(i, run, log_path);
+        self.ctx
+            .client
+            .record_event(
+                &pod,
+                false,
+                "Created",
+                &format!("Created container: {name}"),
+            )
+            .await;
+        self.ctx
+            .client
+            .record_event(&pod, false, "Started", &format!("Started container {name}"))
+            .await;
+    }
+
+    /// Keeps `run` in slot `i` and reports its exit; its log is followed while it runs.
+    fn follow(&mut self, i: usize, run: RunningContainer, log_path: PathBuf) {
+        self.ctx
+            .active_logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(log_path.clone());
+        let mut waiter = run.clone();
+        self.slots[i].run = Some(run);
+        let exits = self.exits.0.clone();
+        let active = self.ctx.active_logs.clone();
+        tokio::spawn(async move {
+            let status = waiter.wait().await;
+            active
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&log_path);
+            let _ = exits.send((i, status));
+        });
+    }
+
+    /// Kubelet's `ErrImageNeverPull`: the container waits; tried again after the first
+    /// back-off step, in case the image was loaded meanwhile.
+    async fn never_pull(&mut self, i: usize, message: String) {
+        let pod = self.pod.clone();
+        let slot = &mut self.slots[i];
+        slot.not_before = Some(Instant::now() + self.ctx.backoff.initial);
+        let state = State::Waiting {
+            reason: "ErrImageNeverPull".into(),
+            message: Some(message.clone()),
+        };
+        if slot.record.state == state {
+            return;
+        }
+        slot.record.state = state;
+        self.ctx
+            .client
+            .record_event(&pod, true, "ErrImageNeverPull", &message)
+            .await;
+    }
+
+    /// What every runtime needs of a container's configuration: its environment (with
+    /// the ConfigMaps and Secrets it names), its mounts and its log file.
+    async fn prepare(&self, i: usize, restart: i32) -> Result<Prepared, StartError> {
         let spec = &self.slots[i].spec;
         let meta = &self.pod.metadata;
         let namespace = meta.namespace.as_deref().unwrap_or_default();
@@ -425,28 +710,92 @@ impl<C: ControlPlane> Worker<C> {
                 .map_err(|e| StartError::Create(e.to_string()))?,
             None => Vec::new(),
         };
-        let uid = meta.uid.as_deref().unwrap_or_default();
-        let path = container_log_path(
+        let log_path = container_log_path(
             &self.ctx.log_root,
             namespace,
             pod_name(&self.pod),
-            uid,
+            meta.uid.as_deref().unwrap_or_default(),
             &spec.name,
             restart as u32,
         );
-        let log = LogWriter::create(&path).map_err(|e| StartError::Create(e.to_string()))?;
-        let mut argv = resolved.command;
+        Ok(Prepared {
+            env: resolved,
+            mounts,
+            log_path,
+        })
+    }
+
+    /// A wasm guest's configuration: argv, environment, mounts and a log writer.
+    async fn container_config(
+        &self,
+        i: usize,
+        restart: i32,
+    ) -> Result<ContainerConfig, StartError> {
+        let prepared = self.prepare(i, restart).await?;
+        let spec = &self.slots[i].spec;
+        let uid = self.pod.metadata.uid.as_deref().unwrap_or_default();
+        let log =
+            LogWriter::create(&prepared.log_path).map_err(|e| StartError::Create(e.to_string()))?;
+        let mut argv = prepared.env.command;
         if argv.is_empty() {
             argv.push(spec.name.clone());
         }
-        argv.extend(resolved.args);
+        argv.extend(prepared.env.args);
         Ok(ContainerConfig {
             id: format!("{uid}-{}-{restart}", spec.name),
             argv,
-            env: resolved.env,
+            env: prepared.env.env,
             log,
-            mounts,
+            mounts: prepared.mounts,
         })
+    }
+
+    /// An OCI container's CRI configuration, and the log file containerd will write.
+    async fn oci_spec(
+        &self,
+        i: usize,
+        restart: i32,
+        image: &str,
+    ) -> Result<(ContainerSpec, PathBuf), StartError> {
+        let prepared = self.prepare(i, restart).await?;
+        let spec = &self.slots[i].spec;
+        let mut mounts = Vec::new();
+        for m in prepared.mounts {
+            match m.source {
+                MountSource::Host { path, read_only } => mounts.push(cri::v1::Mount {
+                    container_path: m.guest_path,
+                    host_path: path.display().to_string(),
+                    readonly: read_only,
+                    ..Default::default()
+                }),
+                // kubelet's tmpfs with atomic `..data` swaps is not built yet.
+                MountSource::Virtual(_) => {
+                    return Err(StartError::Create(format!(
+                        "volume mounted at {}: ConfigMap, Secret, downwardAPI and projected volumes are not supported for OCI containers yet",
+                        m.guest_path
+                    )))
+                }
+            }
+        }
+        let resources = linux_resources(spec.resources.as_ref())
+            .map_err(|e| StartError::Create(e.to_string()))?;
+        let log_path = format!("{}/{restart}.log", spec.name);
+        Ok((
+            ContainerSpec {
+                name: spec.name.clone(),
+                attempt: restart as u32,
+                image: image.to_string(),
+                command: prepared.env.command,
+                args: prepared.env.args,
+                env: prepared.env.env,
+                working_dir: spec.working_dir.clone().unwrap_or_default(),
+                log_path,
+                mounts,
+                resources,
+                pod_uid: self.pod.metadata.uid.clone().unwrap_or_default(),
+            },
+            prepared.log_path,
+        ))
     }
 
     /// Kubelet's `CreateContainerConfigError`: the container waits, and is tried again
@@ -649,6 +998,12 @@ impl<C: ControlPlane> Worker<C> {
                 });
             }
         }
+        // Its containers are stopped: the sandbox goes (its address stays in the status).
+        if let (Some(sandbox), Some(oci)) = (&self.sandbox, &self.ctx.oci) {
+            if let Err(e) = oci.remove_sandbox(&sandbox.id).await {
+                tracing::warn!(pod = pod_name(&self.pod), error = %e, "cannot remove the pod sandbox");
+            }
+        }
         self.publish().await;
     }
 
@@ -658,7 +1013,7 @@ impl<C: ControlPlane> Worker<C> {
             policy: self.policy,
             containers: &records,
             host_ip: &self.ctx.host_ip,
-            pod_ip: &self.ctx.host_ip,
+            pod_ip: self.pod_ip(),
             start_time: self.start_time,
             previous: self.published.as_ref(),
             now: Utc::now(),

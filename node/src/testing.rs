@@ -73,3 +73,166 @@ impl Guest {
         })
     }
 }
+
+/// A registry on loopback (Debian's `docker-registry`) holding `busybox:test`, built from
+/// Debian's busybox-static by `scripts/test-images.sh`; stopped when dropped.
+pub struct Registry {
+    process: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+}
+
+const TEST_IMAGES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-images.sh");
+
+impl Registry {
+    /// An open registry with its data under `dir`.
+    ///
+    /// # Panics
+    /// If the registry does not start or the image cannot be built or pushed.
+    pub fn start(dir: &std::path::Path) -> Registry {
+        Registry::serve(dir, None)
+    }
+
+    /// A registry that serves only `user` with `password` (htpasswd, bcrypt).
+    ///
+    /// # Panics
+    /// As [`Registry::start`], and if `htpasswd` (apache2-utils) is missing.
+    pub fn start_private(dir: &std::path::Path, user: &str, password: &str) -> Registry {
+        Registry::serve(dir, Some((user, password)))
+    }
+
+    fn serve(dir: &std::path::Path, login: Option<(&str, &str)>) -> Registry {
+        use std::process::{Command, Stdio};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let mut serve = Command::new("bash");
+        serve
+            .args([TEST_IMAGES, "serve"])
+            .arg(dir.join("registry"))
+            .arg(port.to_string());
+        if let Some((user, password)) = login {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd (apt-get install apache2-utils)");
+            assert!(out.status.success(), "htpasswd failed");
+            let file = dir.join("htpasswd");
+            std::fs::write(&file, out.stdout).expect("write htpasswd");
+            serve.arg(file);
+        }
+        let process = serve
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("docker-registry");
+        let registry = Registry { process, address };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(&registry.address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let image = dir.join("image");
+        let run = |args: &[&str]| {
+            let status = Command::new("bash")
+                .arg(TEST_IMAGES)
+                .args(args)
+                .status()
+                .expect("bash");
+            assert!(status.success(), "test-images.sh {args:?}");
+        };
+        let image = image.to_str().expect("a UTF-8 path");
+        run(&["build", image]);
+        let creds = login.map(|(u, p)| format!("{u}:{p}"));
+        let mut push = vec!["push", image, &registry.address];
+        push.extend(creds.as_deref());
+        run(&push);
+        registry
+    }
+
+    /// `busybox:test` in this registry.
+    pub fn busybox(&self) -> String {
+        format!("{}/busybox:test", self.address)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Removes, however a test ends, what a node's containerd under `dir` (`<data>/containerd`)
+/// leaves behind: its pod sandboxes with their containers (they outlive the node process),
+/// the containerd itself, and the pod bridge. Drop it after the node process is gone and
+/// before its data directory is deleted.
+pub struct ContainerdCleanup(pub PathBuf);
+
+/// The containerd shims serving the containerd at `socket` (their `-address`).
+fn shims(socket: &std::path::Path) -> Vec<rustix::process::Pid> {
+    let socket = socket.to_string_lossy();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let shim = args.first()?.ends_with(b"containerd-shim-runc-v2");
+            let ours = args
+                .windows(2)
+                .any(|w| w[0] == b"-address" && w[1] == socket.as_bytes());
+            (shim && ours)
+                .then(|| rustix::process::Pid::from_raw(pid))
+                .flatten()
+        })
+        .collect()
+}
+
+impl Drop for ContainerdCleanup {
+    fn drop(&mut self) {
+        use crate::containerd::supervisor;
+        let dir = self.0.clone();
+        if !dir.exists() {
+            return;
+        }
+        // A thread of its own: this may be dropped inside an async test's runtime.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let socket = dir.join("containerd.sock");
+                if let Ok(mut cri) = crate::containerd::connect(&socket).await {
+                    if let Ok(sandboxes) = cri.sandboxes().await {
+                        for sandbox in sandboxes {
+                            let _ = cri.remove_sandbox(&sandbox.id).await;
+                        }
+                    }
+                }
+                if let Some(pid) = supervisor::running(&dir.join("config.toml")) {
+                    supervisor::stop_process(pid, std::time::Duration::from_secs(10)).await;
+                }
+                // Shims whose sandbox was removed just before containerd stopped may not
+                // have been told to exit; they hold nothing any more.
+                for pid in shims(&socket) {
+                    supervisor::stop_process(pid, std::time::Duration::from_secs(2)).await;
+                }
+            });
+            let bridge = crate::containerd::network::PodNetwork::for_dir(&dir).bridge;
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &bridge])
+                .stderr(std::process::Stdio::null())
+                .status();
+        });
+        let _ = cleanup.join();
+    }
+}

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use node::containerd::network::PodNetwork;
 use node::containerd::sandbox::{sandbox_config, ContainerSpec, PodIdentity};
-use node::containerd::supervisor::{Settings, Supervisor};
+use node::containerd::supervisor::{running, Settings, Supervisor};
 use node::containerd::{connect, ContainerdError};
+use node::testing::{ContainerdCleanup, Registry};
 
 fn settings(dir: &std::path::Path) -> Settings {
     Settings {
@@ -16,91 +17,6 @@ fn settings(dir: &std::path::Path) -> Settings {
         insecure_registries: Vec::new(),
         network: PodNetwork::for_dir(&dir.join("containerd")),
     }
-}
-
-/// Deletes the node's pod bridge when the test ends, however it ends.
-struct BridgeCleanup(String);
-
-impl Drop for BridgeCleanup {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.0])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
-
-/// A registry on loopback holding `busybox:test`, built from Debian's busybox-static by
-/// `scripts/test-images.sh`; stopped when dropped.
-struct Registry {
-    process: std::process::Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-images.sh");
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let process = std::process::Command::new("bash")
-            .args([script, "serve"])
-            .arg(dir.path().join("registry"))
-            .arg(port.to_string())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let registry = Registry {
-            process,
-            address,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&registry.address).is_err() {
-            assert!(Instant::now() < deadline, "the registry did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let image = registry._dir.path().join("image");
-        let run = |args: &[&str]| {
-            let status = std::process::Command::new("bash")
-                .arg(script)
-                .args(args)
-                .status()
-                .unwrap();
-            assert!(status.success(), "test-images.sh {args:?}");
-        };
-        run(&["build", image.to_str().unwrap()]);
-        run(&["push", image.to_str().unwrap(), &registry.address]);
-        registry
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-/// The pid of the containerd serving `socket`, from /proc.
-fn containerd_pid(config: &std::path::Path) -> Option<i32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            (cmdline.starts_with("containerd\0") || cmdline.contains("/containerd\0"))
-                .then_some(())
-                .filter(|_| cmdline.contains(&*config.to_string_lossy()))
-                .map(|_| pid)
-        })
 }
 
 async fn version_within(
@@ -141,7 +57,7 @@ async fn the_nodes_containerd_serves_cri_v1_from_its_own_directory() {
     assert!(dir.path().join("containerd/root").is_dir());
     assert!(dir.path().join("containerd/state").is_dir());
     supervisor.stop().await;
-    assert!(containerd_pid(&dir.path().join("containerd/config.toml")).is_none());
+    assert!(running(&dir.path().join("containerd/config.toml")).is_none());
 }
 
 #[tokio::test]
@@ -149,25 +65,21 @@ async fn a_killed_containerd_is_started_again() {
     let dir = tempfile::tempdir().unwrap();
     let supervisor = Supervisor::start(settings(dir.path())).await.unwrap();
     let config = dir.path().join("containerd/config.toml");
-    let first = containerd_pid(&config).expect("containerd runs");
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(first).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    let first = running(&config).expect("containerd runs");
+    rustix::process::kill_process(first, rustix::process::Signal::KILL).unwrap();
     let version = version_within(&supervisor.socket(), Duration::from_secs(20))
         .await
         .unwrap();
     assert_eq!(version, "containerd v1");
-    let second = containerd_pid(&config).expect("containerd runs again");
+    let second = running(&config).expect("containerd runs again");
     assert_ne!(first, second);
     supervisor.stop().await;
 }
 
 #[tokio::test]
 async fn an_image_is_pulled_from_an_insecure_registry_on_loopback() {
-    let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(dir.path());
     let supervisor = Supervisor::start(Settings {
         insecure_registries: vec![registry.address.clone()],
         ..settings(dir.path())
@@ -177,7 +89,7 @@ async fn an_image_is_pulled_from_an_insecure_registry_on_loopback() {
     let mut cri = connect(&supervisor.socket()).await.unwrap();
     let reference = format!("{}/busybox:test", registry.address);
     assert!(cri.image_status(&reference).await.unwrap().is_none());
-    let id = cri.pull_image(&reference).await.unwrap();
+    let id = cri.pull_image(&reference, None).await.unwrap();
     assert!(id.starts_with("sha256:"), "{id}");
     let image = cri.image_status(&reference).await.unwrap().unwrap();
     assert_eq!(image.id, id);
@@ -189,7 +101,11 @@ async fn an_image_is_pulled_from_an_insecure_registry_on_loopback() {
 
     // A tag the registry does not have: the registry's answer reaches the caller.
     let missing = format!("{}/busybox:nope", registry.address);
-    let error = cri.pull_image(&missing).await.unwrap_err().to_string();
+    let error = cri
+        .pull_image(&missing, None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("not found"), "{error}");
     supervisor.stop().await;
 }
@@ -213,18 +129,18 @@ async fn exited(
 
 #[tokio::test]
 async fn containers_of_a_pod_share_localhost_on_the_pods_own_address() {
-    let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(dir.path());
     let settings = Settings {
         insecure_registries: vec![registry.address.clone()],
         ..settings(dir.path())
     };
-    let _bridge = BridgeCleanup(settings.network.bridge.clone());
+    let _cleanup = ContainerdCleanup(settings.dir.clone());
     let subnet_prefix = settings.network.subnet.trim_end_matches("0/24").to_string();
     let supervisor = Supervisor::start(settings).await.unwrap();
     let mut cri = connect(&supervisor.socket()).await.unwrap();
     let image = format!("{}/busybox:test", registry.address);
-    cri.pull_image(&image).await.unwrap();
+    cri.pull_image(&image, None).await.unwrap();
 
     let pod = PodIdentity {
         name: "web".into(),

@@ -87,6 +87,9 @@ pub fn leader(members: &[Server]) -> usize {
 }
 
 pub struct Server {
+    /// Removes the sandboxes and the containerd the node may have started (they outlive a
+    /// killed server); declared before `data_dir` so it runs before that is deleted.
+    _containerd: node::testing::ContainerdCleanup,
     pub data_dir: tempfile::TempDir,
     child: Option<Child>,
     kubectl_cache: tempfile::TempDir,
@@ -124,8 +127,10 @@ impl Server {
     }
 
     pub fn start_with(args: &[&str]) -> Server {
+        let data_dir = tempfile::tempdir().expect("tempdir");
         let mut s = Server {
-            data_dir: tempfile::tempdir().expect("tempdir"),
+            _containerd: node::testing::ContainerdCleanup(data_dir.path().join("containerd")),
+            data_dir,
             child: None,
             kubectl_cache: tempfile::tempdir().expect("tempdir"),
             args: args.iter().map(|a| a.to_string()).collect(),

@@ -13,6 +13,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub mod network;
 pub mod pause;
+pub mod resources;
 pub mod sandbox;
 pub mod streams;
 pub mod supervisor;
@@ -87,13 +88,19 @@ fn failed(call: &'static str) -> impl FnOnce(tonic::Status) -> ContainerdError {
 }
 
 impl CriClient {
-    /// Pulls an image into containerd's store; returns its image id (the config digest).
-    pub async fn pull_image(&mut self, reference: &str) -> Result<String, ContainerdError> {
+    /// Pulls an image into containerd's store, with the registry's credentials if it needs
+    /// them; returns its image id (the config digest).
+    pub async fn pull_image(
+        &mut self,
+        reference: &str,
+        auth: Option<cri::v1::AuthConfig>,
+    ) -> Result<String, ContainerdError> {
         let request = cri::v1::PullImageRequest {
             image: Some(cri::v1::ImageSpec {
                 image: reference.into(),
                 ..Default::default()
             }),
+            auth,
             ..Default::default()
         };
         self.images

@@ -2,14 +2,21 @@
 //! (run the sandbox, create and start each container in it, stop and remove them, then the
 //! sandbox). The configurations are built from what the pod worker knows of the pod.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerStatus, ImageSpec, KeyValue, PodSandboxConfig,
-    PodSandboxMetadata,
+    ContainerConfig, ContainerMetadata, ContainerStatus, ImageSpec, KeyValue, LinuxContainerConfig,
+    LinuxContainerResources, Mount, PodSandboxConfig, PodSandboxMetadata,
 };
 
 use super::{failed, ContainerdError, CriClient};
+
+/// The label every sandbox and container carries with its pod's uid, as kubelet sets it: a
+/// restarted node finds its pods' sandboxes and containers by it.
+pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// The label with the container's name in the pod spec.
+pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 
 /// Who a sandbox is for.
 #[derive(Debug, Clone)]
@@ -33,6 +40,14 @@ pub fn sandbox_config(pod: &PodIdentity, log_directory: PathBuf) -> PodSandboxCo
         }),
         hostname: pod.name.clone(),
         log_directory: log_directory.display().to_string(),
+        labels: HashMap::from([
+            (POD_UID_LABEL.to_string(), pod.uid.clone()),
+            ("io.kubernetes.pod.name".to_string(), pod.name.clone()),
+            (
+                "io.kubernetes.pod.namespace".to_string(),
+                pod.namespace.clone(),
+            ),
+        ]),
         ..Default::default()
     }
 }
@@ -52,6 +67,12 @@ pub struct ContainerSpec {
     pub working_dir: String,
     /// The CRI log file, relative to the sandbox's log directory.
     pub log_path: String,
+    /// Host directories bind-mounted into the container.
+    pub mounts: Vec<Mount>,
+    /// cgroup limits (memory, cpu quota and shares); zero fields mean unlimited.
+    pub resources: LinuxContainerResources,
+    /// The pod's uid, for [`POD_UID_LABEL`].
+    pub pod_uid: String,
 }
 
 fn container_config(spec: &ContainerSpec) -> ContainerConfig {
@@ -76,6 +97,15 @@ fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             })
             .collect(),
         log_path: spec.log_path.clone(),
+        mounts: spec.mounts.clone(),
+        labels: HashMap::from([
+            (POD_UID_LABEL.to_string(), spec.pod_uid.clone()),
+            (CONTAINER_NAME_LABEL.to_string(), spec.name.clone()),
+        ]),
+        linux: Some(LinuxContainerConfig {
+            resources: Some(spec.resources.clone()),
+            security_context: None,
+        }),
         ..Default::default()
     }
 }
@@ -115,6 +145,40 @@ impl CriClient {
             .and_then(|s| s.network)
             .map(|n| n.ip)
             .filter(|ip| !ip.is_empty()))
+    }
+
+    /// Every sandbox containerd has, in any state.
+    pub async fn sandboxes(&mut self) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
+        Ok(self
+            .runtime
+            .list_pod_sandbox(cri::v1::ListPodSandboxRequest::default())
+            .await
+            .map_err(failed("ListPodSandbox"))?
+            .into_inner()
+            .items)
+    }
+
+    /// The ready sandboxes of the pod with this uid.
+    pub async fn pod_sandboxes(
+        &mut self,
+        uid: &str,
+    ) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
+        let request = cri::v1::ListPodSandboxRequest {
+            filter: Some(cri::v1::PodSandboxFilter {
+                state: Some(cri::v1::PodSandboxStateValue {
+                    state: cri::v1::PodSandboxState::SandboxReady as i32,
+                }),
+                label_selector: HashMap::from([(POD_UID_LABEL.to_string(), uid.to_string())]),
+                ..Default::default()
+            }),
+        };
+        Ok(self
+            .runtime
+            .list_pod_sandbox(request)
+            .await
+            .map_err(failed("ListPodSandbox"))?
+            .into_inner()
+            .items)
     }
 
     /// Stops the sandbox (every container in it, then its network) and removes it.

@@ -143,6 +143,11 @@ impl Supervisor {
             }
             std::fs::write(&file, toml).map_err(io(&file))?;
         }
+        // A node killed with `kill -9` leaves its containerd behind, holding the stores;
+        // the containers are safe with their shims, so it can go.
+        if let Some(old) = running(&config) {
+            stop_process(old, Duration::from_secs(10)).await;
+        }
         let child = spawn(&binary, &settings).await?;
         ensure_sandbox_image(&settings).await?;
         let (stop, stopped) = oneshot::channel();
@@ -184,9 +189,21 @@ impl Drop for Supervisor {
 /// Loads the built-in sandbox image unless containerd has it already.
 async fn ensure_sandbox_image(settings: &Settings) -> Result<(), ContainerdError> {
     let mut cri = super::connect(&settings.socket()).await?;
-    if cri.image_status(&settings.sandbox_image).await?.is_some()
-        || settings.sandbox_image != pause::IMAGE
-    {
+    // The CRI service answers "not initialized yet" while containerd restores what it ran
+    // before (after a node restart): the first answer also says it is ready.
+    let deadline = Instant::now() + START_TIMEOUT;
+    let present = loop {
+        match cri.image_status(&settings.sandbox_image).await {
+            Ok(image) => break image.is_some(),
+            Err(ContainerdError::Cri { status, .. })
+                if status.message().contains("not initialized") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if present || settings.sandbox_image != pause::IMAGE {
         return Ok(());
     }
     let ctr =
@@ -235,18 +252,18 @@ async fn spawn(binary: &Path, settings: &Settings) -> Result<Child, ContainerdEr
     let socket = settings.socket();
     // A socket file left by a containerd that was killed would look like a live one.
     let _ = std::fs::remove_file(&socket);
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .arg("--config")
         .arg(settings.dir.join("config.toml"))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| ContainerdError::Io {
-            path: binary.to_path_buf(),
-            source,
-        })?;
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|source| ContainerdError::Io {
+        path: binary.to_path_buf(),
+        source,
+    })?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if tokio::net::UnixStream::connect(&socket).await.is_ok() {
@@ -308,6 +325,41 @@ async fn supervise(
                 return;
             }
         }
+    }
+}
+
+/// The containerd started with `config`, if one runs (found in /proc).
+pub fn running(config: &Path) -> Option<rustix::process::Pid> {
+    let config = config.to_string_lossy();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_containerd = args
+                .first()
+                .is_some_and(|a| a.ends_with(b"/containerd") || *a == b"containerd");
+            let has_config = args
+                .windows(2)
+                .any(|w| w[0] == b"--config" && w[1] == config.as_bytes());
+            (is_containerd && has_config)
+                .then(|| rustix::process::Pid::from_raw(pid))
+                .flatten()
+        })
+}
+
+/// SIGTERM, then SIGKILL if the process is still there after `grace`.
+pub async fn stop_process(pid: rustix::process::Pid, grace: Duration) {
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let deadline = Instant::now() + grace;
+    let alive = || Path::new(&format!("/proc/{}", pid.as_raw_nonzero())).exists();
+    while alive() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if alive() {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
 

@@ -1,7 +1,9 @@
 //! The runtime seam: what the pod worker needs from something that runs containers.
 //!
 //! Implementations: [`wasm::WasmRuntime`] (WASI components in-process, wasmtime),
-//! [`fake::FakeRuntime`] (scripted, for tests); containerd comes later.
+//! [`fake::FakeRuntime`] (scripted, for tests), and [`oci::OciRuntime`] (containerd), which
+//! needs a pod sandbox and so is driven by the pod worker directly rather than through
+//! [`Runtime`]; both hand back the same [`RunningContainer`].
 //!
 //! Contract shared by every implementation:
 //! - [`Runtime::start`] returns once the container runs; its output goes to the
@@ -22,6 +24,7 @@ use crate::images::ResolvedImage;
 use crate::logs::LogWriter;
 
 pub mod fake;
+pub mod oci;
 pub mod wasm;
 
 /// Exit code reported for a container that we stopped, as for SIGKILL (128 + 9).
@@ -103,6 +106,8 @@ pub enum ExitReason {
     Error,
     /// Stopped by [`RunningContainer::stop`] (or by dropping every handle).
     Killed,
+    /// Killed by the kernel for going over its memory limit.
+    OomKilled,
 }
 
 impl ExitReason {
@@ -112,6 +117,7 @@ impl ExitReason {
             ExitReason::Completed => "Completed",
             ExitReason::Error => "Error",
             ExitReason::Killed => "Error",
+            ExitReason::OomKilled => "OOMKilled",
         }
     }
 }

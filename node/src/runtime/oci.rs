@@ -1,0 +1,315 @@
+//! OCI containers, run by containerd through its CRI service: the pod worker's second
+//! runtime, next to [`super::wasm`]. Unlike a wasm guest, an OCI container lives in a pod
+//! sandbox (its network namespace and IP), so the worker asks for the sandbox first and
+//! hands it to [`OciRuntime::start`].
+//!
+//! containerd is reached lazily: the node's own instance ([`Supervisor`] under the data
+//! directory) is started on the first OCI pod, or an existing one is used
+//! ([`OciSettings::socket`]). containerd 1.6 has no `GetContainerEvents`, so each running
+//! container is watched by polling `ContainerStatus` every [`POLL`].
+//!
+//! The handle contract of [`RunningContainer`] holds here too, with one difference: a
+//! container keeps running when the node process dies (it belongs to its shim), and a
+//! restarted node takes it over with [`OciRuntime::adopt`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cri::v1::{ContainerState, PodSandboxConfig};
+use tokio::sync::OnceCell;
+
+use super::{ContainerTask, ExitReason, ExitStatus, RunningContainer};
+use crate::containerd::network::PodNetwork;
+use crate::containerd::sandbox::{sandbox_config, ContainerSpec, PodIdentity};
+use crate::containerd::supervisor::{Settings, Supervisor};
+use crate::containerd::{connect, pause, ContainerdError, CriClient};
+use crate::registry_auth::Credentials;
+
+/// How often a running container's state is read.
+pub const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error(transparent)]
+    Containerd(#[from] ContainerdError),
+    #[error("the sandbox of pod {pod} got no IP address")]
+    NoAddress { pod: String },
+}
+
+/// How the node reaches containerd.
+#[derive(Debug, Clone)]
+pub struct OciSettings {
+    /// Where the node's own containerd keeps everything.
+    pub dir: PathBuf,
+    /// An existing containerd's socket, used instead of starting one.
+    pub socket: Option<PathBuf>,
+    /// Registries (`host:port`) pulled from over plain HTTP.
+    pub insecure_registries: Vec<String>,
+}
+
+struct Connected {
+    cri: CriClient,
+    /// Holds the node's own containerd; `None` when using an existing one.
+    _supervisor: Option<Supervisor>,
+}
+
+pub struct OciRuntime {
+    settings: OciSettings,
+    connected: OnceCell<Connected>,
+}
+
+/// A pod's sandbox: its containers share its namespaces and address.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub id: String,
+    pub config: PodSandboxConfig,
+    pub ip: String,
+}
+
+/// A container that runs, and the image it runs as CRI names it (`imageID`).
+pub struct Started {
+    pub run: RunningContainer,
+    pub image_ref: String,
+}
+
+impl OciRuntime {
+    pub fn new(settings: OciSettings) -> Self {
+        OciRuntime {
+            settings,
+            connected: OnceCell::new(),
+        }
+    }
+
+    /// A client on containerd, starting it on first use.
+    async fn cri(&self) -> Result<CriClient, ContainerdError> {
+        let connected = self
+            .connected
+            .get_or_try_init(|| async {
+                let supervisor = match &self.settings.socket {
+                    Some(_) => None,
+                    None => Some(
+                        Supervisor::start(Settings {
+                            dir: self.settings.dir.clone(),
+                            sandbox_image: pause::IMAGE.into(),
+                            insecure_registries: self.settings.insecure_registries.clone(),
+                            network: PodNetwork::for_dir(&self.settings.dir),
+                        })
+                        .await?,
+                    ),
+                };
+                let socket = match (&self.settings.socket, &supervisor) {
+                    (Some(socket), _) => socket.clone(),
+                    (None, Some(s)) => s.socket(),
+                    (None, None) => unreachable!("a supervisor is started without a socket"),
+                };
+                Ok::<_, ContainerdError>(Connected {
+                    cri: connect(&socket).await?,
+                    _supervisor: supervisor,
+                })
+            })
+            .await?;
+        Ok(connected.cri.clone())
+    }
+
+    /// The image's id if containerd has it.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, ContainerdError> {
+        Ok(self.cri().await?.image_status(image).await?.map(|i| i.id))
+    }
+
+    /// Pulls an image (with the registry's credentials, if any); returns its id.
+    pub async fn pull(
+        &self,
+        image: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<String, ContainerdError> {
+        // No `server_address`: containerd 1.6 parses it as a URL, which a bare `host:port`
+        // is not; without it the credentials go to the image's own registry.
+        let auth = credentials.map(|c| cri::v1::AuthConfig {
+            username: c.username.clone(),
+            password: c.password.clone(),
+            ..Default::default()
+        });
+        self.cri().await?.pull_image(image, auth).await
+    }
+
+    /// Creates the pod's sandbox; containerd writes its containers' logs under `log_dir`.
+    pub async fn run_sandbox(
+        &self,
+        pod: &PodIdentity,
+        log_dir: PathBuf,
+    ) -> Result<Sandbox, OciError> {
+        let mut cri = self.cri().await?;
+        let config = sandbox_config(pod, log_dir);
+        let id = cri.run_sandbox(&config).await?;
+        let ip = cri
+            .sandbox_ip(&id)
+            .await?
+            .ok_or_else(|| OciError::NoAddress {
+                pod: pod.name.clone(),
+            })?;
+        Ok(Sandbox { id, config, ip })
+    }
+
+    /// The ready sandbox a previous run of the node made for this pod, if any.
+    pub async fn find_sandbox(
+        &self,
+        pod: &PodIdentity,
+        log_dir: PathBuf,
+    ) -> Result<Option<Sandbox>, OciError> {
+        let mut cri = self.cri().await?;
+        let Some(found) = cri.pod_sandboxes(&pod.uid).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let attempt = found.metadata.map_or(0, |m| m.attempt);
+        let config = sandbox_config(
+            &PodIdentity {
+                attempt,
+                ..pod.clone()
+            },
+            log_dir,
+        );
+        let ip = cri.sandbox_ip(&found.id).await?.unwrap_or_default();
+        Ok(Some(Sandbox {
+            id: found.id,
+            config,
+            ip,
+        }))
+    }
+
+    /// Stops and removes a sandbox with whatever still runs in it.
+    pub async fn remove_sandbox(&self, id: &str) -> Result<(), ContainerdError> {
+        self.cri().await?.remove_sandbox(id).await
+    }
+
+    /// Creates and starts a container in the sandbox.
+    pub async fn start(
+        &self,
+        sandbox: &Sandbox,
+        spec: &ContainerSpec,
+    ) -> Result<Started, ContainerdError> {
+        let mut cri = self.cri().await?;
+        let id = cri
+            .start_container(&sandbox.id, &sandbox.config, spec)
+            .await?;
+        self.watch(cri, id).await
+    }
+
+    /// Takes over a container a previous run of the node started: `None` unless it still
+    /// runs.
+    pub async fn adopt(&self, id: &str) -> Result<Option<Started>, ContainerdError> {
+        let mut cri = self.cri().await?;
+        match cri.container_status(id).await {
+            Ok(s) if s.state == ContainerState::ContainerRunning as i32 => {
+                self.watch(cri, id.to_string()).await.map(Some)
+            }
+            Ok(_) => Ok(None),
+            Err(ContainerdError::Cri { status, .. }) if status.code() == tonic::Code::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn watch(&self, mut cri: CriClient, id: String) -> Result<Started, ContainerdError> {
+        let status = cri.container_status(&id).await?;
+        let (run, task) = RunningContainer::new(id.as_str(), from_nanos(status.started_at));
+        tokio::spawn(follow(cri, id, task));
+        Ok(Started {
+            run,
+            image_ref: status.image_ref,
+        })
+    }
+}
+
+/// Reports the container's exit to its handles, and stops it when they ask.
+async fn follow(mut cri: CriClient, id: String, mut task: ContainerTask) {
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            grace = task.stop_requested(), if !stopping => {
+                stopping = true;
+                // SIGTERM, then SIGKILL after the grace period; returns once it is gone.
+                let seconds = grace.as_secs().try_into().unwrap_or(i64::MAX);
+                if let Err(e) = cri.stop_container(&id, seconds).await {
+                    tracing::warn!(container = %id, error = %e, "cannot stop container");
+                }
+            }
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        match cri.container_status(&id).await {
+            Ok(status) => {
+                if let Some(exit) = exit_status(&status) {
+                    return task.exited(exit);
+                }
+            }
+            Err(ContainerdError::Cri { status, .. }) if status.code() == tonic::Code::NotFound => {
+                return task.exited(ExitStatus::error(
+                    super::KILLED_EXIT_CODE,
+                    format!("container {id} is gone from containerd"),
+                ));
+            }
+            // containerd restarting: the container itself runs on; ask again.
+            Err(e) => tracing::debug!(container = %id, error = %e, "container status"),
+        }
+    }
+}
+
+fn from_nanos(nanos: i64) -> DateTime<Utc> {
+    if nanos <= 0 {
+        return Utc::now();
+    }
+    DateTime::from_timestamp_nanos(nanos)
+}
+
+/// How a container ended, from its CRI status; `None` while it has not.
+pub fn exit_status(status: &cri::v1::ContainerStatus) -> Option<ExitStatus> {
+    if status.state != ContainerState::ContainerExited as i32 {
+        return None;
+    }
+    let reason = match (status.reason.as_str(), status.exit_code) {
+        ("OOMKilled", _) => ExitReason::OomKilled,
+        (_, 0) => ExitReason::Completed,
+        _ => ExitReason::Error,
+    };
+    Some(ExitStatus {
+        code: status.exit_code,
+        reason,
+        message: Some(status.message.clone()).filter(|m| !m.is_empty()),
+        finished_at: from_nanos(status.finished_at),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: ContainerState, code: i32, reason: &str) -> cri::v1::ContainerStatus {
+        cri::v1::ContainerStatus {
+            state: state as i32,
+            exit_code: code,
+            reason: reason.into(),
+            finished_at: 1_700_000_000_123_000_000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cri_states_map_to_exits() {
+        assert_eq!(
+            exit_status(&status(ContainerState::ContainerRunning, 0, "")),
+            None
+        );
+        let table = [
+            (0, "Completed", ExitReason::Completed),
+            (3, "Error", ExitReason::Error),
+            (137, "OOMKilled", ExitReason::OomKilled),
+            (143, "Error", ExitReason::Error),
+        ];
+        for (code, reason, expected) in table {
+            let exit = exit_status(&status(ContainerState::ContainerExited, code, reason)).unwrap();
+            assert_eq!((exit.code, exit.reason), (code, expected), "{reason}");
+            assert_eq!(exit.finished_at.timestamp(), 1_700_000_000);
+        }
+    }
+}
