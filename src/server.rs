@@ -203,14 +203,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
 
     let log_root = data.join("logs");
     let active_logs = Arc::default();
+    let oci = Arc::new(OciRuntime::new(OciSettings {
+        dir: data.join("containerd"),
+        socket: args.containerd_socket.clone(),
+        insecure_registries: args.insecure_registries.clone(),
+    }));
     let ctx = Arc::new(NodeContext {
         client: Arc::new(InProcess::new(api.clone(), &node_name)),
         runtime: Arc::new(WasmRuntime::new(&data.join("cache"))?),
-        oci: Some(Arc::new(OciRuntime::new(OciSettings {
-            dir: data.join("containerd"),
-            socket: args.containerd_socket.clone(),
-            insecure_registries: args.insecure_registries.clone(),
-        }))),
+        oci: Some(oci.clone()),
         images: ImageStore::open(&crate::image::store_dir(data))?,
         log_root: log_root.clone(),
         volume_root: data.join("pods"),
@@ -229,7 +230,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         ca: pki.ca.clone(),
         encryption_key,
     };
-    let streams = ContainerStreams::new(data.join("containerd").join("containerd.sock"));
+    let streams = ContainerStreams::new(oci);
     let router = Arc::new(
         Router::new(api, Some(Arc::new(logs)))
             .with_streams(Arc::new(streams))

@@ -112,7 +112,7 @@ impl OciNode {
     }
 }
 
-with_each_kubectl!(busybox_runs_logs_and_exits);
+with_each_kubectl!(busybox_runs_logs_and_exits, exec_reaches_the_container);
 
 /// Exit codes and reasons come from the container; its output is `kubectl logs`; its
 /// address is from the node's pod network.
@@ -393,4 +393,47 @@ spec:
         message.contains("not supported for OCI containers yet"),
         "{message}"
     );
+}
+
+/// `kubectl exec` through the API server to containerd's streaming server: the output
+/// streams, the exit code, and stdin until its end (kubectl 1.27 speaks SPDY, 1.33 tries
+/// WebSocket first).
+fn exec_reaches_the_container(kubectl: &str) {
+    let node = OciNode::start();
+    node.apply(
+        kubectl,
+        &node.busybox_pod("shell", "Always", "sleep 3600", ""),
+    );
+    node.wait_running(kubectl, "shell");
+    let out = node.server.kubectl(
+        kubectl,
+        &[
+            "exec",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("err\n"), "{stderr}");
+    assert!(
+        stderr.contains("command terminated with exit code 3"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let out = node.server.kubectl_with_stdin(
+        kubectl,
+        &["exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z"],
+        Some("piped through\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED THROUGH\n");
+    // A command that is not in the image is the runtime's error, as kubectl shows it.
+    let out = node
+        .server
+        .kubectl(kubectl, &["exec", "shell", "--", "no-such-command"]);
+    assert!(!out.status.success());
 }

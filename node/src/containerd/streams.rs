@@ -3,26 +3,27 @@
 //! streaming server, which the API server then proxies the client's connection to.
 //! WASI components have no process to exec into; they get a clear refusal.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use control::api::errors::ApiError;
 use control::api::streams::{PodStreams, StreamKind, StreamRequest};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{connect, failed, ContainerdError};
+use super::{failed, ContainerdError};
+use crate::runtime::oci::OciRuntime;
 
 /// The prefix of OCI containers' ids in pod status.
 pub const CONTAINER_ID_PREFIX: &str = "containerd://";
 
-/// Streams of the containers run by the containerd on `socket`.
+/// Streams of the containers the node's OCI runtime runs.
 pub struct ContainerStreams {
-    socket: PathBuf,
+    oci: Arc<OciRuntime>,
 }
 
 impl ContainerStreams {
-    pub fn new(socket: PathBuf) -> Self {
-        ContainerStreams { socket }
+    pub fn new(oci: Arc<OciRuntime>) -> Self {
+        ContainerStreams { oci }
     }
 
     async fn url(
@@ -31,7 +32,7 @@ impl ContainerStreams {
         kind: StreamKind,
         r: &StreamRequest,
     ) -> Result<String, ContainerdError> {
-        let mut cri = connect(&self.socket).await?;
+        let mut cri = self.oci.cri().await?;
         Ok(match kind {
             StreamKind::Exec => {
                 let request = cri::v1::ExecRequest {

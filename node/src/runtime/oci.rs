@@ -82,7 +82,7 @@ impl OciRuntime {
     }
 
     /// A client on containerd, starting it on first use.
-    async fn cri(&self) -> Result<CriClient, ContainerdError> {
+    pub async fn cri(&self) -> Result<CriClient, ContainerdError> {
         let connected = self
             .connected
             .get_or_try_init(|| async {
