@@ -27,7 +27,7 @@ use crate::logs::{container_log_path, LogWriter};
 use crate::pull_policy::{PullDecision, PullPolicy};
 use crate::registry_auth;
 use crate::runtime::oci::{OciRuntime, Sandbox};
-use crate::runtime::{ContainerConfig, ExitStatus, MountSource, RunningContainer, Runtime};
+use crate::runtime::{ContainerConfig, ExitStatus, RunningContainer, Runtime};
 use crate::status::{self, ContainerRecord, RestartPolicy, State, StatusInput, Terminated};
 use crate::volumes::PodVolumes;
 
@@ -142,10 +142,9 @@ enum PullError {
     Failed(String),
 }
 
-/// A container's environment, argv parts and mounts, before a runtime shapes them.
+/// A container's environment and argv parts, before a runtime shapes them.
 struct Prepared {
     env: env::Resolved,
-    mounts: Vec<crate::runtime::Mount>,
     log_path: PathBuf,
 }
 
@@ -704,12 +703,6 @@ impl<C: ControlPlane> Worker<C> {
                 .record_event(&self.pod, true, "InvalidEnvironmentVariableNames", message)
                 .await;
         }
-        let mounts = match &self.volumes {
-            Some(v) => v
-                .mounts(spec)
-                .map_err(|e| StartError::Create(e.to_string()))?,
-            None => Vec::new(),
-        };
         let log_path = container_log_path(
             &self.ctx.log_root,
             namespace,
@@ -720,7 +713,6 @@ impl<C: ControlPlane> Worker<C> {
         );
         Ok(Prepared {
             env: resolved,
-            mounts,
             log_path,
         })
     }
@@ -734,6 +726,12 @@ impl<C: ControlPlane> Worker<C> {
         let prepared = self.prepare(i, restart).await?;
         let spec = &self.slots[i].spec;
         let uid = self.pod.metadata.uid.as_deref().unwrap_or_default();
+        let mounts = match &self.volumes {
+            Some(v) => v
+                .mounts(spec)
+                .map_err(|e| StartError::Create(e.to_string()))?,
+            None => Vec::new(),
+        };
         let log =
             LogWriter::create(&prepared.log_path).map_err(|e| StartError::Create(e.to_string()))?;
         let mut argv = prepared.env.command;
@@ -746,7 +744,7 @@ impl<C: ControlPlane> Worker<C> {
             argv,
             env: prepared.env.env,
             log,
-            mounts: prepared.mounts,
+            mounts,
         })
     }
 
@@ -759,24 +757,21 @@ impl<C: ControlPlane> Worker<C> {
     ) -> Result<(ContainerSpec, PathBuf), StartError> {
         let prepared = self.prepare(i, restart).await?;
         let spec = &self.slots[i].spec;
-        let mut mounts = Vec::new();
-        for m in prepared.mounts {
-            match m.source {
-                MountSource::Host { path, read_only } => mounts.push(cri::v1::Mount {
-                    container_path: m.guest_path,
-                    host_path: path.display().to_string(),
-                    readonly: read_only,
-                    ..Default::default()
-                }),
-                // kubelet's tmpfs with atomic `..data` swaps is not built yet.
-                MountSource::Virtual(_) => {
-                    return Err(StartError::Create(format!(
-                        "volume mounted at {}: ConfigMap, Secret, downwardAPI and projected volumes are not supported for OCI containers yet",
-                        m.guest_path
-                    )))
-                }
-            }
-        }
+        let mounts = match &self.volumes {
+            Some(v) => v
+                .host_mounts(spec)
+                .map_err(|e| StartError::Create(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let mounts = mounts
+            .into_iter()
+            .map(|m| cri::v1::Mount {
+                container_path: m.container_path,
+                host_path: m.host_path.display().to_string(),
+                readonly: m.read_only,
+                ..Default::default()
+            })
+            .collect();
         let resources = linux_resources(spec.resources.as_ref())
             .map_err(|e| StartError::Create(e.to_string()))?;
         let log_path = format!("{}/{restart}.log", spec.name);

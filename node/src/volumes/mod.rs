@@ -59,6 +59,14 @@ pub enum VolumeError {
     Client(#[from] ClientError),
 }
 
+/// A node directory (or file) an OCI container bind-mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostMount {
+    pub container_path: String,
+    pub host_path: PathBuf,
+    pub read_only: bool,
+}
+
 enum Prepared {
     Host(PathBuf),
     Virtual(Content),
@@ -72,6 +80,8 @@ pub struct PodVolumes {
     pod_dirs: [PathBuf; 2],
     /// Memory emptyDirs on tmpfs mounts of their own.
     sized: Vec<PathBuf>,
+    /// Virtual volumes written out for OCI containers, by volume name.
+    materialized: std::sync::Mutex<HashMap<String, atomic_writer::Materialized>>,
     _watchers: Vec<AbortOnDrop>,
 }
 
@@ -154,8 +164,83 @@ impl PodVolumes {
             volumes,
             pod_dirs,
             sized,
+            materialized: Default::default(),
             _watchers: watchers,
         })
+    }
+
+    /// What an OCI `container` bind-mounts, in its `volumeMounts` order: node directories,
+    /// with the virtual volumes written to tmpfs and kept current there
+    /// ([`atomic_writer`]), once per pod whichever container asks first. A `subPath` of a
+    /// virtual volume is the file or directory of the version current now, so it never
+    /// updates, as in Kubernetes.
+    pub fn host_mounts(&self, container: &Container) -> Result<Vec<HostMount>, VolumeError> {
+        let mut out = Vec::new();
+        for m in container.volume_mounts.iter().flatten() {
+            let volume = self
+                .volumes
+                .get(&m.name)
+                .ok_or_else(|| VolumeError::NoVolume {
+                    mount: m.name.clone(),
+                })?;
+            let sub_path = m.sub_path.as_deref().filter(|s| !s.is_empty());
+            let sub_err = |message: String| VolumeError::SubPath {
+                mount: m.name.clone(),
+                sub_path: sub_path.unwrap_or_default().to_string(),
+                message,
+            };
+            let (host_path, read_only) = match volume {
+                Prepared::Host(path) => {
+                    let path = match sub_path {
+                        // Kubelet creates a missing subPath directory in the volume.
+                        Some(sub) => {
+                            let p = path.join(sub);
+                            std::fs::create_dir_all(&p).map_err(|e| sub_err(e.to_string()))?;
+                            p
+                        }
+                        None => path.clone(),
+                    };
+                    (path, m.read_only == Some(true))
+                }
+                Prepared::Virtual(content) => {
+                    let dir = self.materialize(&m.name, content)?;
+                    let path = match sub_path {
+                        Some(sub) => dir
+                            .join(sub)
+                            .canonicalize()
+                            .map_err(|e| sub_err(e.to_string()))?,
+                        None => dir,
+                    };
+                    (path, true)
+                }
+            };
+            out.push(HostMount {
+                container_path: m.mount_path.clone(),
+                host_path,
+                read_only,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The tmpfs directory that holds the virtual volume `name`, written on first use.
+    fn materialize(&self, name: &str, content: &Content) -> Result<PathBuf, VolumeError> {
+        let mut written = self.materialized.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = written.get(name) {
+            return Ok(m.dir().to_path_buf());
+        }
+        let dir = self.pod_dirs[1]
+            .join("volumes/kubernetes.io~projected")
+            .join(name);
+        let m = atomic_writer::Materialized::start(content.clone(), dir).map_err(|e| {
+            VolumeError::SetUp {
+                volume: name.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        let dir = m.dir().to_path_buf();
+        written.insert(name.to_string(), m);
+        Ok(dir)
     }
 
     /// What `container` mounts, in its `volumeMounts` order.
@@ -214,6 +299,8 @@ impl PodVolumes {
 
     /// Removes the pod's emptyDirs (the pod is gone).
     pub fn tear_down(self) {
+        // Stops the writers and removes their directories before the pod's are.
+        drop(self.materialized);
         for dir in &self.sized {
             tmpfs::unmount_if_mounted(dir);
         }
