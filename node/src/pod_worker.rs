@@ -576,7 +576,13 @@ impl<C: ControlPlane> Worker<C> {
             namespace: meta.namespace.clone().unwrap_or_default(),
             uid: meta.uid.clone().unwrap_or_default(),
             attempt: 0,
+            share_process_namespace: self.shares_processes(),
         }
+    }
+
+    fn shares_processes(&self) -> bool {
+        let spec = self.pod.spec.as_ref();
+        spec.and_then(|s| s.share_process_namespace) == Some(true)
     }
 
     /// The pod's log directory (kubelet's layout); each container logs under
@@ -788,6 +794,7 @@ impl<C: ControlPlane> Worker<C> {
                 mounts,
                 resources,
                 pod_uid: self.pod.metadata.uid.clone().unwrap_or_default(),
+                share_process_namespace: self.shares_processes(),
             },
             prepared.log_path,
         ))

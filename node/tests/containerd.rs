@@ -147,6 +147,7 @@ async fn containers_of_a_pod_share_localhost_on_the_pods_own_address() {
         namespace: "default".into(),
         uid: "uid-web".into(),
         attempt: 0,
+        share_process_namespace: false,
     };
     let logs = dir.path().join("pods/uid-web");
     std::fs::create_dir_all(&logs).unwrap();

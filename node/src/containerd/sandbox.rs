@@ -26,6 +26,26 @@ pub struct PodIdentity {
     pub uid: String,
     /// How many sandboxes the pod had before this one.
     pub attempt: u32,
+    /// `spec.shareProcessNamespace`: the pod's containers see each other's processes.
+    pub share_process_namespace: bool,
+}
+
+/// The pod's namespaces as kubelet asks for them: network and IPC shared by the pod, and
+/// the process namespace each container's own unless the pod shares it (the CRI's default
+/// is to share it; Kubernetes' is not to).
+fn namespaces(share_process_namespace: bool) -> cri::v1::NamespaceOption {
+    use cri::v1::NamespaceMode;
+    let pid = if share_process_namespace {
+        NamespaceMode::Pod
+    } else {
+        NamespaceMode::Container
+    };
+    cri::v1::NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: pid as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
 }
 
 /// The sandbox configuration of a pod; containerd writes the containers' CRI log files
@@ -48,6 +68,13 @@ pub fn sandbox_config(pod: &PodIdentity, log_directory: PathBuf) -> PodSandboxCo
                 pod.namespace.clone(),
             ),
         ]),
+        linux: Some(cri::v1::LinuxPodSandboxConfig {
+            security_context: Some(cri::v1::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespaces(pod.share_process_namespace)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -73,6 +100,8 @@ pub struct ContainerSpec {
     pub resources: LinuxContainerResources,
     /// The pod's uid, for [`POD_UID_LABEL`].
     pub pod_uid: String,
+    /// As the pod's [`PodIdentity::share_process_namespace`].
+    pub share_process_namespace: bool,
 }
 
 fn container_config(spec: &ContainerSpec) -> ContainerConfig {
@@ -104,7 +133,10 @@ fn container_config(spec: &ContainerSpec) -> ContainerConfig {
         ]),
         linux: Some(LinuxContainerConfig {
             resources: Some(spec.resources.clone()),
-            security_context: None,
+            security_context: Some(cri::v1::LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces(spec.share_process_namespace)),
+                ..Default::default()
+            }),
         }),
         ..Default::default()
     }
