@@ -19,5 +19,6 @@ pub mod scheduler;
 pub mod selectors;
 pub mod store;
 pub mod table;
+pub mod taints;
 pub mod transport;
 pub mod validation;

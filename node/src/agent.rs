@@ -1,5 +1,6 @@
-//! The node agent (kubelet's role): registers this machine as a Node, keeps its status
-//! fresh, and runs a pod worker for every pod bound to it.
+//! The node agent (kubelet's role): registers this machine as a Node, heartbeats through
+//! its Lease in `kube-node-lease`, keeps its status fresh, and runs a pod worker for every
+//! pod bound to it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,9 +18,12 @@ use tokio::sync::watch;
 use crate::client::{ControlPlane, EventKind};
 use crate::pod_worker::{self, NodeContext, WorkerHandle};
 
-/// How often the node reports it is alive (kubelet's nodeStatusReportFrequency is 5 min
-/// with leases in between; without leases yet, the status itself is the heartbeat).
-const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often the node writes its status (kubelet's nodeStatusUpdateFrequency).
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// How long the node's Lease holds (kubelet's nodeLeaseDurationSeconds); it is renewed
+/// every quarter of it, as the kubelet does, so three renewals may fail in a row.
+const LEASE_DURATION_SECONDS: u64 = 40;
+const LEASE_RENEW: Duration = Duration::from_secs(LEASE_DURATION_SECONDS / 4);
 /// Pause before watching again after the pod watch ended.
 const REWATCH: Duration = Duration::from_millis(200);
 
@@ -49,7 +53,8 @@ impl<C: ControlPlane> NodeAgent<C> {
             .await?;
         let started = Utc::now();
         let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut status = tokio::time::interval(STATUS_EVERY);
+        let mut lease = tokio::time::interval(LEASE_RENEW);
         'watch: loop {
             let mut pods = self.ctx.client.watch_pods(&self.name)?;
             loop {
@@ -62,11 +67,16 @@ impl<C: ControlPlane> NodeAgent<C> {
                             continue 'watch;
                         }
                     },
-                    _ = heartbeat.tick() => {
+                    _ = status.tick() => {
                         if let Err(e) = self.ctx.client.update_node_status(&self.name, self.status(Some(started))).await {
-                            tracing::warn!(error = %e, "heartbeat failed");
+                            tracing::warn!(error = %e, "node status update failed");
                         }
                         workers.retain(|_, w| !w.task.is_finished());
+                    }
+                    _ = lease.tick() => {
+                        if let Err(e) = self.ctx.client.renew_lease(&self.name, LEASE_DURATION_SECONDS as i64).await {
+                            tracing::warn!(error = %e, "lease renewal failed");
+                        }
                     }
                     _ = shutdown.changed() => return Ok(()),
                 }

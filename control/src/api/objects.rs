@@ -9,6 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use super::admission::DefaultTolerationSeconds;
 use super::defaults;
 use super::errors::{ApiError, Cause};
 use super::resources::{self, ResourceInfo};
@@ -24,6 +25,7 @@ const UPDATE_RETRIES: usize = 8;
 #[derive(Clone)]
 pub struct Api {
     store: Store,
+    tolerations: DefaultTolerationSeconds,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -179,7 +181,18 @@ fn name_suffix() -> String {
 
 impl Api {
     pub fn new(store: Store) -> Self {
-        Api { store }
+        Api {
+            store,
+            tolerations: DefaultTolerationSeconds::default(),
+        }
+    }
+
+    /// The same API, giving new pods these default tolerations.
+    pub fn with_default_tolerations(self, tolerations: DefaultTolerationSeconds) -> Self {
+        Api {
+            tolerations,
+            ..self
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -335,6 +348,7 @@ impl Api {
             meta.remove("generation");
         }
         defaults::apply(res.kind, &mut obj);
+        self.tolerations.admit(res.kind, &mut obj);
         if res.kind == "Pod" {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(&obj)});
         }
@@ -509,6 +523,7 @@ impl Api {
             }
         }
         defaults::apply(res.kind, &mut obj);
+        self.tolerations.admit(res.kind, &mut obj);
         if res.has_spec && obj.get("spec") != current.get("spec") {
             let generation = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             obj["metadata"]["generation"] = json!(generation);

@@ -163,6 +163,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
         ..CORE
     },
     ResourceInfo {
+        group: "coordination.k8s.io",
+        kind: "Lease",
+        plural: "leases",
+        singular: "lease",
+        ..CORE
+    },
+    ResourceInfo {
         kind: "PersistentVolumeClaim",
         plural: "persistentvolumeclaims",
         singular: "persistentvolumeclaim",

@@ -18,6 +18,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod gc;
 pub mod job;
+pub mod node_lifecycle;
 pub mod owners;
 pub mod pods;
 pub mod queue;
@@ -25,8 +26,10 @@ pub mod reflector;
 pub mod replicaset;
 pub mod runner;
 pub mod statefulset;
+pub mod taint_eviction;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -89,6 +92,8 @@ pub struct Caches {
     pub cronjobs: Cache,
     pub daemonsets: Cache,
     pub nodes: Cache,
+    /// Leases, where nodes heartbeat.
+    pub leases: Cache,
     /// PersistentVolumeClaims, which StatefulSets create.
     pub claims: Cache,
     /// Every cached kind, for the garbage collector.
@@ -113,6 +118,7 @@ impl Caches {
             cronjobs: find("CronJob")?,
             daemonsets: find("DaemonSet")?,
             nodes: find("Node")?,
+            leases: find("Lease")?,
             claims: find("PersistentVolumeClaim")?,
             all,
         })
@@ -160,9 +166,24 @@ fn cached_kinds() -> impl Iterator<Item = &'static ResourceInfo> {
     RESOURCES.iter().filter(|r| r.kind != "Event")
 }
 
-/// Runs the caches, the workload controllers and the garbage collector
+/// The controllers' settings (kube-controller-manager's flags).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a node may stay silent before it is Unknown (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
+        }
+    }
+}
+
+/// Runs the caches, the workload and node controllers and the garbage collector
 /// until one of them fails, or until dropped (when this member stops leading).
-pub async fn run(api: Api) -> Result<(), ControllerError> {
+pub async fn run(api: Api, settings: Settings) -> Result<(), ControllerError> {
     let mut tasks = JoinSet::new();
     let mut caches = Vec::new();
     for res in cached_kinds() {
@@ -177,6 +198,12 @@ pub async fn run(api: Api) -> Result<(), ControllerError> {
     tasks.spawn(job::run(api.clone(), caches.clone()));
     tasks.spawn(cronjob::run(api.clone(), caches.clone()));
     tasks.spawn(daemonset::run(api.clone(), caches.clone()));
+    tasks.spawn(node_lifecycle::run(
+        api.clone(),
+        caches.clone(),
+        settings.node_monitor_grace_period,
+    ));
+    tasks.spawn(taint_eviction::run(api.clone(), caches.clone()));
     tasks.spawn(gc::run(api, caches));
     // The first to end ends them all (dropping the set aborts the rest).
     match tasks.join_next().await {
