@@ -97,7 +97,26 @@ fn node_state(server: &Server, node: &str) -> (String, String, Vec<String>) {
 }
 
 #[test]
-fn a_killed_node_turns_not_ready_and_its_pods_move_to_the_others() {
+fn a_killed_follower_turns_not_ready_and_its_pods_move_to_the_others() {
+    kill_and_restart(Victim::Follower);
+}
+
+/// The controllers move with the raft leadership: the new leader's node lifecycle
+/// controller counts the silence afresh and still marks the dead leader's node.
+#[test]
+fn a_killed_leader_turns_not_ready_and_its_pods_move_to_the_others() {
+    kill_and_restart(Victim::Leader);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    Follower,
+    Leader,
+}
+
+const NODES: [&str; 3] = ["a", "b", "c"];
+
+fn kill_and_restart(victim: Victim) {
     let flags = [
         "--node-monitor-grace-period",
         GRACE,
@@ -106,17 +125,26 @@ fn a_killed_node_turns_not_ready_and_its_pods_move_to_the_others() {
         "--default-not-ready-toleration-seconds",
         TOLERATION_SECONDS,
     ];
-    let a = Server::start_member_with("a", None, &flags);
-    let b = Server::start_member_with("b", Some(&a), &flags);
-    let mut c = Server::start_member_with("c", Some(&a), &flags);
-    for m in [&a, &b, &c] {
+    let first = Server::start_member_with(NODES[0], None, &flags);
+    let b = Server::start_member_with(NODES[1], Some(&first), &flags);
+    let c = Server::start_member_with(NODES[2], Some(&first), &flags);
+    let mut members = vec![first, b, c];
+    for m in &members {
         m.import("ticker", "echo:1.0");
     }
+    let leader = common::leader(&members);
+    let dead = match victim {
+        Victim::Leader => leader,
+        Victim::Follower => (0..3).rev().find(|&i| i != leader).expect("a follower"),
+    };
+    let node = NODES[dead];
+    // kubectl talks to a member that stays up.
+    let api = &members[(dead + 1) % 3];
 
     // Every node heartbeats through its Lease, listed with its holder by both kubectls.
     for version in KUBECTL_VERSIONS {
         wait_for("a lease per node", DEADLINE, || {
-            let table = a.kubectl_ok(version, &["get", "lease", "-n", "kube-node-lease"]);
+            let table = api.kubectl_ok(version, &["get", "lease", "-n", "kube-node-lease"]);
             let rows = table_rows(&table);
             let holders: Vec<(&str, &str)> = rows[1..].iter().map(|r| (r[0], r[1])).collect();
             (rows[0] == ["NAME", "HOLDER", "AGE"]
@@ -124,17 +152,18 @@ fn a_killed_node_turns_not_ready_and_its_pods_move_to_the_others() {
             .then_some(())
         });
     }
-    let lease = a.kubectl_ok(
+    let lease = api.kubectl_ok(
         KUBECTL_VERSIONS[1],
-        &["get", "lease", "c", "-n", "kube-node-lease", "-o", "json"],
+        &["get", "lease", node, "-n", "kube-node-lease", "-o", "json"],
     );
     let lease: Value = serde_json::from_str(&lease).expect("a lease");
     assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
     assert_eq!(lease["metadata"]["ownerReferences"][0]["kind"], "Node");
+    assert_eq!(lease["metadata"]["ownerReferences"][0]["name"], node);
 
-    // Pods on every node, c included.
+    // Pods on every node, the victim's included.
     let applied =
-        a.kubectl_with_stdin(KUBECTL_VERSIONS[1], &["apply", "-f", "-"], Some(DEPLOYMENT));
+        api.kubectl_with_stdin(KUBECTL_VERSIONS[1], &["apply", "-f", "-"], Some(DEPLOYMENT));
     assert!(
         applied.status.success(),
         "{}",
@@ -144,28 +173,30 @@ fn a_killed_node_turns_not_ready_and_its_pods_move_to_the_others() {
         "every replica running, on all three nodes",
         DEADLINE,
         || {
-            let pods = pods(&a);
+            let pods = pods(api);
             let nodes: BTreeSet<&str> = pods.iter().map(|p| p.node.as_str()).collect();
             (pods.len() == REPLICAS && pods.iter().all(|p| p.running) && nodes.len() == 3)
                 .then_some(pods)
         },
     );
-    let on_c: BTreeSet<String> = before
+    let on_victim: BTreeSet<String> = before
         .iter()
-        .filter(|p| p.node == "c")
+        .filter(|p| p.node == node)
         .map(|p| p.name.clone())
         .collect();
-    let tolerations = a.jsonpath(
+    let some_victim_pod = on_victim.first().expect("a pod on the victim").clone();
+    let tolerations = api.jsonpath(
         KUBECTL_VERSIONS[1],
-        &["pod", on_c.first().expect("a pod on c")],
+        &["pod", &some_victim_pod],
         "{.spec.tolerations[*].tolerationSeconds}",
     );
     assert_eq!(tolerations, "3 3", "the configured default tolerations");
 
-    c.kill9();
+    members[dead].kill9();
+    let api = &members[(dead + 1) % 3];
     let killed = Instant::now();
-    let (status, reason, taints) = wait_for("node c NotReady and unreachable", DEADLINE, || {
-        let state = node_state(&a, "c");
+    let (status, reason, taints) = wait_for("the node NotReady and unreachable", DEADLINE, || {
+        let state = node_state(api, node);
         (state.0 == "NotReady"
             && state
                 .2
@@ -184,14 +215,14 @@ fn a_killed_node_turns_not_ready_and_its_pods_move_to_the_others() {
     );
     // Silent for the grace period, counted from the last heartbeat (which may predate the
     // kill by up to a renewal interval); the transition time has whole seconds.
-    let renewed = a.jsonpath(
+    let renewed = api.jsonpath(
         KUBECTL_VERSIONS[1],
-        &["lease", "c", "-n", "kube-node-lease"],
+        &["lease", node, "-n", "kube-node-lease"],
         "{.spec.renewTime}",
     );
-    let unknown_since = a.jsonpath(
+    let unknown_since = api.jsonpath(
         KUBECTL_VERSIONS[1],
-        &["node", "c"],
+        &["node", node],
         "{.status.conditions[?(@.type=='Ready')].lastTransitionTime}",
     );
     let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).expect("a time");
@@ -201,40 +232,40 @@ fn a_killed_node_turns_not_ready_and_its_pods_move_to_the_others() {
         "Unknown {silent} after the last heartbeat, before the grace period of {GRACE}"
     );
 
-    // c's pods are evicted (Terminating: nobody can confirm their end) and replaced.
-    let after = wait_for("replacements running on a and b", DEADLINE, || {
-        let pods = pods(&a);
+    // The victim's pods are evicted (Terminating: nobody can confirm their end) and
+    // replaced on the other nodes.
+    wait_for("replacements running on the other nodes", DEADLINE, || {
+        let pods = pods(api);
         let live: Vec<&PodView> = pods.iter().filter(|p| !p.terminating).collect();
         let evicted = pods
             .iter()
-            .filter(|p| on_c.contains(&p.name) && p.terminating)
+            .filter(|p| on_victim.contains(&p.name) && p.terminating)
             .count();
         (live.len() == REPLICAS
-            && live.iter().all(|p| p.running && p.node != "c")
-            && evicted == on_c.len())
-        .then_some(pods)
+            && live.iter().all(|p| p.running && p.node != node)
+            && evicted == on_victim.len())
+        .then_some(())
     });
     let moved_after = killed.elapsed();
-    eprintln!("node NotReady after {not_ready_after:?}, its pods replaced after {moved_after:?}");
-    let ready_on_c = a.jsonpath(
+    eprintln!(
+        "{victim:?} killed: node NotReady after {not_ready_after:?}, its pods replaced after {moved_after:?}"
+    );
+    let ready = api.jsonpath(
         KUBECTL_VERSIONS[1],
-        &["pod", on_c.first().expect("a pod on c")],
+        &["pod", &some_victim_pod],
         "{.status.conditions[?(@.type=='Ready')].status}",
     );
-    assert_eq!(
-        ready_on_c, "False",
-        "pods of an unreachable node are not ready"
-    );
-    assert!(after.iter().any(|p| !on_c.contains(&p.name)));
+    assert_eq!(ready, "False", "pods of an unreachable node are not ready");
 
     // Back: Ready, untainted, and the evicted pods finally gone.
-    c.spawn();
-    wait_for("node c Ready without taints", DEADLINE, || {
-        let (status, _, taints) = node_state(&a, "c");
+    members[dead].spawn();
+    let api = &members[(dead + 1) % 3];
+    wait_for("the node Ready without taints", DEADLINE, || {
+        let (status, _, taints) = node_state(api, node);
         (status == "Ready" && taints.is_empty()).then_some(())
     });
     wait_for("the evicted pods gone", DEADLINE, || {
-        let pods = pods(&a);
-        (pods.len() == REPLICAS && pods.iter().all(|p| !on_c.contains(&p.name))).then_some(())
+        let pods = pods(api);
+        (pods.len() == REPLICAS && pods.iter().all(|p| !on_victim.contains(&p.name))).then_some(())
     });
 }
