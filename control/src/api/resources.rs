@@ -278,7 +278,8 @@ mod tests {
             vec![
                 ("node.k8s.io", vec!["v1"]),
                 ("apps", vec!["v1"]),
-                ("batch", vec!["v1"])
+                ("batch", vec!["v1"]),
+                ("coordination.k8s.io", vec!["v1"])
             ]
         );
     }
