@@ -63,6 +63,11 @@ pub struct ServerArgs {
     /// and tainted unreachable (Go duration: `40s`, `1m`).
     #[arg(long, default_value = "40s", value_parser = crate::go_duration::parse)]
     node_monitor_grace_period: Duration,
+    /// How long this node's heartbeat Lease holds; it is renewed every quarter of it
+    /// (kubelet's nodeLeaseDurationSeconds). Keep the grace period of the members above the
+    /// renewal interval.
+    #[arg(long, default_value_t = node::agent::DEFAULT_LEASE_DURATION_SECONDS)]
+    node_lease_duration_seconds: u64,
     /// How long pods without their own toleration stay on an unreachable node.
     #[arg(long, default_value_t = DefaultTolerationSeconds::default().unreachable)]
     default_unreachable_toleration_seconds: i64,
@@ -222,7 +227,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         backoff: Backoff::default(),
         active_logs: Arc::clone(&active_logs),
     });
-    let agent = tokio::spawn(NodeAgent::new(ctx, &node_name).run(shutdown.clone()));
+    let agent = tokio::spawn(
+        NodeAgent::new(ctx, &node_name)
+            .with_lease_duration(args.node_lease_duration_seconds)
+            .run(shutdown.clone()),
+    );
 
     let logs = NodeLogs {
         root: log_root,

@@ -118,6 +118,10 @@ const NODES: [&str; 3] = ["a", "b", "c"];
 
 fn kill_and_restart(victim: Victim) {
     let flags = [
+        // Renewed every second: well within the grace period, as Kubernetes' 10 s are
+        // within its 40 s.
+        "--node-lease-duration-seconds",
+        "4",
         "--node-monitor-grace-period",
         GRACE,
         "--default-unreachable-toleration-seconds",
@@ -157,7 +161,7 @@ fn kill_and_restart(victim: Victim) {
         &["get", "lease", node, "-n", "kube-node-lease", "-o", "json"],
     );
     let lease: Value = serde_json::from_str(&lease).expect("a lease");
-    assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 4);
     assert_eq!(lease["metadata"]["ownerReferences"][0]["kind"], "Node");
     assert_eq!(lease["metadata"]["ownerReferences"][0]["name"], node);
 
@@ -256,6 +260,18 @@ fn kill_and_restart(victim: Victim) {
         "{.status.conditions[?(@.type=='Ready')].status}",
     );
     assert_eq!(ready, "False", "pods of an unreachable node are not ready");
+
+    // Only the dead node was ever NotReady: the live ones heartbeat within the grace period.
+    let events = api.kubectl_ok(KUBECTL_VERSIONS[1], &["get", "events", "-o", "json"]);
+    let events: Value = serde_json::from_str(&events).expect("an event list");
+    let not_ready: BTreeSet<&str> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == "NodeNotReady" && e["involvedObject"]["kind"] == "Node")
+        .filter_map(|e| e["involvedObject"]["name"].as_str())
+        .collect();
+    assert_eq!(not_ready, BTreeSet::from([node]));
 
     // Back: Ready, untainted, and the evicted pods finally gone.
     members[dead].spawn();

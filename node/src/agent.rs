@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::{
@@ -18,18 +18,36 @@ use tokio::sync::watch;
 use crate::client::{ControlPlane, EventKind};
 use crate::pod_worker::{self, NodeContext, WorkerHandle};
 
-/// How often the node writes its status (kubelet's nodeStatusUpdateFrequency).
+/// How often the node computes its status (kubelet's nodeStatusUpdateFrequency); it is
+/// written only when it changed or [`STATUS_REPORT_EVERY`] passed, since the Lease is the
+/// heartbeat.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
-/// How long the node's Lease holds (kubelet's nodeLeaseDurationSeconds); it is renewed
-/// every quarter of it, as the kubelet does, so three renewals may fail in a row.
-const LEASE_DURATION_SECONDS: u64 = 40;
-const LEASE_RENEW: Duration = Duration::from_secs(LEASE_DURATION_SECONDS / 4);
+/// How often an unchanged status is written anyway (kubelet's nodeStatusReportFrequency).
+const STATUS_REPORT_EVERY: Duration = Duration::from_secs(60);
+/// How long the node's Lease holds by default (kubelet's nodeLeaseDurationSeconds); it is
+/// renewed every quarter of it, as the kubelet does, so three renewals may fail in a row.
+pub const DEFAULT_LEASE_DURATION_SECONDS: u64 = 40;
 /// Pause before watching again after the pod watch ended.
 const REWATCH: Duration = Duration::from_millis(200);
 
 pub struct NodeAgent<C> {
     ctx: Arc<NodeContext<C>>,
     name: String,
+    lease_duration_seconds: u64,
+}
+
+/// Whether a status computed now differs from the one stored, heartbeat times aside: the
+/// node lifecycle controller may have set conditions Unknown, which the node corrects at
+/// once.
+pub fn status_changed(stored: Option<&NodeStatus>, new: &NodeStatus) -> bool {
+    let without_heartbeats = |s: &NodeStatus| {
+        let mut s = s.clone();
+        for c in s.conditions.iter_mut().flatten() {
+            c.last_heartbeat_time = None;
+        }
+        s
+    };
+    stored.map(without_heartbeats) != Some(without_heartbeats(new))
 }
 
 impl<C: ControlPlane> NodeAgent<C> {
@@ -37,6 +55,15 @@ impl<C: ControlPlane> NodeAgent<C> {
         NodeAgent {
             ctx,
             name: name.into(),
+            lease_duration_seconds: DEFAULT_LEASE_DURATION_SECONDS,
+        }
+    }
+
+    /// The same agent with Leases that hold for `seconds` (renewed every quarter of it).
+    pub fn with_lease_duration(self, seconds: u64) -> Self {
+        NodeAgent {
+            lease_duration_seconds: seconds,
+            ..self
         }
     }
 
@@ -54,7 +81,9 @@ impl<C: ControlPlane> NodeAgent<C> {
         let started = Utc::now();
         let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
         let mut status = tokio::time::interval(STATUS_EVERY);
-        let mut lease = tokio::time::interval(LEASE_RENEW);
+        let mut reported = Instant::now();
+        let renew = Duration::from_secs(self.lease_duration_seconds) / 4;
+        let mut lease = tokio::time::interval(renew.max(Duration::from_millis(250)));
         'watch: loop {
             let mut pods = self.ctx.client.watch_pods(&self.name)?;
             loop {
@@ -68,13 +97,15 @@ impl<C: ControlPlane> NodeAgent<C> {
                         }
                     },
                     _ = status.tick() => {
-                        if let Err(e) = self.ctx.client.update_node_status(&self.name, self.status(Some(started))).await {
-                            tracing::warn!(error = %e, "node status update failed");
+                        match self.report_status(started, reported).await {
+                            Ok(true) => reported = Instant::now(),
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "node status update failed"),
                         }
                         workers.retain(|_, w| !w.task.is_finished());
                     }
                     _ = lease.tick() => {
-                        if let Err(e) = self.ctx.client.renew_lease(&self.name, LEASE_DURATION_SECONDS as i64).await {
+                        if let Err(e) = self.ctx.client.renew_lease(&self.name, self.lease_duration_seconds as i64).await {
                             tracing::warn!(error = %e, "lease renewal failed");
                         }
                     }
@@ -82,6 +113,26 @@ impl<C: ControlPlane> NodeAgent<C> {
                 }
             }
         }
+    }
+
+    /// Writes the node's status if it changed or was last written [`STATUS_REPORT_EVERY`]
+    /// ago (kubelet's `tryUpdateNodeStatus`); says whether it wrote.
+    async fn report_status(
+        &self,
+        started: chrono::DateTime<Utc>,
+        reported: Instant,
+    ) -> Result<bool, crate::client::ClientError> {
+        let status = self.status(Some(started));
+        let stored = self.ctx.client.get_node(&self.name).await?;
+        let stored = stored.as_ref().and_then(|n| n.status.as_ref());
+        if !status_changed(stored, &status) && reported.elapsed() < STATUS_REPORT_EVERY {
+            return Ok(false);
+        }
+        self.ctx
+            .client
+            .update_node_status(&self.name, status)
+            .await?;
+        Ok(true)
     }
 
     fn dispatch(
@@ -250,4 +301,40 @@ fn os_image() -> String {
                 .map(|v| v.trim_matches('"').to_string())
         })
         .unwrap_or_else(|| std::env::consts::OS.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(ready: &str, heartbeat: i64) -> NodeStatus {
+        let at = |s: i64| {
+            Some(crate::status::time(
+                chrono::DateTime::from_timestamp(s, 0).unwrap_or_default(),
+            ))
+        };
+        NodeStatus {
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                last_heartbeat_time: at(heartbeat),
+                last_transition_time: at(0),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_changed_status_is_written_before_the_report_interval() {
+        assert!(status_changed(None, &status("True", 10)));
+        assert!(!status_changed(
+            Some(&status("True", 10)),
+            &status("True", 20)
+        ));
+        assert!(
+            status_changed(Some(&status("Unknown", 10)), &status("True", 20)),
+            "set Unknown by the node lifecycle controller: corrected at once"
+        );
+    }
 }

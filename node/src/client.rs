@@ -111,6 +111,11 @@ pub trait ControlPlane: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), ClientError>> + Send;
     /// Creates the Node object, or takes over an existing one of the same name.
     fn register_node(&self, node: Node) -> impl Future<Output = Result<(), ClientError>> + Send;
+    /// The Node named `name`, `None` when there is none.
+    fn get_node(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Node>, ClientError>> + Send;
     fn update_node_status(
         &self,
         name: &str,
@@ -291,6 +296,14 @@ impl ControlPlane for InProcess {
                     .await?;
                 Ok(())
             }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get_node(&self, name: &str) -> Result<Option<Node>, ClientError> {
+        match self.api.get(res("nodes")?, None, name) {
+            Ok(v) => decode("Node", v).map(Some),
+            Err(ApiError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
