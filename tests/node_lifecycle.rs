@@ -97,15 +97,25 @@ fn node_state(server: &Server, node: &str) -> (String, String, Vec<String>) {
 }
 
 #[test]
-fn a_killed_follower_turns_not_ready_and_its_pods_move_to_the_others() {
-    kill_and_restart(Victim::Follower);
+fn a_killed_follower_turns_not_ready_its_pods_move_and_it_comes_back() {
+    kill(Victim::Follower, Then::Restart);
 }
 
 /// The controllers move with the raft leadership: the new leader's node lifecycle
-/// controller counts the silence afresh and still marks the dead leader's node.
+/// controller counts the silence afresh and still marks the dead leader's node. The
+/// operator then deletes the dead node: its member leaves the cluster, its Lease is
+/// collected, and its evicted pods (Terminating for good) are deleted by the pod garbage
+/// collector after its 40 s quarantine.
 #[test]
-fn a_killed_leader_turns_not_ready_and_its_pods_move_to_the_others() {
-    kill_and_restart(Victim::Leader);
+fn a_killed_leader_turns_not_ready_its_pods_move_and_they_go_with_its_node() {
+    kill(Victim::Leader, Then::DeleteNode);
+}
+
+/// What becomes of the killed member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Restart,
+    DeleteNode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +126,7 @@ enum Victim {
 
 const NODES: [&str; 3] = ["a", "b", "c"];
 
-fn kill_and_restart(victim: Victim) {
+fn kill(victim: Victim, then: Then) {
     let flags = [
         // Renewed every second: well within the grace period, as Kubernetes' 10 s are
         // within its 40 s.
@@ -260,6 +270,12 @@ fn kill_and_restart(victim: Victim) {
         "{.status.conditions[?(@.type=='Ready')].status}",
     );
     assert_eq!(ready, "False", "pods of an unreachable node are not ready");
+    let why = api.jsonpath(
+        KUBECTL_VERSIONS[1],
+        &["pod", &some_victim_pod],
+        "{.status.conditions[?(@.type=='DisruptionTarget')].reason}",
+    );
+    assert_eq!(why, "DeletionByTaintManager");
 
     // Only the dead node was ever NotReady: the live ones heartbeat within the grace period.
     let events = api.kubectl_ok(KUBECTL_VERSIONS[1], &["get", "events", "-o", "json"]);
@@ -273,15 +289,35 @@ fn kill_and_restart(victim: Victim) {
         .collect();
     assert_eq!(not_ready, BTreeSet::from([node]));
 
-    // Back: Ready, untainted, and the evicted pods finally gone.
-    members[dead].spawn();
+    match then {
+        Then::Restart => {
+            // Back: Ready, untainted, and the evicted pods finally gone.
+            members[dead].spawn();
+            let api = &members[(dead + 1) % 3];
+            wait_for("the node Ready without taints", DEADLINE, || {
+                let (status, _, taints) = node_state(api, node);
+                (status == "Ready" && taints.is_empty()).then_some(())
+            });
+        }
+        Then::DeleteNode => {
+            api.kubectl_ok(KUBECTL_VERSIONS[0], &["delete", "node", node]);
+            wait_for("the node's lease collected", DEADLINE, || {
+                let leases = api.kubectl_ok(
+                    KUBECTL_VERSIONS[0],
+                    &["get", "lease", "-n", "kube-node-lease", "-o", "name"],
+                );
+                (!leases.contains(&format!("lease.coordination.k8s.io/{node}"))).then_some(())
+            });
+        }
+    }
     let api = &members[(dead + 1) % 3];
-    wait_for("the node Ready without taints", DEADLINE, || {
-        let (status, _, taints) = node_state(api, node);
-        (status == "Ready" && taints.is_empty()).then_some(())
-    });
-    wait_for("the evicted pods gone", DEADLINE, || {
-        let pods = pods(api);
-        (pods.len() == REPLICAS && pods.iter().all(|p| !on_victim.contains(&p.name))).then_some(())
-    });
+    wait_for(
+        "the evicted pods gone",
+        DEADLINE + Duration::from_secs(40),
+        || {
+            let pods = pods(api);
+            (pods.len() == REPLICAS && pods.iter().all(|p| !on_victim.contains(&p.name)))
+                .then_some(())
+        },
+    );
 }

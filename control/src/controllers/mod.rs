@@ -16,10 +16,12 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod gc;
 pub mod job;
 pub mod node_lifecycle;
 pub mod owners;
+pub mod pod_gc;
 pub mod pods;
 pub mod queue;
 pub mod reflector;
@@ -204,6 +206,7 @@ pub async fn run(api: Api, settings: Settings) -> Result<(), ControllerError> {
         settings.node_monitor_grace_period,
     ));
     tasks.spawn(taint_eviction::run(api.clone(), caches.clone()));
+    tasks.spawn(pod_gc::run(api.clone(), caches.clone()));
     tasks.spawn(gc::run(api, caches));
     // The first to end ends them all (dropping the set aborts the rest).
     match tasks.join_next().await {

@@ -15,13 +15,18 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::disruption::{self, Disruption};
 use super::runner::{self, Action, Source};
 use super::{Caches, Context, ControllerError, Key};
-use crate::api::objects::DeleteOptions;
-use crate::api::{Api, ApiError};
+use crate::api::Api;
 use crate::events::EventType;
 use crate::obj;
 use crate::taints::tolerates;
+
+const TAINTED: Disruption = Disruption {
+    reason: "DeletionByTaintManager",
+    message: "Taint manager: deleting due to NoExecute taint",
+};
 
 /// When a pod on a tainted node is to go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,26 +86,12 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
         Ok(wait) if !wait.is_zero() => return Ok(Action::requeue(wait)),
         _ => {}
     }
-    let opts = DeleteOptions {
-        precondition_uid: Some(obj::str_or_empty(&pod, &["metadata", "uid"]).to_string()),
-        ..Default::default()
-    };
-    let pods = ctx.caches.pods.resource();
-    match ctx
-        .api
-        .delete(pods, Some(&key.namespace), &key.name, &opts)
-        .await
-    {
-        Ok(_) => {
-            let msg = format!("Marking for deletion Pod {}/{}", key.namespace, key.name);
-            ctx.events
-                .record(&pod, EventType::Normal, "TaintManagerEviction", &msg)
-                .await;
-            Ok(Action::done())
-        }
-        Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Ok(Action::done()),
-        Err(e) => Err(e.into()),
-    }
+    let msg = format!("Marking for deletion Pod {}/{}", key.namespace, key.name);
+    ctx.events
+        .record(&pod, EventType::Normal, "TaintManagerEviction", &msg)
+        .await;
+    disruption::delete(ctx, &pod, TAINTED, None).await?;
+    Ok(Action::done())
 }
 
 pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
