@@ -1,4 +1,5 @@
-//! Workload controllers and the garbage collector, over a small controller runtime
+//! Workload controllers, the node lifecycle and taint eviction controllers, and the
+//! garbage collectors (owners, and pods of deleted nodes), over a small controller runtime
 //! modelled on kube-runtime:
 //!
 //! - [`reflector`]: one watch cache per kind, filled by list + watch through the `Api` (the
@@ -183,7 +184,7 @@ impl Default for Settings {
     }
 }
 
-/// Runs the caches, the workload and node controllers and the garbage collector
+/// Runs the caches, the workload and node controllers and the garbage collectors
 /// until one of them fails, or until dropped (when this member stops leading).
 pub async fn run(api: Api, settings: Settings) -> Result<(), ControllerError> {
     let mut tasks = JoinSet::new();
