@@ -10,6 +10,9 @@ pub struct InvalidDuration(String);
 /// Parses a sequence of whole numbers each with a unit: `h`, `m`, `s`, `ms`.
 pub fn parse(s: &str) -> Result<Duration, InvalidDuration> {
     let invalid = || InvalidDuration(s.to_string());
+    if s.is_empty() {
+        return Err(invalid());
+    }
     let mut rest = s;
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
@@ -31,10 +34,7 @@ pub fn parse(s: &str) -> Result<Duration, InvalidDuration> {
         total += part;
         rest = &rest[unit_len..];
     }
-    match s.is_empty() {
-        true => Err(invalid()),
-        false => Ok(total),
-    }
+    Ok(total)
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 //! A node is eligible when the template's `nodeSelector` matches its labels and the pod
 //! tolerates its NoSchedule and NoExecute taints, counting the tolerations the controller
 //! adds to every daemon pod (`AddOrUpdateDaemonPodTolerations`): not-ready, unreachable,
-//! the pressure conditions, and unschedulable, so cordoned nodes keep their daemons.
+//! the pressure conditions, and unschedulable, so cordoned nodes keep their daemons. A pod
+//! already on a node whose NoSchedule taints it does not tolerate stays, as long as it
+//! tolerates the NoExecute ones (an unreachable node keeps its daemon pods).
 //! `maxSurge` and required node affinity of the template are not honoured yet.
 
 use std::sync::Arc;
