@@ -5,8 +5,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use super::{Context, ControllerError};
-use crate::api::objects::{DeleteOptions, Part};
+use super::{owners, pods, Context, ControllerError};
+use crate::api::objects::DeleteOptions;
 use crate::api::ApiError;
 use crate::obj;
 
@@ -52,30 +52,19 @@ pub async fn delete(
     why: Disruption,
     grace_period_seconds: Option<i64>,
 ) -> Result<(), ControllerError> {
-    let res = ctx.caches.pods.resource();
-    let (ns, name) = (obj::namespace(pod), obj::name(pod));
-    let uid = obj::str_or_empty(pod, &["metadata", "uid"]).to_string();
-    let marked = ctx
-        .api
-        .update_with(res, Some(ns), name, Part::Status, |current| {
-            if obj::str_or_empty(current, &["metadata", "uid"]) != uid {
-                return Ok(None);
-            }
-            let mut next = current.clone();
-            match disrupted_status(current, why, Utc::now()) {
-                Some(status) => next["status"] = status,
-                None => return Ok(None),
-            }
-            Ok(Some(next))
-        })
-        .await;
+    pods::update_status(ctx, pod, |p| disrupted_status(p, why, Utc::now())).await?;
     let opts = DeleteOptions {
         grace_period_seconds,
-        precondition_uid: Some(uid),
+        precondition_uid: Some(owners::uid(pod).to_string()),
         ..Default::default()
     };
-    match marked.and(ctx.api.delete(res, Some(ns), name, &opts).await.map(drop)) {
-        Ok(()) | Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Ok(()),
+    let res = ctx.caches.pods.resource();
+    match ctx
+        .api
+        .delete(res, Some(obj::namespace(pod)), obj::name(pod), &opts)
+        .await
+    {
+        Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
+use super::pods;
 use super::runner::{self, Action, Source};
 use super::{Caches, Context, ControllerError};
 use crate::api::objects::Part;
-use crate::api::{Api, ApiError};
+use crate::api::Api;
 use crate::bootstrap::NODE_LEASE_NAMESPACE;
 use crate::events::EventType;
 use crate::obj;
@@ -285,49 +286,22 @@ impl Controller {
     }
 
     async fn mark_pods_not_ready(&self, node: &str) -> Result<(), ControllerError> {
-        let pods = self.ctx.caches.pods.resource();
         for pod in self.ctx.caches.pods.all() {
             if obj::str_or_empty(&pod, &["spec", "nodeName"]) != node
                 || not_ready_status(&pod, Utc::now()).is_none()
             {
                 continue;
             }
-            let uid = obj::str_or_empty(&pod, &["metadata", "uid"]).to_string();
-            let result = self
-                .ctx
-                .api
-                .update_with(
-                    pods,
-                    Some(obj::namespace(&pod)),
-                    obj::name(&pod),
-                    Part::Status,
-                    |current| {
-                        if obj::str_or_empty(current, &["metadata", "uid"]) != uid {
-                            return Ok(None);
-                        }
-                        let mut next = current.clone();
-                        match not_ready_status(current, Utc::now()) {
-                            Some(status) => next["status"] = status,
-                            None => return Ok(None),
-                        }
-                        Ok(Some(next))
-                    },
-                )
-                .await;
-            match result {
-                Ok(_) => {
-                    self.ctx
-                        .events
-                        .record(
-                            &pod,
-                            EventType::Warning,
-                            "NodeNotReady",
-                            "Node is not ready",
-                        )
-                        .await
-                }
-                Err(ApiError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
+            if pods::update_status(&self.ctx, &pod, |p| not_ready_status(p, Utc::now())).await? {
+                self.ctx
+                    .events
+                    .record(
+                        &pod,
+                        EventType::Warning,
+                        "NodeNotReady",
+                        "Node is not ready",
+                    )
+                    .await;
             }
         }
         Ok(())
