@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{table_rows, wait_for, Server, KUBECTL_VERSIONS};
+use common::{table_rows, wait_for, Partition, Server, KUBECTL_VERSIONS};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -44,6 +44,7 @@ struct PodView {
     name: String,
     node: String,
     running: bool,
+    ready: bool,
     terminating: bool,
 }
 
@@ -62,6 +63,11 @@ fn pods(server: &Server) -> Vec<PodView> {
             name: text(&p["metadata"]["name"]),
             node: text(&p["spec"]["nodeName"]),
             running: p["status"]["phase"] == "Running",
+            ready: p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True"),
             terminating: p["metadata"].get("deletionTimestamp").is_some(),
         })
         .collect()
@@ -126,26 +132,84 @@ enum Victim {
 
 const NODES: [&str; 3] = ["a", "b", "c"];
 
-fn kill(victim: Victim, then: Then) {
-    let flags = [
+/// Three members with short heartbeats and `extra` flags, the guest imported on each.
+fn three_members(extra: &[&str]) -> Vec<Server> {
+    let mut flags = vec![
         // Renewed every second: well within the grace period, as Kubernetes' 10 s are
         // within its 40 s.
         "--node-lease-duration-seconds",
         "4",
         "--node-monitor-grace-period",
         GRACE,
+    ];
+    flags.extend_from_slice(extra);
+    let first = Server::start_member_with(NODES[0], None, &flags);
+    let b = Server::start_member_with(NODES[1], Some(&first), &flags);
+    let c = Server::start_member_with(NODES[2], Some(&first), &flags);
+    let members = vec![first, b, c];
+    for m in &members {
+        m.import("ticker", "echo:1.0");
+    }
+    members
+}
+
+/// Applies the Deployment through `api`; its pods once every replica runs, on all three
+/// nodes.
+fn deploy(api: &Server) -> Vec<PodView> {
+    let applied =
+        api.kubectl_with_stdin(KUBECTL_VERSIONS[1], &["apply", "-f", "-"], Some(DEPLOYMENT));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    wait_for(
+        "every replica running, on all three nodes",
+        DEADLINE,
+        || {
+            let pods = pods(api);
+            let nodes: BTreeSet<&str> = pods.iter().map(|p| p.node.as_str()).collect();
+            (pods.len() == REPLICAS && pods.iter().all(|p| p.running) && nodes.len() == 3)
+                .then_some(pods)
+        },
+    )
+}
+
+/// Waits until `node` is NotReady with the unreachable taints; returns its Ready reason.
+fn wait_unreachable(api: &Server, node: &str) -> String {
+    let (status, reason, taints) = wait_for("the node NotReady and unreachable", DEADLINE, || {
+        let state = node_state(api, node);
+        (state.0 == "NotReady"
+            && state
+                .2
+                .contains(&"node.kubernetes.io/unreachable:NoExecute".to_string()))
+        .then_some(state)
+    });
+    assert_eq!(status, "NotReady");
+    assert_eq!(
+        taints,
+        [
+            "node.kubernetes.io/unreachable:NoSchedule",
+            "node.kubernetes.io/unreachable:NoExecute"
+        ]
+    );
+    reason
+}
+
+fn wait_ready_untainted(api: &Server, node: &str) {
+    wait_for("the node Ready without taints", DEADLINE, || {
+        let (status, _, taints) = node_state(api, node);
+        (status == "Ready" && taints.is_empty()).then_some(())
+    });
+}
+
+fn kill(victim: Victim, then: Then) {
+    let mut members = three_members(&[
         "--default-unreachable-toleration-seconds",
         TOLERATION_SECONDS,
         "--default-not-ready-toleration-seconds",
         TOLERATION_SECONDS,
-    ];
-    let first = Server::start_member_with(NODES[0], None, &flags);
-    let b = Server::start_member_with(NODES[1], Some(&first), &flags);
-    let c = Server::start_member_with(NODES[2], Some(&first), &flags);
-    let mut members = vec![first, b, c];
-    for m in &members {
-        m.import("ticker", "echo:1.0");
-    }
+    ]);
     let leader = common::leader(&members);
     let dead = match victim {
         Victim::Leader => leader,
@@ -176,23 +240,7 @@ fn kill(victim: Victim, then: Then) {
     assert_eq!(lease["metadata"]["ownerReferences"][0]["name"], node);
 
     // Pods on every node, the victim's included.
-    let applied =
-        api.kubectl_with_stdin(KUBECTL_VERSIONS[1], &["apply", "-f", "-"], Some(DEPLOYMENT));
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
-    let before = wait_for(
-        "every replica running, on all three nodes",
-        DEADLINE,
-        || {
-            let pods = pods(api);
-            let nodes: BTreeSet<&str> = pods.iter().map(|p| p.node.as_str()).collect();
-            (pods.len() == REPLICAS && pods.iter().all(|p| p.running) && nodes.len() == 3)
-                .then_some(pods)
-        },
-    );
+    let before = deploy(api);
     let on_victim: BTreeSet<String> = before
         .iter()
         .filter(|p| p.node == node)
@@ -209,24 +257,9 @@ fn kill(victim: Victim, then: Then) {
     members[dead].kill9();
     let api = &members[(dead + 1) % 3];
     let killed = Instant::now();
-    let (status, reason, taints) = wait_for("the node NotReady and unreachable", DEADLINE, || {
-        let state = node_state(api, node);
-        (state.0 == "NotReady"
-            && state
-                .2
-                .contains(&"node.kubernetes.io/unreachable:NoExecute".to_string()))
-        .then_some(state)
-    });
+    let reason = wait_unreachable(api, node);
     let not_ready_after = killed.elapsed();
-    assert_eq!(status, "NotReady");
     assert_eq!(reason, "NodeStatusUnknown");
-    assert_eq!(
-        taints,
-        [
-            "node.kubernetes.io/unreachable:NoSchedule",
-            "node.kubernetes.io/unreachable:NoExecute"
-        ]
-    );
     // Silent for the grace period, counted from the last heartbeat (which may predate the
     // kill by up to a renewal interval); the transition time has whole seconds.
     let renewed = api.jsonpath(
@@ -294,10 +327,7 @@ fn kill(victim: Victim, then: Then) {
             // Back: Ready, untainted, and the evicted pods finally gone.
             members[dead].spawn();
             let api = &members[(dead + 1) % 3];
-            wait_for("the node Ready without taints", DEADLINE, || {
-                let (status, _, taints) = node_state(api, node);
-                (status == "Ready" && taints.is_empty()).then_some(())
-            });
+            wait_ready_untainted(api, node);
         }
         Then::DeleteNode => {
             api.kubectl_ok(KUBECTL_VERSIONS[0], &["delete", "node", node]);
@@ -320,4 +350,35 @@ fn kill(victim: Victim, then: Then) {
                 .then_some(())
         },
     );
+}
+
+/// A member cut off from the others (not killed) is NotReady and its pods not ready while
+/// the partition lasts; back, its node and its pods are Ready again, and nothing was
+/// evicted: the default 300 s toleration outlasts the partition.
+#[test]
+fn a_cut_off_node_is_not_ready_until_it_is_back_and_keeps_its_pods() {
+    let members = three_members(&[]);
+    let leader = common::leader(&members);
+    let cut = (0..3).rev().find(|&i| i != leader).expect("a follower");
+    let (node, api) = (NODES[cut], &members[(cut + 1) % 3]);
+    let before = deploy(api);
+
+    let partition = Partition::isolate(members[cut].peer_port());
+    assert_eq!(wait_unreachable(api, node), "NodeStatusUnknown");
+    wait_for("the cut-off node's pods not ready", DEADLINE, || {
+        let pods = pods(api);
+        pods.iter()
+            .filter(|p| p.node == node)
+            .all(|p| !p.ready)
+            .then_some(())
+    });
+
+    drop(partition);
+    wait_ready_untainted(api, node);
+    wait_for("every pod ready again, none replaced", DEADLINE, || {
+        let pods = pods(api);
+        let names = |pods: &[PodView]| pods.iter().map(|p| p.name.clone()).collect::<BTreeSet<_>>();
+        (names(&pods) == names(&before) && pods.iter().all(|p| p.ready && !p.terminating))
+            .then_some(())
+    });
 }
