@@ -66,12 +66,14 @@ pub struct ServerArgs {
     /// How long this node's heartbeat Lease holds; it is renewed every quarter of it
     /// (kubelet's nodeLeaseDurationSeconds). Keep the grace period of the members above the
     /// renewal interval.
-    #[arg(long, default_value_t = node::agent::DEFAULT_LEASE_DURATION_SECONDS)]
+    #[arg(long, default_value_t = node::agent::DEFAULT_LEASE_DURATION_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..))]
     node_lease_duration_seconds: u64,
-    /// How long pods without their own toleration stay on an unreachable node.
+    /// How long pods without their own toleration stay on an unreachable node (the member
+    /// that takes a pod's creation applies it: give every member the same).
     #[arg(long, default_value_t = DefaultTolerationSeconds::default().unreachable)]
     default_unreachable_toleration_seconds: i64,
-    /// How long pods without their own toleration stay on a not-ready node.
+    /// How long pods without their own toleration stay on a not-ready node (as above).
     #[arg(long, default_value_t = DefaultTolerationSeconds::default().not_ready)]
     default_not_ready_toleration_seconds: i64,
 }

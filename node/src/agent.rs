@@ -60,6 +60,9 @@ impl<C: ControlPlane> NodeAgent<C> {
     }
 
     /// The same agent with Leases that hold for `seconds` (renewed every quarter of it).
+    ///
+    /// # Panics
+    /// `run` panics if `seconds` is 0 (a renewal interval cannot be zero).
     pub fn with_lease_duration(self, seconds: u64) -> Self {
         NodeAgent {
             lease_duration_seconds: seconds,
@@ -82,8 +85,7 @@ impl<C: ControlPlane> NodeAgent<C> {
         let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
         let mut status = tokio::time::interval(STATUS_EVERY);
         let mut reported = Instant::now();
-        let renew = Duration::from_secs(self.lease_duration_seconds) / 4;
-        let mut lease = tokio::time::interval(renew.max(Duration::from_millis(250)));
+        let mut lease = tokio::time::interval(Duration::from_secs(self.lease_duration_seconds) / 4);
         'watch: loop {
             let mut pods = self.ctx.client.watch_pods(&self.name)?;
             loop {
