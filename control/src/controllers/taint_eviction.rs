@@ -6,9 +6,9 @@
 //!
 //! The deletion is the ordinary graceful one: on an unreachable node nobody confirms that
 //! the containers stopped, so the pod stays Terminating until the node comes back (and its
-//! agent finishes the deletion) or the Node is deleted, as in Kubernetes. Its controller
-//! does not count terminating pods, so it creates a replacement at once, which the
-//! scheduler places on a node without the NoSchedule taint.
+//! agent finishes the deletion) or the Node is deleted (then [`super::pod_gc`] removes it),
+//! as in Kubernetes. Its controller does not count terminating pods, so it creates a
+//! replacement at once, which the scheduler places on a node without the NoSchedule taint.
 
 use std::sync::Arc;
 
