@@ -1,6 +1,7 @@
 //! `wkube`: one binary that is the server (control plane + node agent) and the CLI.
 
 mod cli;
+mod go_duration;
 mod image;
 mod join;
 mod server;

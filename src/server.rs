@@ -10,9 +10,11 @@ use anyhow::Context as _;
 use clap::Args;
 use tokio::sync::watch;
 
+use control::api::admission::DefaultTolerationSeconds;
 use control::api::cluster::ClusterAccess;
 use control::api::routes::Router;
 use control::api::{server as https, Api};
+use control::controllers;
 use control::leadership::run_while_leading;
 use control::member_nodes::MemberNodes;
 use control::namespaces::NamespaceController;
@@ -66,6 +68,23 @@ pub struct ServerArgs {
     /// A registry reached over plain HTTP (e.g. a test registry on loopback); repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     insecure_registries: Vec<String>,
+    /// How long a node may go without heartbeat before it is marked Unknown (NotReady)
+    /// and tainted unreachable (Go duration: `40s`, `1m`).
+    #[arg(long, default_value = "40s", value_parser = crate::go_duration::parse)]
+    node_monitor_grace_period: Duration,
+    /// How long this node's heartbeat Lease holds; it is renewed every quarter of it
+    /// (kubelet's nodeLeaseDurationSeconds). Keep the grace period of the members above the
+    /// renewal interval.
+    #[arg(long, default_value_t = node::agent::DEFAULT_LEASE_DURATION_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    node_lease_duration_seconds: u64,
+    /// How long pods without their own toleration stay on an unreachable node (the member
+    /// that takes a pod's creation applies it: give every member the same).
+    #[arg(long, default_value_t = DefaultTolerationSeconds::default().unreachable)]
+    default_unreachable_toleration_seconds: i64,
+    /// How long pods without their own toleration stay on a not-ready node (as above).
+    #[arg(long, default_value_t = DefaultTolerationSeconds::default().not_ready)]
+    default_not_ready_toleration_seconds: i64,
 }
 
 impl ServerArgs {
@@ -171,7 +190,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     catch_up(&store).await?;
     record_addresses(&store, &url, &node_name).await?;
-    let api = Api::new(store.clone());
+    let api = Api::new(store.clone()).with_default_tolerations(DefaultTolerationSeconds {
+        not_ready: args.default_not_ready_toleration_seconds,
+        unreachable: args.default_unreachable_toleration_seconds,
+    });
     control::bootstrap::ensure(&api).await?;
 
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -196,8 +218,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     };
     let workloads = {
         let api = api.clone();
+        let settings = controllers::Settings {
+            node_monitor_grace_period: args.node_monitor_grace_period,
+        };
         tokio::spawn(run_while_leading(store.leading(), move || {
-            control::controllers::run(api.clone())
+            controllers::run(api.clone(), settings)
         }))
     };
 
@@ -219,7 +244,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         backoff: Backoff::default(),
         active_logs: Arc::clone(&active_logs),
     });
-    let agent = tokio::spawn(NodeAgent::new(ctx, &node_name).run(shutdown.clone()));
+    let agent = tokio::spawn(
+        NodeAgent::new(ctx, &node_name)
+            .with_lease_duration(args.node_lease_duration_seconds)
+            .run(shutdown.clone()),
+    );
 
     let logs = NodeLogs {
         root: log_root,
@@ -259,7 +288,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         r = scheduler => Err(anyhow::anyhow!("the scheduler stopped: {r:?}")),
         r = namespaces => Err(anyhow::anyhow!("the namespace controller stopped: {r:?}")),
         r = member_nodes => Err(anyhow::anyhow!("the member-node controller stopped: {r:?}")),
-        r = workloads => Err(anyhow::anyhow!("the workload controllers stopped: {r:?}")),
+        r = workloads => Err(anyhow::anyhow!("the workload and node controllers stopped: {r:?}")),
         r = agent => Err(anyhow::anyhow!("the node agent stopped: {r:?}")),
     };
     let _ = shutdown_tx.send(true);

@@ -1,7 +1,8 @@
 //! DaemonSets on a three-member cluster (every member runs a node), driven by the real
 //! kubectl (oldest and newest against the same cluster), with WASI guests as the pods:
-//! examples/daemonset.yaml puts one pod on each node; a node tainted NoSchedule loses its
-//! pod; an image change rolls out node by node; the workload kinds list together.
+//! examples/daemonset.yaml puts one pod on each node; a node tainted NoSchedule gets no new
+//! pod but keeps its own, one tainted NoExecute loses it; an image change rolls out node by
+//! node; the workload kinds list together.
 
 mod common;
 
@@ -114,16 +115,27 @@ fn daemonset_across_members() {
         assert!(all.contains("daemonset.apps/agent"), "{all}");
     }
 
-    // A taint the pods do not tolerate takes node c out.
+    // A NoSchedule taint the pods do not tolerate keeps new daemon pods off node c, but the
+    // one there stays (Kubernetes' shouldContinueRunning); a NoExecute one takes it out.
     c.kubectl_ok(
         newest,
         &["taint", "nodes", "c", "dedicated=infra:NoSchedule"],
     );
+    wait_for("c no longer desired", DEADLINE, || {
+        let desired = first.jsonpath(newest, &["ds", "agent"], "{.status.desiredNumberScheduled}");
+        (desired == "2").then_some(())
+    });
+    assert_eq!(
+        placements(&first, newest),
+        one("echo:1.0", &["a", "b", "c"])
+    );
+    c.kubectl_ok(
+        newest,
+        &["taint", "nodes", "c", "dedicated=infra:NoExecute"],
+    );
     wait_for("no agent on c", DEADLINE, || {
         (placements(&first, newest) == one("echo:1.0", &["a", "b"])).then_some(())
     });
-    let desired = first.jsonpath(newest, &["ds", "agent"], "{.status.desiredNumberScheduled}");
-    assert_eq!(desired, "2");
 
     // A new image, node by node.
     first.kubectl_ok(newest, &["set", "image", "ds/agent", "app=echo:2.0"]);

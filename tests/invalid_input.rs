@@ -56,6 +56,13 @@ fn invalid_manifests_are_refused_and_nothing_is_stored() {
             "missing image: {err}"
         );
 
+        let (ok, err) = apply(&server, version, "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: bad\nspec:\n  holderIdentity: x\n  leaseDurationSeconds: 0\n");
+        assert!(!ok);
+        assert!(
+            err.contains("The Lease \"bad\" is invalid: spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"),
+            "lease duration: {err}"
+        );
+
         assert_eq!(
             pod_count(&server),
             before,

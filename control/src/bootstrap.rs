@@ -5,7 +5,15 @@ use serde_json::json;
 
 use crate::api::{resources, Api, ApiError};
 
-pub const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+/// Where nodes keep their heartbeat Leases, one named after each node.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+pub const NAMESPACES: &[&str] = &[
+    "default",
+    "kube-system",
+    "kube-public",
+    NODE_LEASE_NAMESPACE,
+];
 
 /// The RuntimeClass a pod may name to ask for the in-process WASI runtime.
 pub const WASM_RUNTIME_CLASS: &str = "wasmtime";

@@ -1,5 +1,6 @@
 //! The wkube control plane: the object store (raft-rs log over sled), the Kubernetes API
-//! server, controllers (namespaces, workloads, garbage collection) and the scheduler.
+//! server, controllers (namespaces, workloads, node lifecycle, garbage collection) and the
+//! scheduler.
 //!
 //! The pure API modules (`selectors`, `patch`, `validation`, `table`) do no I/O; the HTTP
 //! layer calls them with objects as `serde_json::Value` (the Kubernetes JSON, unknown fields
@@ -21,5 +22,6 @@ pub mod selectors;
 pub mod storage_class;
 pub mod store;
 pub mod table;
+pub mod taints;
 pub mod transport;
 pub mod validation;

@@ -1,9 +1,10 @@
-//! The node agent (kubelet's role): registers this machine as a Node, keeps its status
-//! fresh, and runs a pod worker for every pod bound to it.
+//! The node agent (kubelet's role): registers this machine as a Node, heartbeats through
+//! its Lease in `kube-node-lease`, keeps its status fresh, and runs a pod worker for every
+//! pod bound to it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::{
@@ -17,15 +18,36 @@ use tokio::sync::watch;
 use crate::client::{ControlPlane, EventKind};
 use crate::pod_worker::{self, NodeContext, WorkerHandle};
 
-/// How often the node reports it is alive (kubelet's nodeStatusReportFrequency is 5 min
-/// with leases in between; without leases yet, the status itself is the heartbeat).
-const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often the node computes its status (kubelet's nodeStatusUpdateFrequency); it is
+/// written only when it changed or [`STATUS_REPORT_EVERY`] passed, since the Lease is the
+/// heartbeat.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// How often an unchanged status is written anyway (kubelet's nodeStatusReportFrequency).
+const STATUS_REPORT_EVERY: Duration = Duration::from_secs(60);
+/// How long the node's Lease holds by default (kubelet's nodeLeaseDurationSeconds); it is
+/// renewed every quarter of it, as the kubelet does, so three renewals may fail in a row.
+pub const DEFAULT_LEASE_DURATION_SECONDS: u64 = 40;
 /// Pause before watching again after the pod watch ended.
 const REWATCH: Duration = Duration::from_millis(200);
 
 pub struct NodeAgent<C> {
     ctx: Arc<NodeContext<C>>,
     name: String,
+    lease_duration_seconds: u64,
+}
+
+/// Whether a status computed now differs from the one stored, heartbeat times aside: the
+/// node lifecycle controller may have set conditions Unknown, which the node corrects at
+/// once.
+pub fn status_changed(stored: Option<&NodeStatus>, new: &NodeStatus) -> bool {
+    let without_heartbeats = |s: &NodeStatus| {
+        let mut s = s.clone();
+        for c in s.conditions.iter_mut().flatten() {
+            c.last_heartbeat_time = None;
+        }
+        s
+    };
+    stored.map(without_heartbeats) != Some(without_heartbeats(new))
 }
 
 impl<C: ControlPlane> NodeAgent<C> {
@@ -33,6 +55,18 @@ impl<C: ControlPlane> NodeAgent<C> {
         NodeAgent {
             ctx,
             name: name.into(),
+            lease_duration_seconds: DEFAULT_LEASE_DURATION_SECONDS,
+        }
+    }
+
+    /// The same agent with Leases that hold for `seconds` (renewed every quarter of it).
+    ///
+    /// # Panics
+    /// `run` panics if `seconds` is 0 (a renewal interval cannot be zero).
+    pub fn with_lease_duration(self, seconds: u64) -> Self {
+        NodeAgent {
+            lease_duration_seconds: seconds,
+            ..self
         }
     }
 
@@ -49,7 +83,9 @@ impl<C: ControlPlane> NodeAgent<C> {
             .await?;
         let started = Utc::now();
         let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut status = tokio::time::interval(STATUS_EVERY);
+        let mut reported = Instant::now();
+        let mut lease = tokio::time::interval(Duration::from_secs(self.lease_duration_seconds) / 4);
         'watch: loop {
             let mut pods = self.ctx.client.watch_pods(&self.name)?;
             loop {
@@ -62,12 +98,19 @@ impl<C: ControlPlane> NodeAgent<C> {
                             continue 'watch;
                         }
                     },
-                    _ = heartbeat.tick() => {
-                        if let Err(e) = self.ctx.client.update_node_status(&self.name, self.status(Some(started))).await {
-                            tracing::warn!(error = %e, "heartbeat failed");
+                    _ = status.tick() => {
+                        match self.report_status(started, reported).await {
+                            Ok(true) => reported = Instant::now(),
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "node status update failed"),
                         }
                         workers.retain(|_, w| !w.task.is_finished());
                         self.reclaim_local_paths().await;
+                    }
+                    _ = lease.tick() => {
+                        if let Err(e) = self.ctx.client.renew_lease(&self.name, self.lease_duration_seconds as i64).await {
+                            tracing::warn!(error = %e, "lease renewal failed");
+                        }
                     }
                     _ = shutdown.changed() => return Ok(()),
                 }
@@ -86,6 +129,26 @@ impl<C: ControlPlane> NodeAgent<C> {
             }
             Err(e) => tracing::warn!(error = %e, "cannot reclaim local-path volumes"),
         }
+    }
+
+    /// Writes the node's status if it changed or was last written [`STATUS_REPORT_EVERY`]
+    /// ago (kubelet's `tryUpdateNodeStatus`); says whether it wrote.
+    async fn report_status(
+        &self,
+        started: chrono::DateTime<Utc>,
+        reported: Instant,
+    ) -> Result<bool, crate::client::ClientError> {
+        let status = self.status(Some(started));
+        let stored = self.ctx.client.get_node(&self.name).await?;
+        let stored = stored.as_ref().and_then(|n| n.status.as_ref());
+        if !status_changed(stored, &status) && reported.elapsed() < STATUS_REPORT_EVERY {
+            return Ok(false);
+        }
+        self.ctx
+            .client
+            .update_node_status(&self.name, status)
+            .await?;
+        Ok(true)
     }
 
     fn dispatch(
@@ -254,4 +317,40 @@ fn os_image() -> String {
                 .map(|v| v.trim_matches('"').to_string())
         })
         .unwrap_or_else(|| std::env::consts::OS.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(ready: &str, heartbeat: i64) -> NodeStatus {
+        let at = |s: i64| {
+            Some(crate::status::time(
+                chrono::DateTime::from_timestamp(s, 0).unwrap_or_default(),
+            ))
+        };
+        NodeStatus {
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                last_heartbeat_time: at(heartbeat),
+                last_transition_time: at(0),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_changed_status_is_written_before_the_report_interval() {
+        assert!(status_changed(None, &status("True", 10)));
+        assert!(!status_changed(
+            Some(&status("True", 10)),
+            &status("True", 20)
+        ));
+        assert!(
+            status_changed(Some(&status("Unknown", 10)), &status("True", 20)),
+            "set Unknown by the node lifecycle controller: corrected at once"
+        );
+    }
 }

@@ -10,8 +10,10 @@ use k8s_openapi::api::core::v1::{
 };
 use serde_json::{json, Value};
 
+use chrono::{SecondsFormat, Utc};
 use control::api::objects::{DeleteOptions, ListOptions, Part, Watch};
 use control::api::{resources, Api, ApiError};
+use control::bootstrap::NODE_LEASE_NAMESPACE;
 use control::events::{EventRecorder, EventType};
 use control::selectors::FieldSelector;
 
@@ -122,10 +124,22 @@ pub trait ControlPlane: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), ClientError>> + Send;
     /// Creates the Node object, or takes over an existing one of the same name.
     fn register_node(&self, node: Node) -> impl Future<Output = Result<(), ClientError>> + Send;
+    /// The Node named `name`, `None` when there is none.
+    fn get_node(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Node>, ClientError>> + Send;
     fn update_node_status(
         &self,
         name: &str,
         status: NodeStatus,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send;
+    /// Creates or renews the node's heartbeat Lease (`kube-node-lease/<node>`, owned by
+    /// its Node): held by the node for `duration_seconds` from now.
+    fn renew_lease(
+        &self,
+        node: &str,
+        duration_seconds: i64,
     ) -> impl Future<Output = Result<(), ClientError>> + Send;
     fn record_event(
         &self,
@@ -312,6 +326,14 @@ impl ControlPlane for InProcess {
         }
     }
 
+    async fn get_node(&self, name: &str) -> Result<Option<Node>, ClientError> {
+        match self.api.get(res("nodes")?, None, name) {
+            Ok(v) => decode("Node", v).map(Some),
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn update_node_status(&self, name: &str, status: NodeStatus) -> Result<(), ClientError> {
         let status = serde_json::to_value(status).map_err(|source| ClientError::Decode {
             kind: "NodeStatus",
@@ -325,6 +347,59 @@ impl ControlPlane for InProcess {
             })
             .await?;
         Ok(())
+    }
+
+    async fn renew_lease(&self, node: &str, duration_seconds: i64) -> Result<(), ClientError> {
+        let leases = resources::find("coordination.k8s.io", "v1", "leases")
+            .ok_or_else(|| ApiError::Internal("leases unknown".into()))?;
+        // The kubelet's MicroTime: heartbeats closer than a second apart still differ.
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let spec = json!({"holderIdentity": node, "leaseDurationSeconds": duration_seconds, "renewTime": now});
+        let renewed = self
+            .api
+            .update_with(
+                leases,
+                Some(NODE_LEASE_NAMESPACE),
+                node,
+                Part::Main,
+                |current| {
+                    let mut next = current.clone();
+                    for (k, v) in spec.as_object().into_iter().flatten() {
+                        next["spec"][k] = v.clone();
+                    }
+                    Ok(Some(next))
+                },
+            )
+            .await;
+        match renewed {
+            Err(ApiError::NotFound { .. }) => {}
+            other => return other.map(drop).map_err(Into::into),
+        }
+        let owner = self.api.get(res("nodes")?, None, node)?;
+        let lease = json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": node,
+                "namespace": NODE_LEASE_NAMESPACE,
+                "ownerReferences": [{
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "name": node,
+                    "uid": owner["metadata"]["uid"],
+                }],
+            },
+            "spec": spec,
+        });
+        match self
+            .api
+            .create(leases, Some(NODE_LEASE_NAMESPACE), lease, false)
+            .await
+        {
+            // Created meanwhile by an earlier renewal: this one's time is only a little newer.
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn record_event(&self, pod: &Pod, warning: bool, reason: &str, message: &str) {

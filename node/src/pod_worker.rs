@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodStatus};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -1020,7 +1020,8 @@ impl<C: ControlPlane> Worker<C> {
             previous: self.published.as_ref(),
             now: Utc::now(),
         });
-        if self.published.as_ref() == Some(&status) {
+        let readiness_overruled = readiness(self.pod.status.as_ref()) != readiness(Some(&status));
+        if self.published.as_ref() == Some(&status) && !readiness_overruled {
             return;
         }
         match self
@@ -1042,6 +1043,18 @@ impl<C: ControlPlane> Worker<C> {
             }
         }
     }
+}
+
+/// The status of a pod's Ready condition. The node lifecycle controller sets it False
+/// while it believes the node unreachable; a node that was only cut off writes its own view
+/// again once it is back (as the kubelet's status manager reconciles with the API).
+fn readiness(status: Option<&PodStatus>) -> Option<&str> {
+    status?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
 }
 
 impl Slot {

@@ -9,6 +9,7 @@ pub fn apply(kind: &str, obj: &mut Value) {
     match kind {
         "Pod" => pod(obj),
         "Namespace" => namespace(obj),
+        "Node" => node(obj),
         "Secret" => secret(obj),
         "Deployment" => workload(obj, true),
         "ReplicaSet" => workload(obj, false),
@@ -229,19 +230,9 @@ fn pod(obj: &mut Value) {
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
+    // The default tolerations are admission's (`super::admission`), not defaulting: templates
+    // keep no tolerations they were not given.
     pod_spec(spec);
-    // The DefaultTolerationSeconds admission plugin: pods tolerate an unreachable or
-    // not-ready node for 300 s before eviction. Admission, not defaulting: templates keep
-    // no tolerations they were not given.
-    if spec.get("tolerations").is_none() {
-        spec.insert(
-            "tolerations".into(),
-            json!([
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-            ]),
-        );
-    }
 }
 
 fn pod_spec(spec: &mut Map<String, Value>) {
@@ -292,6 +283,24 @@ fn image_tag(image: &str) -> Option<&str> {
     }
     let last = image.rsplit('/').next().unwrap_or(image);
     last.split_once(':').map(|(_, t)| t)
+}
+
+/// NoExecute taints carry the time they were added, from which tolerations count (the
+/// node lifecycle controller sets it; a taint added by hand gets it here).
+fn node(obj: &mut Value) {
+    let taints = obj
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("taints"))
+        .and_then(Value::as_array_mut);
+    for taint in taints
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
+    {
+        if taint.get("effect") == Some(&json!("NoExecute")) {
+            set_default(taint, "timeAdded", json!(super::objects::now()));
+        }
+    }
 }
 
 fn namespace(obj: &mut Value) {
@@ -362,6 +371,20 @@ mod tests {
         let mut recreate = json!({"spec": {"strategy": {"type": "Recreate"}}});
         apply("Deployment", &mut recreate);
         assert!(recreate["spec"]["strategy"].get("rollingUpdate").is_none());
+    }
+
+    #[test]
+    fn no_execute_taints_get_the_time_they_were_added() {
+        let mut n = json!({"spec": {"taints": [
+            {"key": "a", "effect": "NoSchedule"},
+            {"key": "b", "effect": "NoExecute"},
+            {"key": "c", "effect": "NoExecute", "timeAdded": "2024-01-01T00:00:00Z"}
+        ]}});
+        apply("Node", &mut n);
+        let taints = &n["spec"]["taints"];
+        assert!(taints[0].get("timeAdded").is_none());
+        assert!(taints[1]["timeAdded"].is_string());
+        assert_eq!(taints[2]["timeAdded"], "2024-01-01T00:00:00Z");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Kubernetes REST API: resource registry, objects logic, discovery and the HTTPS
 //! server.
 
+pub mod admission;
 pub mod cluster;
 pub mod defaults;
 pub mod discovery;

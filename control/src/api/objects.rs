@@ -9,6 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use super::admission::{self, DefaultTolerationSeconds};
 use super::defaults;
 use super::errors::{ApiError, Cause};
 use super::resources::{self, ResourceInfo};
@@ -24,6 +25,7 @@ const UPDATE_RETRIES: usize = 8;
 #[derive(Clone)]
 pub struct Api {
     store: Store,
+    tolerations: DefaultTolerationSeconds,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -179,7 +181,18 @@ fn name_suffix() -> String {
 
 impl Api {
     pub fn new(store: Store) -> Self {
-        Api { store }
+        Api {
+            store,
+            tolerations: DefaultTolerationSeconds::default(),
+        }
+    }
+
+    /// The same API, giving new pods these default tolerations.
+    pub fn with_default_tolerations(self, tolerations: DefaultTolerationSeconds) -> Self {
+        Api {
+            tolerations,
+            ..self
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -220,20 +233,11 @@ impl Api {
         Ok((items, revision))
     }
 
-    /// The DefaultStorageClass admission plugin: a claim that names no class (as opposed
-    /// to the empty class `""`) gets the cluster's default one, if there is one.
-    fn default_storage_class(&self, claim: &mut Value) -> Result<(), ApiError> {
-        let spec = &mut claim["spec"];
-        if !spec.is_object() || !spec["storageClassName"].is_null() {
-            return Ok(());
-        }
+    /// The StorageClasses, for the DefaultStorageClass admission of claims.
+    fn storage_classes(&self) -> Result<Vec<Value>, ApiError> {
         let classes = resources::find("storage.k8s.io", "v1", "storageclasses")
             .ok_or_else(|| ApiError::Internal("storageclasses unknown".into()))?;
-        let (classes, _) = self.list(classes, None, &ListOptions::default())?;
-        if let Some(class) = crate::storage_class::default_class(&classes) {
-            spec["storageClassName"] = json!(name_of(class));
-        }
-        Ok(())
+        Ok(self.list(classes, None, &ListOptions::default())?.0)
     }
 
     fn check_namespace(
@@ -351,12 +355,13 @@ impl Api {
             meta.remove("generation");
         }
         defaults::apply(res.kind, &mut obj);
+        self.tolerations.admit(res.kind, &mut obj);
         if res.kind == "Pod" {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(&obj)});
         }
         if res.kind == "PersistentVolumeClaim" {
-            self.default_storage_class(&mut obj)?;
-            protect_claim(&mut obj);
+            admission::default_storage_class(&mut obj, &self.storage_classes()?);
+            admission::protect_claim(&mut obj);
         }
         let errors = validation::validate(res.plural, &obj, None);
         if !errors.is_empty() {
@@ -529,6 +534,7 @@ impl Api {
             }
         }
         defaults::apply(res.kind, &mut obj);
+        self.tolerations.admit(res.kind, &mut obj);
         if res.has_spec && obj.get("spec") != current.get("spec") {
             let generation = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             obj["metadata"]["generation"] = json!(generation);
@@ -816,18 +822,6 @@ fn deletion_plan(res: &ResourceInfo, obj: &Value, grace: Option<i64>) -> Deletio
 }
 
 /// Kubernetes' QoS class from the containers' requests and limits.
-/// The PVC protection admission: a claim keeps a finalizer that the volume binder drops
-/// once no pod uses the claim, so a claim is never removed from under a running pod.
-fn protect_claim(claim: &mut Value) {
-    let protection = json!(crate::persistent_volumes::CLAIM_PROTECTION);
-    let finalizers = &mut claim["metadata"]["finalizers"];
-    match finalizers.as_array_mut() {
-        Some(f) if f.contains(&protection) => {}
-        Some(f) => f.push(protection),
-        None => *finalizers = json!([protection]),
-    }
-}
-
 fn qos_class(pod: &Value) -> &'static str {
     let containers: Vec<&Value> = ["containers", "initContainers"]
         .iter()

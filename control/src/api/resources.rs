@@ -182,6 +182,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
         ..CORE
     },
     ResourceInfo {
+        group: "coordination.k8s.io",
+        kind: "Lease",
+        plural: "leases",
+        singular: "lease",
+        ..CORE
+    },
+    ResourceInfo {
         kind: "PersistentVolumeClaim",
         plural: "persistentvolumeclaims",
         singular: "persistentvolumeclaim",
@@ -291,7 +298,8 @@ mod tests {
                 ("node.k8s.io", vec!["v1"]),
                 ("apps", vec!["v1"]),
                 ("batch", vec!["v1"]),
-                ("storage.k8s.io", vec!["v1"])
+                ("storage.k8s.io", vec!["v1"]),
+                ("coordination.k8s.io", vec!["v1"])
             ]
         );
     }

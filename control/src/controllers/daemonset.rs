@@ -8,7 +8,9 @@
 //! A node is eligible when the template's `nodeSelector` matches its labels and the pod
 //! tolerates its NoSchedule and NoExecute taints, counting the tolerations the controller
 //! adds to every daemon pod (`AddOrUpdateDaemonPodTolerations`): not-ready, unreachable,
-//! the pressure conditions, and unschedulable, so cordoned nodes keep their daemons.
+//! the pressure conditions, and unschedulable, so cordoned nodes keep their daemons. A pod
+//! already on a node whose NoSchedule taints it does not tolerate stays, as long as it
+//! tolerates the NoExecute ones (an unreachable node keeps its daemon pods).
 //! `maxSurge` and required node affinity of the template are not honoured yet.
 
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use super::{Caches, Context, ControllerError, Key};
 use crate::obj;
 use crate::selectors::LabelSelector;
 use crate::store::revision_of;
+use crate::taints::tolerates;
 
 const GENERATION_LABEL: &str = "pod-template-generation";
 
@@ -60,40 +63,43 @@ pub struct Plan {
     pub action: Action,
 }
 
-/// `ToleratesTaint`.
-fn tolerates(toleration: &Value, taint: &Value) -> bool {
-    let effect = obj::str_or_empty(toleration, &["effect"]);
-    if !effect.is_empty() && effect != obj::str_or_empty(taint, &["effect"]) {
-        return false;
-    }
-    let key = obj::str_or_empty(toleration, &["key"]);
-    if !key.is_empty() && key != obj::str_or_empty(taint, &["key"]) {
-        return false;
-    }
-    match obj::str_or_empty(toleration, &["operator"]) {
-        "Exists" => true,
-        "" | "Equal" => {
-            obj::str_or_empty(toleration, &["value"]) == obj::str_or_empty(taint, &["value"])
-        }
-        _ => false,
-    }
-}
-
-/// Whether a daemon pod of `set` belongs on `node` (`NodeShouldRunDaemonPod`).
-pub fn should_run(set: &Value, node: &Value) -> bool {
+/// `NodeShouldRunDaemonPod`: whether a daemon pod of `set` belongs on `node`, and whether
+/// one already there may stay (its NoSchedule taints do not drive it away: a daemon pod
+/// outlives its node turning unreachable).
+pub fn should_run(set: &Value, node: &Value) -> Placement {
     let pod_spec = obj::get(set, &["spec", "template", "spec"]).unwrap_or(&Value::Null);
     let labels = obj::labels(node);
     let selected = obj::object(pod_spec, &["nodeSelector"])
         .into_iter()
         .flatten()
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+    if !selected || being_deleted(node) {
+        return Placement::Away;
+    }
     let mut tolerations = obj::array(pod_spec, &["tolerations"]).to_vec();
     tolerations.extend(daemon_tolerations());
-    let tolerated = obj::array(node, &["spec", "taints"])
-        .iter()
-        .filter(|t| obj::str_or_empty(t, &["effect"]) != "PreferNoSchedule")
-        .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)));
-    selected && tolerated && !being_deleted(node)
+    let tolerated = |effect: &str| {
+        obj::array(node, &["spec", "taints"])
+            .iter()
+            .filter(|t| obj::str_or_empty(t, &["effect"]) == effect)
+            .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)))
+    };
+    match (tolerated("NoExecute"), tolerated("NoSchedule")) {
+        (true, true) => Placement::Run,
+        (true, false) => Placement::KeepRunning,
+        (false, _) => Placement::Away,
+    }
+}
+
+/// Where daemon pods stand on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A pod belongs there.
+    Run,
+    /// No new pod goes there, but one already there stays.
+    KeepRunning,
+    /// No pod belongs there.
+    Away,
 }
 
 /// The hash of the set's current template, in each pod's `controller-revision-hash`.
@@ -154,11 +160,14 @@ pub fn plan(set: &Value, nodes: &[Arc<Value>], pods: &[Arc<Value>], now: DateTim
             .filter(|p| obj::str_or_empty(p, &["spec", "nodeName"]) == name)
             .collect();
         let running: Vec<&Arc<Value>> = on_node.iter().copied().filter(|p| is_active(p)).collect();
-        if !should_run(set, node) {
+        let placement = should_run(set, node);
+        if placement != Placement::Run {
             if !on_node.is_empty() {
                 misscheduled += 1;
             }
-            changes.extend(running.iter().map(|p| Change::Delete(Arc::clone(p))));
+            if placement == Placement::Away {
+                changes.extend(running.iter().map(|p| Change::Delete(Arc::clone(p))));
+            }
             continue;
         }
         desired += 1;
@@ -437,8 +446,19 @@ mod tests {
             ),
         ];
         for (what, s, n, want) in cases {
-            assert_eq!(should_run(s, &n), want, "{what}");
+            assert_eq!(should_run(s, &n) == Placement::Run, want, "{what}");
         }
+        let unreachable = node(
+            "a",
+            json!({}),
+            json!([{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"},
+                   {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]),
+        );
+        assert_eq!(
+            should_run(&plain, &unreachable),
+            Placement::KeepRunning,
+            "an unreachable node gets no new daemon pod but keeps its own"
+        );
     }
 
     #[test]

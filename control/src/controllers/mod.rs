@@ -1,4 +1,5 @@
-//! Workload controllers and the garbage collector, over a small controller runtime
+//! Workload controllers, the node lifecycle and taint eviction controllers, and the
+//! garbage collectors (owners, and pods of deleted nodes), over a small controller runtime
 //! modelled on kube-runtime:
 //!
 //! - [`reflector`]: one watch cache per kind, filled by list + watch through the `Api` (the
@@ -16,18 +17,23 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod gc;
 pub mod job;
+pub mod node_lifecycle;
 pub mod owners;
+pub mod pod_gc;
 pub mod pods;
 pub mod queue;
 pub mod reflector;
 pub mod replicaset;
 pub mod runner;
 pub mod statefulset;
+pub mod taint_eviction;
 pub mod volume_binder;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -90,6 +96,8 @@ pub struct Caches {
     pub cronjobs: Cache,
     pub daemonsets: Cache,
     pub nodes: Cache,
+    /// Leases, where nodes heartbeat.
+    pub leases: Cache,
     /// PersistentVolumeClaims, which StatefulSets create and the volume binder binds.
     pub claims: Cache,
     pub volumes: Cache,
@@ -116,6 +124,7 @@ impl Caches {
             cronjobs: find("CronJob")?,
             daemonsets: find("DaemonSet")?,
             nodes: find("Node")?,
+            leases: find("Lease")?,
             claims: find("PersistentVolumeClaim")?,
             volumes: find("PersistentVolume")?,
             classes: find("StorageClass")?,
@@ -165,9 +174,24 @@ fn cached_kinds() -> impl Iterator<Item = &'static ResourceInfo> {
     RESOURCES.iter().filter(|r| r.kind != "Event")
 }
 
-/// Runs the caches, the workload controllers and the garbage collector
+/// The controllers' settings (kube-controller-manager's flags).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a node may stay silent before it is Unknown (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
+        }
+    }
+}
+
+/// Runs the caches, the workload and node controllers and the garbage collectors
 /// until one of them fails, or until dropped (when this member stops leading).
-pub async fn run(api: Api) -> Result<(), ControllerError> {
+pub async fn run(api: Api, settings: Settings) -> Result<(), ControllerError> {
     let mut tasks = JoinSet::new();
     let mut caches = Vec::new();
     for res in cached_kinds() {
@@ -183,6 +207,13 @@ pub async fn run(api: Api) -> Result<(), ControllerError> {
     tasks.spawn(cronjob::run(api.clone(), caches.clone()));
     tasks.spawn(daemonset::run(api.clone(), caches.clone()));
     tasks.spawn(volume_binder::run(api.clone(), caches.clone()));
+    tasks.spawn(node_lifecycle::run(
+        api.clone(),
+        caches.clone(),
+        settings.node_monitor_grace_period,
+    ));
+    tasks.spawn(taint_eviction::run(api.clone(), caches.clone()));
+    tasks.spawn(pod_gc::run(api.clone(), caches.clone()));
     tasks.spawn(gc::run(api, caches));
     // The first to end ends them all (dropping the set aborts the rest).
     match tasks.join_next().await {

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::owners;
 use super::{Context, ControllerError};
-use crate::api::objects::DeleteOptions;
+use crate::api::objects::{DeleteOptions, Part};
 use crate::api::ApiError;
 use crate::events::EventType;
 use crate::obj;
@@ -56,5 +56,43 @@ pub async fn delete(ctx: &Context, owner: &Value, pod: &Value) -> Result<u64, Co
         }
         Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Ok(0),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Rewrites this very pod's status (not a successor of the same name) as `next` makes it
+/// from the current one; says whether it wrote (`next` had a change, the pod is still there).
+pub async fn update_status(
+    ctx: &Context,
+    pod: &Value,
+    next: impl Fn(&Value) -> Option<Value>,
+) -> Result<bool, ApiError> {
+    let res = ctx.caches.pods.resource();
+    let uid = owners::uid(pod);
+    // Decided by the last try (a conflict tries again on the newer pod).
+    let mut wrote = false;
+    let written = ctx
+        .api
+        .update_with(
+            res,
+            Some(obj::namespace(pod)),
+            obj::name(pod),
+            Part::Status,
+            |current| {
+                let status = (owners::uid(current) == uid)
+                    .then(|| next(current))
+                    .flatten();
+                wrote = status.is_some();
+                Ok(status.map(|status| {
+                    let mut o = current.clone();
+                    o["status"] = status;
+                    o
+                }))
+            },
+        )
+        .await;
+    match written {
+        Ok(_) => Ok(wrote),
+        Err(ApiError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
     }
 }

@@ -9,6 +9,7 @@
 mod configmap;
 mod downward;
 mod event;
+mod lease;
 mod meta;
 pub mod names;
 mod namespace;
@@ -291,6 +292,7 @@ pub fn validate(resource: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldEr
         "nodes" => node::validate(obj, old),
         "events" => event::validate(obj, old),
         "runtimeclasses" => runtimeclass::validate(obj, old),
+        "leases" => lease::validate(obj, old),
         "deployments" => workload::validate_deployment(obj, old),
         "replicasets" => workload::validate_replicaset(obj, old),
         "statefulsets" => workload::validate_statefulset(obj, old),
