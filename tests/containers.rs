@@ -394,3 +394,38 @@ spec:
         "{message}"
     );
 }
+
+#[test]
+fn wasi_guests_share_localhost_with_the_oci_containers_of_their_pod() {
+    let node = OciNode::start();
+    node.server.import("http-get", "http-get:1.0");
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: mixed
+spec:
+  containers:
+  - name: web
+    image: {image}
+    command: ["sh", "-c", "echo served by busybox > /var/www/index.html; exec httpd -f -p 80 -h /var/www"]
+  - name: fetch
+    image: http-get:1.0
+    args: ["127.0.0.1:80"]
+"#,
+        image = node.registry.busybox()
+    );
+    node.apply("1.33", &manifest);
+    let logs = common::wait_for("the guest's fetch", Duration::from_secs(60), || {
+        let out = node
+            .server
+            .kubectl("1.33", &["logs", "mixed", "-c", "fetch"]);
+        let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+        logs.contains("served by").then_some(logs)
+    });
+    assert!(logs.ends_with("served by busybox\n"), "{logs}");
+    // The pod has one address: the sandbox's, which the guest's environment sees too.
+    let ip = node.jsonpath("1.33", "mixed", "{.status.podIP}");
+    let subnet = PodNetwork::for_dir(&node.server.data_dir.path().join("containerd")).subnet;
+    assert!(ip.starts_with(subnet.trim_end_matches("0/24")), "{ip}");
+}
