@@ -498,6 +498,11 @@ impl<C: ControlPlane> Worker<C> {
     }
 
     async fn start_oci(&mut self, i: usize, oci: &OciRuntime, image_name: &str) {
+        // The sandbox comes first, as with kubelet: the pod has its address while it pulls.
+        let sandbox = match self.sandbox(oci).await {
+            Ok(s) => s,
+            Err(message) => return self.create_failed(i, message).await,
+        };
         if let Err(e) = self.pull(i, oci, image_name).await {
             return match e {
                 PullError::Never(message) => self.never_pull(i, message).await,
@@ -506,10 +511,6 @@ impl<C: ControlPlane> Worker<C> {
         }
         self.slots[i].pull_backoff = None;
         let restart = self.next_restart(i);
-        let sandbox = match self.sandbox(oci).await {
-            Ok(s) => s,
-            Err(message) => return self.create_failed(i, message).await,
-        };
         let spec = match self.oci_spec(i, restart, image_name).await {
             Ok(s) => s,
             Err(StartError::Config(message)) => return self.config_failed(i, message).await,
