@@ -432,3 +432,28 @@ spec:
     let subnet = PodNetwork::for_dir(&node.server.data_dir.path().join("containerd")).subnet;
     assert!(ip.starts_with(subnet.trim_end_matches("0/24")), "{ip}");
 }
+
+#[test]
+fn a_crashing_container_restarts_in_its_sandbox_with_back_off() {
+    let node = OciNode::start();
+    let script = "echo run; exit 1";
+    node.apply("1.27", &node.busybox_pod("crasher", "Always", script, ""));
+    let restarts = "{.status.containerStatuses[0].restartCount}";
+    let reason = "{.status.containerStatuses[0].state.waiting.reason}";
+    common::wait_for("CrashLoopBackOff", Duration::from_secs(60), || {
+        let count: u32 = node.jsonpath("1.27", "crasher", restarts).parse().ok()?;
+        (count >= 1 && node.jsonpath("1.27", "crasher", reason) == "CrashLoopBackOff").then_some(())
+    });
+    let last = node.jsonpath(
+        "1.27",
+        "crasher",
+        "{.status.containerStatuses[0].lastState.terminated.exitCode}",
+    );
+    assert_eq!(last, "1");
+    let previous = node
+        .server
+        .kubectl_ok("1.27", &["logs", "crasher", "--previous"]);
+    assert_eq!(previous, "run\n");
+    // Every run was in the pod's one sandbox.
+    assert_eq!(node.sandboxes(), 1);
+}
