@@ -207,6 +207,28 @@ fn a_missing_image_shows_err_image_pull_then_back_off() {
     // Its sandbox was made before the pull, so the pod has its address meanwhile.
     let ip = node.jsonpath("1.33", "missing", "{.status.podIP}");
     assert!(ip.starts_with("10.244."), "{ip}");
+
+    // `Never` does not pull at all.
+    let never = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: never\nspec:\n  containers:\n  - name: main\n    image: {}\n    imagePullPolicy: Never\n",
+        node.registry.busybox()
+    );
+    node.apply("1.33", &never);
+    common::wait_for("ErrImageNeverPull", Duration::from_secs(60), || {
+        (node.jsonpath("1.33", "never", reason) == "ErrImageNeverPull").then_some(())
+    });
+    let message = node.jsonpath(
+        "1.33",
+        "never",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert_eq!(
+        message,
+        format!(
+            "Container image \"{}\" is not present with pull policy of Never",
+            node.registry.busybox()
+        )
+    );
 }
 
 #[test]
