@@ -204,6 +204,31 @@ fn a_missing_image_shows_err_image_pull_then_back_off() {
         "{.status.containerStatuses[0].state.waiting.message}",
     );
     assert!(message.contains("not found"), "{message}");
+    // Its sandbox was made before the pull, so the pod has its address meanwhile.
+    let ip = node.jsonpath("1.33", "missing", "{.status.podIP}");
+    assert!(ip.starts_with("10.244."), "{ip}");
+
+    // `Never` does not pull at all.
+    let never = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: never\nspec:\n  containers:\n  - name: main\n    image: {}\n    imagePullPolicy: Never\n",
+        node.registry.busybox()
+    );
+    node.apply("1.33", &never);
+    common::wait_for("ErrImageNeverPull", Duration::from_secs(60), || {
+        (node.jsonpath("1.33", "never", reason) == "ErrImageNeverPull").then_some(())
+    });
+    let message = node.jsonpath(
+        "1.33",
+        "never",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert_eq!(
+        message,
+        format!(
+            "Container image \"{}\" is not present with pull policy of Never",
+            node.registry.busybox()
+        )
+    );
 }
 
 #[test]
@@ -503,4 +528,64 @@ fn exec_reaches_the_container(kubectl: &str) {
         .server
         .kubectl(kubectl, &["exec", "shell", "--", "no-such-command"]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn wasi_guests_share_localhost_with_the_oci_containers_of_their_pod() {
+    let node = OciNode::start();
+    node.server.import("http-get", "http-get:1.0");
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: mixed
+spec:
+  containers:
+  - name: web
+    image: {image}
+    command: ["sh", "-c", "echo served by busybox > /var/www/index.html; exec httpd -f -p 80 -h /var/www"]
+  - name: fetch
+    image: http-get:1.0
+    args: ["127.0.0.1:80"]
+"#,
+        image = node.registry.busybox()
+    );
+    node.apply("1.33", &manifest);
+    let logs = common::wait_for("the guest's fetch", Duration::from_secs(60), || {
+        let out = node
+            .server
+            .kubectl("1.33", &["logs", "mixed", "-c", "fetch"]);
+        let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+        logs.contains("served by").then_some(logs)
+    });
+    assert!(logs.ends_with("served by busybox\n"), "{logs}");
+    // The pod has one address: the sandbox's, which the guest's environment sees too.
+    let ip = node.jsonpath("1.33", "mixed", "{.status.podIP}");
+    let subnet = PodNetwork::for_dir(&node.server.data_dir.path().join("containerd")).subnet;
+    assert!(ip.starts_with(subnet.trim_end_matches("0/24")), "{ip}");
+}
+
+#[test]
+fn a_crashing_container_restarts_in_its_sandbox_with_back_off() {
+    let node = OciNode::start();
+    let script = "echo run; exit 1";
+    node.apply("1.27", &node.busybox_pod("crasher", "Always", script, ""));
+    let restarts = "{.status.containerStatuses[0].restartCount}";
+    let reason = "{.status.containerStatuses[0].state.waiting.reason}";
+    common::wait_for("CrashLoopBackOff", Duration::from_secs(60), || {
+        let count: u32 = node.jsonpath("1.27", "crasher", restarts).parse().ok()?;
+        (count >= 1 && node.jsonpath("1.27", "crasher", reason) == "CrashLoopBackOff").then_some(())
+    });
+    let last = node.jsonpath(
+        "1.27",
+        "crasher",
+        "{.status.containerStatuses[0].lastState.terminated.exitCode}",
+    );
+    assert_eq!(last, "1");
+    let previous = node
+        .server
+        .kubectl_ok("1.27", &["logs", "crasher", "--previous"]);
+    assert_eq!(previous, "run\n");
+    // Every run was in the pod's one sandbox.
+    assert_eq!(node.sandboxes(), 1);
 }

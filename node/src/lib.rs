@@ -12,6 +12,7 @@
 //! - [`vfs`]: the in-memory `wasi:filesystem` for ConfigMap/Secret/downwardAPI volumes.
 //! - [`pull_policy`], [`registry_auth`]: when and with which credentials OCI images are
 //!   pulled, pure.
+//! - [`netns`]: the thread on which a pod's WASI guests share its sandbox's network.
 //! - [`logs`]: CRI-format container log files and the `kubectl logs` reader;
 //!   [`pod_logs`] serves them to the API server.
 
@@ -22,6 +23,7 @@ pub mod downward;
 pub mod env;
 pub mod images;
 pub mod logs;
+pub mod netns;
 pub mod pod_logs;
 pub mod pod_worker;
 pub mod pull_policy;

@@ -24,10 +24,11 @@ use crate::downward::NodeFacts;
 use crate::env::{self, Sources};
 use crate::images::{ImageStore, ResolvedImage};
 use crate::logs::{container_log_path, LogWriter};
+use crate::netns::PodNetns;
 use crate::pull_policy::{PullDecision, PullPolicy};
 use crate::registry_auth;
 use crate::runtime::oci::{OciRuntime, Sandbox};
-use crate::runtime::{ContainerConfig, ExitStatus, RunningContainer, Runtime};
+use crate::runtime::{ContainerConfig, ExitStatus, RunningContainer, Runtime, RuntimeError};
 use crate::status::{self, ContainerRecord, RestartPolicy, State, StatusInput, Terminated};
 use crate::volumes::PodVolumes;
 
@@ -124,6 +125,8 @@ struct Worker<C> {
     volume_retry: Option<(Instant, String)>,
     /// The pod's sandbox, once it has an OCI container.
     sandbox: Option<Sandbox>,
+    /// Where the WASI guests of a pod with a sandbox run: in its network namespace.
+    netns: Option<PodNetns>,
 }
 
 /// Why a container could not be started.
@@ -198,6 +201,7 @@ impl<C: ControlPlane> Worker<C> {
             volumes: None,
             volume_retry: None,
             sandbox: None,
+            netns: None,
         }
     }
 
@@ -421,7 +425,15 @@ impl<C: ControlPlane> Worker<C> {
     async fn start_wasm(&mut self, i: usize, image_name: &str, image: ResolvedImage) {
         self.slots[i].pull_backoff = None;
         let restart = self.next_restart(i);
-        let config = match self.container_config(i, restart).await {
+        // In a pod with OCI containers, guests share the sandbox's network.
+        let netns = match self.ctx.oci.clone() {
+            Some(oci) if self.has_oci_containers() => match self.pod_netns(&oci).await {
+                Ok(handle) => Some(handle),
+                Err(message) => return self.create_failed(i, message).await,
+            },
+            _ => None,
+        };
+        let config = match self.container_config(i, restart, netns.is_some()).await {
             Ok(c) => c,
             Err(StartError::Config(message)) => return self.config_failed(i, message).await,
             Err(StartError::Create(message)) => return self.create_failed(i, message).await,
@@ -437,17 +449,58 @@ impl<C: ControlPlane> Worker<C> {
             )
             .await;
         let log_path = config.log.path().to_path_buf();
-        match self.ctx.runtime.start(&image, config).await {
+        let image_id = image.manifest_digest.clone();
+        let started = match netns {
+            // The guest's task is spawned from there, so it runs on that thread too.
+            Some(handle) => {
+                let runtime = self.ctx.runtime.clone();
+                handle
+                    .spawn(async move { runtime.start(&image, config).await })
+                    .await
+                    .unwrap_or_else(|e| Err(RuntimeError::Other(e.to_string())))
+            }
+            None => self.ctx.runtime.start(&image, config).await,
+        };
+        match started {
             Ok(run) => {
                 let id = format!("wasmtime://{}", run.id());
-                let image_id = image.manifest_digest.clone();
                 self.started(i, restart, run, id, image_id, log_path).await
             }
             Err(e) => self.create_failed(i, e.to_string()).await,
         }
     }
 
+    /// Whether some container's image is not a wasm component of the node's store.
+    fn has_oci_containers(&self) -> bool {
+        self.slots.iter().any(|s| {
+            let image = s.spec.image.as_deref().unwrap_or_default();
+            matches!(self.ctx.images.resolve(image), Ok(None))
+        })
+    }
+
+    /// The runtime thread in the pod sandbox's network namespace, started on first use.
+    async fn pod_netns(&mut self, oci: &OciRuntime) -> Result<tokio::runtime::Handle, String> {
+        let sandbox = self.sandbox(oci).await?;
+        let netns = match self.netns.take() {
+            Some(netns) => netns,
+            None => {
+                let pid = sandbox
+                    .pid
+                    .ok_or_else(|| format!("the sandbox {} has no process", sandbox.id))?;
+                PodNetns::of_process(pid).map_err(|e| e.to_string())?
+            }
+        };
+        let handle = netns.handle().clone();
+        self.netns = Some(netns);
+        Ok(handle)
+    }
+
     async fn start_oci(&mut self, i: usize, oci: &OciRuntime, image_name: &str) {
+        // The sandbox comes first, as with kubelet: the pod has its address while it pulls.
+        let sandbox = match self.sandbox(oci).await {
+            Ok(s) => s,
+            Err(message) => return self.create_failed(i, message).await,
+        };
         if let Err(e) = self.pull(i, oci, image_name).await {
             return match e {
                 PullError::Never(message) => self.never_pull(i, message).await,
@@ -456,10 +509,6 @@ impl<C: ControlPlane> Worker<C> {
         }
         self.slots[i].pull_backoff = None;
         let restart = self.next_restart(i);
-        let sandbox = match self.sandbox(oci).await {
-            Ok(s) => s,
-            Err(message) => return self.create_failed(i, message).await,
-        };
         let spec = match self.oci_spec(i, restart, image_name).await {
             Ok(s) => s,
             Err(StartError::Config(message)) => return self.config_failed(i, message).await,
@@ -723,11 +772,13 @@ impl<C: ControlPlane> Worker<C> {
         })
     }
 
-    /// A wasm guest's configuration: argv, environment, mounts and a log writer.
+    /// A wasm guest's configuration: argv, environment, mounts and a log writer; with
+    /// `network` when it runs in its pod's network namespace.
     async fn container_config(
         &self,
         i: usize,
         restart: i32,
+        network: bool,
     ) -> Result<ContainerConfig, StartError> {
         let prepared = self.prepare(i, restart).await?;
         let spec = &self.slots[i].spec;
@@ -751,6 +802,7 @@ impl<C: ControlPlane> Worker<C> {
             env: prepared.env.env,
             log,
             mounts,
+            network,
         })
     }
 

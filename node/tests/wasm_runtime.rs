@@ -56,6 +56,7 @@ impl Node {
     fn config(&self, id: &str, argv: &[&str], env: &[(&str, &str)]) -> (ContainerConfig, PathBuf) {
         let path = self.dir.path().join("logs").join(format!("{id}.log"));
         let config = ContainerConfig {
+            network: false,
             id: id.into(),
             argv: argv.iter().map(|a| a.to_string()).collect(),
             env: env

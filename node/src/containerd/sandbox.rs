@@ -213,6 +213,28 @@ impl CriClient {
             .items)
     }
 
+    /// The pid of the sandbox's pause process (which holds the pod's namespaces).
+    pub async fn sandbox_pid(&mut self, id: &str) -> Result<Option<u32>, ContainerdError> {
+        let request = cri::v1::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: true,
+        };
+        let info = self
+            .runtime
+            .pod_sandbox_status(request)
+            .await
+            .map_err(failed("PodSandboxStatus"))?
+            .into_inner()
+            .info;
+        // containerd's verbose status: {"info": "{\"pid\": 1234, ...}"}.
+        Ok(info
+            .get("info")
+            .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
+            .and_then(|i| i.get("pid")?.as_u64())
+            .and_then(|pid| u32::try_from(pid).ok())
+            .filter(|pid| *pid > 0))
+    }
+
     /// Stops the sandbox (every container in it, then its network) and removes it.
     pub async fn remove_sandbox(&mut self, id: &str) -> Result<(), ContainerdError> {
         self.runtime

@@ -195,6 +195,7 @@ mod tests {
 
     fn config(dir: &std::path::Path, id: &str) -> ContainerConfig {
         ContainerConfig {
+            network: false,
             id: id.into(),
             argv: vec!["app".into()],
             env: vec![("A".into(), "1".into())],

@@ -77,6 +77,9 @@ pub struct ContainerConfig {
     /// The pod's volumes this container mounts; the guest sees these and nothing else of
     /// the node's filesystem.
     pub mounts: Vec<Mount>,
+    /// Whether the guest may open sockets: only when it runs in its pod's own network
+    /// namespace (see [`crate::netns`]), never in the node's.
+    pub network: bool,
 }
 
 /// A volume as a container sees it at `guest_path`.

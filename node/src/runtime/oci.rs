@@ -65,6 +65,8 @@ pub struct Sandbox {
     pub id: String,
     pub config: PodSandboxConfig,
     pub ip: String,
+    /// Its pause process, whose network namespace the pod's WASI guests join.
+    pub pid: Option<u32>,
 }
 
 /// A container that runs, and the image it runs as CRI names it (`imageID`).
@@ -148,7 +150,13 @@ impl OciRuntime {
             .ok_or_else(|| OciError::NoAddress {
                 pod: pod.name.clone(),
             })?;
-        Ok(Sandbox { id, config, ip })
+        let pid = cri.sandbox_pid(&id).await?;
+        Ok(Sandbox {
+            id,
+            config,
+            ip,
+            pid,
+        })
     }
 
     /// The ready sandbox a previous run of the node made for this pod, if any.
@@ -170,10 +178,12 @@ impl OciRuntime {
             log_dir,
         );
         let ip = cri.sandbox_ip(&found.id).await?.unwrap_or_default();
+        let pid = cri.sandbox_pid(&found.id).await?;
         Ok(Some(Sandbox {
             id: found.id,
             config,
             ip,
+            pid,
         }))
     }
 

@@ -409,6 +409,7 @@ impl Runtime for WasmRuntime {
                 env,
                 log,
                 mounts,
+                network,
             } = config;
 
             let mut wasi = WasiCtx::builder();
@@ -416,9 +417,12 @@ impl Runtime for WasmRuntime {
                 .envs(&env)
                 .stdout(LogOutput(log.stream(Stream::Stdout)))
                 .stderr(LogOutput(log.stream(Stream::Stderr)))
-                .allow_tcp(false)
+                .allow_tcp(network)
                 .allow_udp(false)
                 .allow_ip_name_lookup(false);
+            if network {
+                wasi.inherit_network();
+            }
             let mut virtual_mounts = Vec::new();
             for m in mounts {
                 match m.source {
