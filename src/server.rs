@@ -57,6 +57,10 @@ pub struct ServerArgs {
     /// How many applied entries beyond `--raft-log-keep` trigger a compaction.
     #[arg(long, default_value_t = LogRetention::default().compact_every)]
     raft_compact_every: u64,
+    /// A registry (HOST:PORT) the node pulls from over plain HTTP instead of HTTPS;
+    /// repeat for several.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
 }
 
 impl ServerArgs {
@@ -202,6 +206,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         volume_root: data.join("pods"),
         host_ip,
         backoff: Backoff::default(),
+        insecure_registries: args.insecure_registries.clone(),
         active_logs: Arc::clone(&active_logs),
     });
     let agent = tokio::spawn(NodeAgent::new(ctx, &node_name).run(shutdown.clone()));

@@ -17,6 +17,7 @@ use crate::downward::NodeFacts;
 use crate::env::{self, Sources};
 use crate::images::{ImageStore, ResolvedImage};
 use crate::logs::{container_log_path, LogWriter};
+use crate::registry::{Pulled, Puller};
 use crate::runtime::{ContainerConfig, ExitStatus, RunningContainer, Runtime};
 use crate::status::{self, ContainerRecord, RestartPolicy, State, StatusInput, Terminated};
 use crate::volumes::PodVolumes;
@@ -64,6 +65,8 @@ pub struct NodeContext<C> {
     pub volume_root: PathBuf,
     pub host_ip: String,
     pub backoff: Backoff,
+    /// Registries (`HOST:PORT`) spoken to over plain HTTP.
+    pub insecure_registries: Vec<String>,
     /// Log files of containers still running: `kubectl logs -f` follows these until they end.
     pub active_logs: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
 }
@@ -109,6 +112,14 @@ struct Worker<C> {
     volumes: Option<PodVolumes>,
     /// When to try setting up the volumes again, and the error last reported.
     volume_retry: Option<(Instant, String)>,
+}
+
+/// Why a container's image is not there to run.
+enum ImageFailure {
+    /// `imagePullPolicy: Never` and the image is not on the node: `ErrImageNeverPull`.
+    NeverPull(String),
+    /// The pull failed: `ErrImagePull`, then `ImagePullBackOff`.
+    Pull(String),
 }
 
 /// Why a container could not be started.
@@ -297,9 +308,20 @@ impl<C: ControlPlane> Worker<C> {
 
     async fn start(&mut self, i: usize) {
         let image_name = self.slots[i].spec.image.clone().unwrap_or_default();
-        let image = match self.resolve(&image_name) {
+        let image = match self.ensure_image(i, &image_name).await {
             Ok(image) => image,
-            Err(message) => return self.pull_failed(i, &image_name, message).await,
+            Err(ImageFailure::Pull(message)) => {
+                return self.pull_failed(i, &image_name, message).await
+            }
+            Err(ImageFailure::NeverPull(message)) => {
+                let events = [
+                    (true, "ErrImageNeverPull", message.clone()),
+                    (true, "Failed", "Error: ErrImageNeverPull".into()),
+                ];
+                return self
+                    .retry_soon(i, "ErrImageNeverPull", message, &events)
+                    .await;
+            }
         };
         self.slots[i].pull_backoff = None;
         let pod = self.pod.clone();
@@ -310,18 +332,14 @@ impl<C: ControlPlane> Worker<C> {
         };
         let config = match self.container_config(i, restart).await {
             Ok(c) => c,
-            Err(StartError::Config(message)) => return self.config_failed(i, message).await,
+            Err(StartError::Config(message)) => {
+                let events = [(true, "Failed", format!("Error: {message}"))];
+                return self
+                    .retry_soon(i, "CreateContainerConfigError", message, &events)
+                    .await;
+            }
             Err(StartError::Create(message)) => return self.create_failed(i, message).await,
         };
-        self.ctx
-            .client
-            .record_event(
-                &pod,
-                false,
-                "Pulled",
-                &format!("Container image \"{image_name}\" already present on machine"),
-            )
-            .await;
         let log_path = config.log.path().to_path_buf();
         let name = self.slots[i].spec.name.clone();
         let starting = std::time::Instant::now();
@@ -375,13 +393,59 @@ impl<C: ControlPlane> Worker<C> {
         }
     }
 
-    fn resolve(&self, image: &str) -> Result<ResolvedImage, String> {
-        match self.ctx.images.resolve(image) {
-            Ok(Some(resolved)) => Ok(resolved),
-            Ok(None) => Err(format!(
-                "failed to resolve reference \"{image}\": not found"
-            )),
-            Err(e) => Err(e.to_string()),
+    /// Kubelet's image manager: uses the image in the store or pulls it, as the
+    /// container's `imagePullPolicy` says, with kubelet's events.
+    async fn ensure_image(&self, i: usize, image: &str) -> Result<ResolvedImage, ImageFailure> {
+        let present = self
+            .ctx
+            .images
+            .resolve(image)
+            .map_err(|e| ImageFailure::Pull(e.to_string()))?;
+        // The API server defaults the policy; a pod from elsewhere gets the safe one.
+        let policy = self.slots[i].spec.image_pull_policy.as_deref();
+        let client = &self.ctx.client;
+        match (policy, present) {
+            (Some("Always"), _) => {}
+            (_, Some(resolved)) => {
+                let message = format!("Container image \"{image}\" already present on machine");
+                client
+                    .record_event(&self.pod, false, "Pulled", &message)
+                    .await;
+                return Ok(resolved);
+            }
+            (Some("Never"), None) => {
+                return Err(ImageFailure::NeverPull(format!(
+                    "Container image \"{image}\" is not present with pull policy of Never"
+                )))
+            }
+            _ => {}
+        }
+        client
+            .record_event(
+                &self.pod,
+                false,
+                "Pulling",
+                &format!("Pulling image \"{image}\""),
+            )
+            .await;
+        let started = std::time::Instant::now();
+        let puller = Puller::new(self.ctx.images.clone(), &self.ctx.insecure_registries);
+        match puller.pull(image, None).await {
+            Ok(Pulled::Wasm { image: resolved, size }) => {
+                let took = go_duration(started.elapsed());
+                let message = format!(
+                    "Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {size} bytes."
+                );
+                client
+                    .record_event(&self.pod, false, "Pulled", &message)
+                    .await;
+                Ok(resolved)
+            }
+            // Until containerd runs container images on this node, they cannot run.
+            Ok(Pulled::NotWasm { manifest_digest }) => Err(ImageFailure::Pull(format!(
+                "failed to pull and unpack image \"{image}\": {manifest_digest} is a container image, and this node runs wasm artifacts only"
+            ))),
+            Err(e) => Err(ImageFailure::Pull(e.to_string())),
         }
     }
 
@@ -448,24 +512,33 @@ impl<C: ControlPlane> Worker<C> {
         })
     }
 
-    /// Kubelet's `CreateContainerConfigError`: the container waits, and is tried again
-    /// shortly; the event is recorded when the reason is new.
-    async fn config_failed(&mut self, i: usize, message: String) {
+    /// Kubelet's `CreateContainerConfigError` and `ErrImageNeverPull`: the container
+    /// waits, and is tried again shortly (the missing object or image may appear); the
+    /// events `(warning, reason, message)` are recorded when the reason is new.
+    async fn retry_soon(
+        &mut self,
+        i: usize,
+        reason: &str,
+        message: String,
+        events: &[(bool, &str, String)],
+    ) {
         let pod = self.pod.clone();
         let slot = &mut self.slots[i];
         slot.not_before = Some(Instant::now() + CONFIG_RETRY);
         let state = State::Waiting {
-            reason: "CreateContainerConfigError".into(),
-            message: Some(message.clone()),
+            reason: reason.into(),
+            message: Some(message),
         };
         if slot.record.state == state {
             return;
         }
         slot.record.state = state;
-        self.ctx
-            .client
-            .record_event(&pod, true, "Failed", &format!("Error: {message}"))
-            .await;
+        for (warning, reason, message) in events {
+            self.ctx
+                .client
+                .record_event(&pod, *warning, reason, message)
+                .await;
+        }
     }
 
     async fn pull_failed(&mut self, i: usize, image: &str, message: String) {
@@ -741,9 +814,44 @@ fn adopt(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Terminated
     }
 }
 
+/// A duration as Go prints it truncated to milliseconds (`812ms`, `1.5s`), the way
+/// kubelet's pull events show it.
+fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".into(),
+        1..1000 => format!("{ms}ms"),
+        _ => {
+            let fraction = format!("{:03}", ms % 1000);
+            let fraction = fraction.trim_end_matches('0');
+            let dot = if fraction.is_empty() { "" } else { "." };
+            format!("{}{dot}{fraction}s", ms / 1000)
+        }
+    }
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_like_go() {
+        let cases = [
+            (0, "0s"),
+            (812, "812ms"),
+            (1000, "1s"),
+            (1500, "1.5s"),
+            (12_345, "12.345s"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(go_duration(Duration::from_millis(ms)), want, "{ms}ms");
+        }
     }
 }
