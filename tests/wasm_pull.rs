@@ -114,6 +114,24 @@ fn pulled_from_a_registry(version: &str) {
     let ls = String::from_utf8_lossy(&ls.stdout);
     assert!(ls.contains(&image), "stored after the pull: {ls}");
 
+    // Present now: IfNotPresent uses the stored copy, Always asks the registry again.
+    apply(&server, version, &pod("present", &image, "IfNotPresent"));
+    apply(&server, version, &pod("always", &image, "Always"));
+    statuses_until(&server, version, "present", "Completed");
+    statuses_until(&server, version, "always", "Completed");
+    let present = pod_events(&server, version, "present");
+    assert!(
+        present.contains(&format!(
+            "Container image \"{image}\" already present on machine"
+        )) && !present.contains("Pulling"),
+        "{present}"
+    );
+    let always = pod_events(&server, version, "always");
+    assert!(
+        always.contains("Pulling") && always.contains("Successfully pulled image"),
+        "{always}"
+    );
+
     // A tag the registry lacks: the registry's answer, then the back-off.
     let missing = format!("{}/wasm/hello:missing", registry.address);
     apply(&server, version, &pod("missing", &missing, "IfNotPresent"));
