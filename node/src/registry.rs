@@ -323,6 +323,43 @@ mod tests {
     }
 
     #[test]
+    fn registry_errors_read_as_containerd_reports_them() {
+        let reference = "127.0.0.1:5000/app:1";
+        let envelope = |code: &str| OciDistributionError::RegistryError {
+            envelope: serde_json::from_value(serde_json::json!({
+                "errors": [{"code": code, "message": "the registry's words"}]
+            }))
+            .unwrap(),
+            url: "http://127.0.0.1:5000/v2/app/manifests/1".into(),
+        };
+        let not_found = registry_error(reference, envelope("MANIFEST_UNKNOWN")).to_string();
+        assert_eq!(
+            not_found,
+            format!("failed to pull and unpack image \"{reference}\": failed to resolve reference \"{reference}\": {reference}: not found")
+        );
+        let denied = registry_error(reference, envelope("DENIED")).to_string();
+        assert!(
+            denied.contains("pull access denied") && denied.contains("the registry's words"),
+            "{denied}"
+        );
+        let other = registry_error(
+            reference,
+            OciDistributionError::ServerError {
+                code: 500,
+                url: "http://127.0.0.1:5000/v2/".into(),
+                message: "disk full".into(),
+            },
+        )
+        .to_string();
+        assert!(
+            other.starts_with(&format!(
+                "failed to pull and unpack image \"{reference}\": "
+            )) && other.contains("disk full"),
+            "{other}"
+        );
+    }
+
+    #[test]
     fn platform_entry_prefers_linux_amd64_then_wasm() {
         let entry = |os: &str, arch: &str, n: u8| {
             serde_json::json!({
