@@ -308,8 +308,8 @@ impl<C: ControlPlane> Worker<C> {
 
     async fn start(&mut self, i: usize) {
         let image_name = self.slots[i].spec.image.clone().unwrap_or_default();
-        let image = match self.ensure_image(i, &image_name).await {
-            Ok(image) => image,
+        let (image, present) = match self.ensure_image(i, &image_name).await {
+            Ok(found) => found,
             Err(ImageFailure::Pull(message)) => {
                 return self.pull_failed(i, &image_name, message).await
             }
@@ -340,6 +340,18 @@ impl<C: ControlPlane> Worker<C> {
             }
             Err(StartError::Create(message)) => return self.create_failed(i, message).await,
         };
+        // Recorded once the container can start, not at every configuration retry.
+        if present {
+            self.ctx
+                .client
+                .record_event(
+                    &pod,
+                    false,
+                    "Pulled",
+                    &format!("Container image \"{image_name}\" already present on machine"),
+                )
+                .await;
+        }
         let log_path = config.log.path().to_path_buf();
         let name = self.slots[i].spec.name.clone();
         let starting = std::time::Instant::now();
@@ -394,8 +406,13 @@ impl<C: ControlPlane> Worker<C> {
     }
 
     /// Kubelet's image manager: uses the image in the store or pulls it, as the
-    /// container's `imagePullPolicy` says, with kubelet's events.
-    async fn ensure_image(&self, i: usize, image: &str) -> Result<ResolvedImage, ImageFailure> {
+    /// container's `imagePullPolicy` says, with kubelet's pull events. Also says whether
+    /// the image was already present (no pull).
+    async fn ensure_image(
+        &self,
+        i: usize,
+        image: &str,
+    ) -> Result<(ResolvedImage, bool), ImageFailure> {
         let present = self
             .ctx
             .images
@@ -406,13 +423,7 @@ impl<C: ControlPlane> Worker<C> {
         let client = &self.ctx.client;
         match (policy, present) {
             (Some("Always"), _) => {}
-            (_, Some(resolved)) => {
-                let message = format!("Container image \"{image}\" already present on machine");
-                client
-                    .record_event(&self.pod, false, "Pulled", &message)
-                    .await;
-                return Ok(resolved);
-            }
+            (_, Some(resolved)) => return Ok((resolved, true)),
             (Some("Never"), None) => {
                 return Err(ImageFailure::NeverPull(format!(
                     "Container image \"{image}\" is not present with pull policy of Never"
@@ -439,7 +450,7 @@ impl<C: ControlPlane> Worker<C> {
                 client
                     .record_event(&self.pod, false, "Pulled", &message)
                     .await;
-                Ok(resolved)
+                Ok((resolved, false))
             }
             // Until containerd runs container images on this node, they cannot run.
             Ok(Pulled::NotWasm { manifest_digest }) => Err(ImageFailure::Pull(format!(
