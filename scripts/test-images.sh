@@ -7,6 +7,11 @@
 #                                                    # in DIR; with HTPASSWD, pulls need a login
 #   scripts/test-images.sh push OUT_DIR HOST:PORT [USER:PASS] # copies busybox:test there,
 #                                                    # plain HTTP
+#   scripts/test-images.sh wasm FILE OUT_DIR TAG  # OCI layout in OUT_DIR holding the component
+#                                                 # FILE as a wasm artifact tagged TAG
+#
+# A layout from `wasm` is pushed with skopeo like any other:
+#   skopeo copy --dest-tls-verify=false oci:OUT_DIR:TAG docker://HOST:PORT/NAME:TAG
 #
 # The busybox image holds Debian's static busybox (package busybox-static) with a link for
 # every applet in /bin, so `sh`, `httpd`, `wget`, `sleep` ... all work as commands.
@@ -54,6 +59,32 @@ JSON
 JSON
 }
 
+# Writes `$2` into the layout's blobs under its sha256 and prints `DIGEST SIZE`.
+add_blob() {
+  local out=$1 file=$2 digest
+  digest=$(sha256sum "$file" | cut -d' ' -f1)
+  cp "$file" "$out/blobs/sha256/$digest"
+  echo "sha256:$digest $(stat -c %s "$file")"
+}
+
+# The wasm OCI artifact layout (CNCF wasm TAG's "wasm OCI artifact" format): config
+# `application/vnd.wasm.config.v0+json`, one layer `application/wasm` holding the component.
+wasm() {
+  local component=$1 out=$2 tag=$3 work config layer manifest
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  mkdir -p "$out/blobs/sha256"
+  read -r layer layer_size < <(add_blob "$out" "$component")
+  printf '{"architecture":"wasm","os":"wasip2","layerDigests":["%s"]}' "$layer" > "$work/config.json"
+  read -r config config_size < <(add_blob "$out" "$work/config.json")
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.wasm.config.v0+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/wasm","digest":"%s","size":%s}]}' \
+    "$config" "$config_size" "$layer" "$layer_size" > "$work/manifest.json"
+  read -r manifest manifest_size < <(add_blob "$out" "$work/manifest.json")
+  echo '{"imageLayoutVersion":"1.0.0"}' > "$out/oci-layout"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}\n' \
+    "$manifest" "$manifest_size" "$tag" > "$out/index.json"
+}
+
 serve() {
   local dir=$1 port=$2 htpasswd=${3:-} auth=""
   mkdir -p "$dir/data"
@@ -89,5 +120,6 @@ case "${1:-}" in
   build) build "$2" ;;
   serve) serve "$2" "$3" "${4:-}" ;;
   push) push "$2" "$3" "${4:-}" ;;
-  *) echo "usage: $0 build OUT_DIR | serve DIR PORT [HTPASSWD] | push OUT_DIR HOST:PORT [USER:PASS]" >&2; exit 2 ;;
+  wasm) wasm "$2" "$3" "$4" ;;
+  *) echo "usage: $0 build OUT_DIR | serve DIR PORT [HTPASSWD] | push OUT_DIR HOST:PORT [USER:PASS] | wasm FILE OUT_DIR TAG" >&2; exit 2 ;;
 esac

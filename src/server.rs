@@ -242,6 +242,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         volume_root: data.join("pods"),
         host_ip,
         backoff: Backoff::default(),
+        insecure_registries: args.insecure_registries.clone(),
         active_logs: Arc::clone(&active_logs),
     });
     let agent = tokio::spawn(

@@ -84,6 +84,13 @@ pub enum ArtifactKind {
     Oci,
 }
 
+/// A blob to store, under the digest its manifest names it by.
+#[derive(Debug, Clone, Copy)]
+pub struct Blob<'a> {
+    pub digest: &'a str,
+    pub data: &'a [u8],
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
     /// Normalized reference, e.g. `docker.io/library/hello:1.0`.
@@ -153,14 +160,14 @@ impl ImageStore {
         }
         check_component(wasm)?;
 
-        let layer = self.write_blob(wasm)?;
+        let layer = sha256_digest(wasm)?;
         let config = serde_json::json!({
             "architecture": "wasm",
             "os": "wasip2",
             "layerDigests": [layer.to_string()],
         });
         let config_bytes = serde_json::to_vec(&config).expect("json value serializes");
-        let config = self.write_blob(&config_bytes)?;
+        let config = sha256_digest(&config_bytes)?;
 
         let manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
@@ -168,25 +175,83 @@ impl ImageStore {
             .config(Descriptor::new(
                 MediaType::Other(WASM_CONFIG_MEDIA_TYPE.into()),
                 config_bytes.len() as u64,
-                config,
+                config.clone(),
             ))
             .layers(vec![Descriptor::new(
                 MediaType::Other(WASM_LAYER_MEDIA_TYPE.into()),
                 wasm.len() as u64,
-                layer,
+                layer.clone(),
             )])
             .build()
             .map_err(|e| self.malformed("manifest", e))?;
         let manifest_bytes =
             serde_json::to_vec(&manifest).map_err(|e| self.malformed("manifest", e))?;
-        let manifest_digest = self.write_blob(&manifest_bytes)?;
+        let blobs = [
+            Blob {
+                digest: config.as_ref(),
+                data: &config_bytes,
+            },
+            Blob {
+                digest: layer.as_ref(),
+                data: wasm,
+            },
+        ];
+        self.commit(reference, &manifest_bytes, &manifest, &blobs)
+    }
+
+    /// Stores an image manifest (as its exact bytes, so its digest holds) and the blobs
+    /// it names, and tags it `reference` (normalized; a digest reference is kept as the
+    /// name). Every blob is checked against its digest before anything is written: a
+    /// mismatch stores nothing, so the store never tags a partial or corrupt image.
+    /// Blobs the store already holds may be left out of `blobs`.
+    pub fn import_manifest(
+        &self,
+        reference: &str,
+        manifest_bytes: &[u8],
+        blobs: &[Blob<'_>],
+    ) -> Result<ImageInfo, ImageError> {
+        let reference = normalize_reference(reference)?;
+        let manifest: ImageManifest =
+            serde_json::from_slice(manifest_bytes).map_err(|e| self.malformed("manifest", e))?;
+        self.commit(reference, manifest_bytes, &manifest, blobs)
+    }
+
+    /// Verifies, then writes the blobs, then the manifest, then the `index.json` entry:
+    /// in that order a reader that finds the tag finds everything it points to.
+    fn commit(
+        &self,
+        reference: String,
+        manifest_bytes: &[u8],
+        manifest: &ImageManifest,
+        blobs: &[Blob<'_>],
+    ) -> Result<ImageInfo, ImageError> {
+        for blob in blobs {
+            let actual = format!("sha256:{}", sha256_hex(blob.data));
+            if actual != blob.digest {
+                return Err(ImageError::DigestMismatch {
+                    digest: blob.digest.to_owned(),
+                    actual,
+                });
+            }
+        }
+        let named = std::iter::once(manifest.config()).chain(manifest.layers());
+        for descriptor in named {
+            let digest = descriptor.digest().to_string();
+            let given = blobs.iter().any(|b| b.digest == digest);
+            if !given && !self.blob_path(&digest).is_file() {
+                return Err(self.malformed("image", format!("blob {digest} is missing")));
+            }
+        }
+        for blob in blobs {
+            self.write_blob(blob.data)?;
+        }
+        let manifest_digest = self.write_blob(manifest_bytes)?;
 
         let mut annotations = HashMap::new();
         annotations.insert(ANNOTATION_IMAGE_NAME.to_owned(), reference.clone());
-        annotations.insert(
-            ANNOTATION_REF_NAME.to_owned(),
-            tag_of(&reference).to_owned(),
-        );
+        if let Some(tag) = tag_of(&reference) {
+            annotations.insert(ANNOTATION_REF_NAME.to_owned(), tag.to_owned());
+        }
         let mut entry = Descriptor::new(
             MediaType::ImageManifest,
             manifest_bytes.len() as u64,
@@ -204,11 +269,13 @@ impl ImageStore {
             self.write_index(&index)?;
         }
 
+        let blob_bytes: u64 =
+            manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
         Ok(ImageInfo {
             reference,
             digest: manifest_digest.to_string(),
-            size: (manifest_bytes.len() + config_bytes.len() + wasm.len()) as u64,
-            artifact: ArtifactKind::Wasm,
+            size: manifest_bytes.len() as u64 + blob_bytes,
+            artifact: artifact_kind(manifest),
         })
     }
 
@@ -218,10 +285,11 @@ impl ImageStore {
         let reference = normalize_reference(reference)?;
         let index = self.read_index()?;
         let entry = match reference.split_once('@') {
-            Some((_, digest)) => index
-                .manifests()
-                .iter()
-                .find(|d| d.digest().as_ref() == digest),
+            // A digest reference pulled through an index is stored under its own name
+            // but with the platform manifest's digest.
+            Some((_, digest)) => index.manifests().iter().find(|d| {
+                d.digest().as_ref() == digest || image_name(d) == Some(reference.as_str())
+            }),
             None => index
                 .manifests()
                 .iter()
@@ -308,9 +376,7 @@ impl ImageStore {
 
     /// Writes `data` as a blob (unless present) and returns its digest.
     fn write_blob(&self, data: &[u8]) -> Result<Digest, ImageError> {
-        let hex = sha256_hex(data);
-        let digest =
-            Digest::from_str(&format!("sha256:{hex}")).map_err(|e| self.malformed("digest", e))?;
+        let digest = sha256_digest(data)?;
         let path = self.blob_path(digest.as_ref());
         if !path.exists() {
             write_atomic(&path, data)?;
@@ -402,7 +468,9 @@ fn is_wasm_layer(media_type: &MediaType) -> bool {
         if m == WASM_LAYER_MEDIA_TYPE || m == LEGACY_WASM_LAYER_MEDIA_TYPE)
 }
 
-fn artifact_kind(manifest: &ImageManifest) -> ArtifactKind {
+/// Whether `manifest` is a wasm artifact: by its config media type, or by a wasm layer
+/// (artifacts from older tools have a generic config).
+pub fn artifact_kind(manifest: &ImageManifest) -> ArtifactKind {
     let wasm_config = matches!(manifest.config().media_type(),
         MediaType::Other(m) if m == WASM_CONFIG_MEDIA_TYPE);
     if wasm_config
@@ -415,6 +483,14 @@ fn artifact_kind(manifest: &ImageManifest) -> ArtifactKind {
     } else {
         ArtifactKind::Oci
     }
+}
+
+fn sha256_digest(data: &[u8]) -> Result<Digest, ImageError> {
+    Digest::from_str(&format!("sha256:{}", sha256_hex(data))).map_err(|e| ImageError::Malformed {
+        path: PathBuf::new(),
+        what: "digest",
+        message: e.to_string(),
+    })
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -564,11 +640,13 @@ pub fn normalize_reference(r: &str) -> Result<String, ImageError> {
     Ok(out)
 }
 
-fn tag_of(normalized: &str) -> &str {
+/// The tag of a normalized reference; none for a digest reference.
+fn tag_of(normalized: &str) -> Option<&str> {
+    if normalized.contains('@') {
+        return None;
+    }
     let last_slash = normalized.rfind('/').map_or(0, |i| i + 1);
-    normalized[last_slash..]
-        .rsplit_once(':')
-        .map_or(DEFAULT_TAG, |(_, t)| t)
+    normalized[last_slash..].rsplit_once(':').map(|(_, t)| t)
 }
 
 /// `host[:port]`, host being dot-separated labels of alphanumerics and '-'.
@@ -791,6 +869,150 @@ mod tests {
         let resolved = store.resolve("legacy").unwrap().unwrap();
         assert_eq!(resolved.artifact, ArtifactKind::Wasm);
         assert_eq!(resolved.wasm_layer.unwrap().0, layer.to_string());
+    }
+
+    fn manifest_with(config: &str, layers: &[&str]) -> ImageManifest {
+        let hex = format!("sha256:{HEX}");
+        let descriptor = |media_type: &str| {
+            Descriptor::new(
+                MediaType::from(media_type),
+                1,
+                Digest::from_str(&hex).unwrap(),
+            )
+        };
+        ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .config(descriptor(config))
+            .layers(layers.iter().map(|l| descriptor(l)).collect::<Vec<_>>())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn artifact_kind_by_media_type() {
+        const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+        const TAR_GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let cases = [
+            (
+                WASM_CONFIG_MEDIA_TYPE,
+                vec![WASM_LAYER_MEDIA_TYPE],
+                ArtifactKind::Wasm,
+            ),
+            // The config alone decides: an artifact may carry extra layers.
+            (WASM_CONFIG_MEDIA_TYPE, vec![TAR_GZ], ArtifactKind::Wasm),
+            // Older tools: a generic config and a wasm layer.
+            (
+                "application/vnd.oci.empty.v1+json",
+                vec![WASM_LAYER_MEDIA_TYPE],
+                ArtifactKind::Wasm,
+            ),
+            (
+                OCI_CONFIG,
+                vec![LEGACY_WASM_LAYER_MEDIA_TYPE],
+                ArtifactKind::Wasm,
+            ),
+            (OCI_CONFIG, vec![TAR_GZ], ArtifactKind::Oci),
+            (
+                "application/vnd.docker.container.image.v1+json",
+                vec![],
+                ArtifactKind::Oci,
+            ),
+        ];
+        for (config, layers, want) in cases {
+            let got = artifact_kind(&manifest_with(config, &layers));
+            assert_eq!(got, want, "config {config}, layers {layers:?}");
+        }
+    }
+
+    /// A pulled artifact: its manifest bytes and the blobs they name.
+    fn artifact(config: &[u8], layer: &[u8]) -> Vec<u8> {
+        let descriptor = |media_type: &str, data: &[u8]| {
+            Descriptor::new(
+                MediaType::from(media_type),
+                data.len() as u64,
+                sha256_digest(data).unwrap(),
+            )
+        };
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(descriptor(WASM_CONFIG_MEDIA_TYPE, config))
+            .layers(vec![descriptor(WASM_LAYER_MEDIA_TYPE, layer)])
+            .build()
+            .unwrap();
+        serde_json::to_vec(&manifest).unwrap()
+    }
+
+    fn blob_files(dir: &Path) -> usize {
+        fs::read_dir(dir.join("blobs/sha256")).unwrap().count()
+    }
+
+    #[test]
+    fn import_manifest_stores_a_pulled_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let manifest = artifact(b"{}", COMPONENT);
+        let config_digest = format!("sha256:{}", sha256_hex(b"{}"));
+        let layer_digest = format!("sha256:{}", sha256_hex(COMPONENT));
+        let blobs = [
+            Blob {
+                digest: &config_digest,
+                data: b"{}",
+            },
+            Blob {
+                digest: &layer_digest,
+                data: COMPONENT,
+            },
+        ];
+        let info = store
+            .import_manifest("127.0.0.1:5000/hello:1.0", &manifest, &blobs)
+            .unwrap();
+        assert_eq!(info.digest, format!("sha256:{}", sha256_hex(&manifest)));
+        assert_eq!(info.size, (manifest.len() + 2 + COMPONENT.len()) as u64);
+        let resolved = store.resolve("127.0.0.1:5000/hello:1.0").unwrap().unwrap();
+        assert_eq!(resolved.artifact, ArtifactKind::Wasm);
+        assert_eq!(resolved.wasm_layer.unwrap().0, layer_digest);
+
+        // Stored under a digest reference, it is found by that name.
+        let by_digest = format!("127.0.0.1:5000/hello@sha256:{HEX}");
+        store.import_manifest(&by_digest, &manifest, &[]).unwrap();
+        let resolved = store.resolve(&by_digest).unwrap().unwrap();
+        assert_eq!(resolved.manifest_digest, info.digest);
+    }
+
+    #[test]
+    fn import_manifest_with_a_bad_blob_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let manifest = artifact(b"{}", COMPONENT);
+        let config_digest = format!("sha256:{}", sha256_hex(b"{}"));
+        let layer_digest = format!("sha256:{}", sha256_hex(COMPONENT));
+        let corrupt = [
+            Blob {
+                digest: &config_digest,
+                data: b"{}",
+            },
+            Blob {
+                digest: &layer_digest,
+                data: b"\0asm tampered",
+            },
+        ];
+        let err = store
+            .import_manifest("hello:1.0", &manifest, &corrupt)
+            .unwrap_err();
+        assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+        let missing = [Blob {
+            digest: &config_digest,
+            data: b"{}",
+        }];
+        let err = store
+            .import_manifest("hello:1.0", &manifest, &missing)
+            .unwrap_err();
+        assert!(err.to_string().contains(&layer_digest), "{err}");
+
+        assert_eq!(blob_files(dir.path()), 0, "no blob written");
+        assert!(store.list().unwrap().is_empty(), "no tag written");
+        assert_eq!(store.resolve("hello:1.0").unwrap(), None);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - [`status`]: the pod status rules (phase, conditions), pure.
 //! - [`client`]: the node's only way to the control plane.
 //! - [`images`]: the local OCI image layout; wasm components are OCI artifacts.
+//! - [`registry`]: pulls wasm artifacts from OCI registries into that layout;
+//!   [`image_archive`] imports them from OCI image archives.
 //! - [`runtime`]: the seam the pod worker drives ([`runtime::Runtime`]) with the
 //!   wasmtime implementation and a scripted fake.
 //! - [`env`], [`downward`]: a container's environment and argv, pure.
@@ -21,12 +23,14 @@ pub mod client;
 pub mod containerd;
 pub mod downward;
 pub mod env;
+pub mod image_archive;
 pub mod images;
 pub mod logs;
 pub mod netns;
 pub mod pod_logs;
 pub mod pod_worker;
 pub mod pull_policy;
+pub mod registry;
 pub mod registry_auth;
 pub mod runtime;
 pub mod status;

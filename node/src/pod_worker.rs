@@ -26,6 +26,7 @@ use crate::images::{ImageStore, ResolvedImage};
 use crate::logs::{container_log_path, LogWriter};
 use crate::netns::PodNetns;
 use crate::pull_policy::{PullDecision, PullPolicy};
+use crate::registry::{Pulled, Puller};
 use crate::registry_auth;
 use crate::runtime::oci::{OciRuntime, Sandbox};
 use crate::runtime::{ContainerConfig, ExitStatus, RunningContainer, Runtime, RuntimeError};
@@ -78,6 +79,8 @@ pub struct NodeContext<C> {
     pub volume_root: PathBuf,
     pub host_ip: String,
     pub backoff: Backoff,
+    /// Registries (`HOST:PORT`) spoken to over plain HTTP.
+    pub insecure_registries: Vec<String>,
     /// Log files of containers still running: `kubectl logs -f` follows these until they end.
     pub active_logs: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
 }
@@ -137,7 +140,15 @@ enum StartError {
     Create(String),
 }
 
-/// Why an OCI image is not there to run.
+/// Where a container's image is, to run it.
+enum Located {
+    /// In the node's wasm store (`present`: it was there before, no pull).
+    Wasm { image: ResolvedImage, present: bool },
+    /// In containerd.
+    Oci(Arc<OciRuntime>),
+}
+
+/// Why a container's image is not there to run.
 enum PullError {
     /// `imagePullPolicy: Never` and the node lacks it: `ErrImageNeverPull`.
     Never(String),
@@ -398,17 +409,27 @@ impl<C: ControlPlane> Worker<C> {
 
     async fn start(&mut self, i: usize) {
         let image_name = self.slots[i].spec.image.clone().unwrap_or_default();
-        match self.ctx.images.resolve(&image_name) {
-            Ok(Some(image)) => self.start_wasm(i, &image_name, image).await,
-            Ok(None) => match self.ctx.oci.clone() {
-                Some(oci) => self.start_oci(i, &oci, &image_name).await,
-                None => {
-                    let message =
-                        format!("failed to resolve reference \"{image_name}\": not found");
-                    self.pull_failed(i, &image_name, message).await
-                }
-            },
-            Err(e) => self.pull_failed(i, &image_name, e.to_string()).await,
+        // The sandbox comes first for a pod with OCI containers, as with kubelet: the pod
+        // has its address while it pulls.
+        if let Some(oci) = self.ctx.oci.clone().filter(|_| self.has_oci_containers()) {
+            if let Err(message) = self.sandbox(&oci).await {
+                return self.create_failed(i, message).await;
+            }
+        }
+        match self.locate(i, &image_name).await {
+            Ok(Located::Wasm { image, present }) => {
+                self.start_wasm(i, &image_name, image, present).await
+            }
+            Ok(Located::Oci(oci)) => self.start_oci(i, &oci, &image_name).await,
+            Err(PullError::Never(message)) => {
+                let events = [
+                    (true, "ErrImageNeverPull", message.clone()),
+                    (true, "Failed", "Error: ErrImageNeverPull".into()),
+                ];
+                self.retry_soon(i, "ErrImageNeverPull", message, &events)
+                    .await
+            }
+            Err(PullError::Failed(message)) => self.pull_failed(i, &image_name, message).await,
         }
     }
 
@@ -422,7 +443,13 @@ impl<C: ControlPlane> Worker<C> {
         }
     }
 
-    async fn start_wasm(&mut self, i: usize, image_name: &str, image: ResolvedImage) {
+    async fn start_wasm(
+        &mut self,
+        i: usize,
+        image_name: &str,
+        image: ResolvedImage,
+        present: bool,
+    ) {
         self.slots[i].pull_backoff = None;
         let restart = self.next_restart(i);
         // In a pod with OCI containers, guests share the sandbox's network.
@@ -435,19 +462,27 @@ impl<C: ControlPlane> Worker<C> {
         };
         let config = match self.container_config(i, restart, netns.is_some()).await {
             Ok(c) => c,
-            Err(StartError::Config(message)) => return self.config_failed(i, message).await,
+            Err(StartError::Config(message)) => {
+                let events = [(true, "Failed", format!("Error: {message}"))];
+                return self
+                    .retry_soon(i, "CreateContainerConfigError", message, &events)
+                    .await;
+            }
             Err(StartError::Create(message)) => return self.create_failed(i, message).await,
         };
-        let pod = self.pod.clone();
-        self.ctx
-            .client
-            .record_event(
-                &pod,
-                false,
-                "Pulled",
-                &format!("Container image \"{image_name}\" already present on machine"),
-            )
-            .await;
+        // Recorded once the container can start, not at every configuration retry.
+        if present {
+            let pod = self.pod.clone();
+            self.ctx
+                .client
+                .record_event(
+                    &pod,
+                    false,
+                    "Pulled",
+                    &format!("Container image \"{image_name}\" already present on machine"),
+                )
+                .await;
+        }
         let log_path = config.log.path().to_path_buf();
         let image_id = image.manifest_digest.clone();
         let started = match netns {
@@ -496,22 +531,20 @@ impl<C: ControlPlane> Worker<C> {
     }
 
     async fn start_oci(&mut self, i: usize, oci: &OciRuntime, image_name: &str) {
-        // The sandbox comes first, as with kubelet: the pod has its address while it pulls.
         let sandbox = match self.sandbox(oci).await {
             Ok(s) => s,
             Err(message) => return self.create_failed(i, message).await,
         };
-        if let Err(e) = self.pull(i, oci, image_name).await {
-            return match e {
-                PullError::Never(message) => self.never_pull(i, message).await,
-                PullError::Failed(message) => self.pull_failed(i, image_name, message).await,
-            };
-        }
         self.slots[i].pull_backoff = None;
         let restart = self.next_restart(i);
         let spec = match self.oci_spec(i, restart, image_name).await {
             Ok(s) => s,
-            Err(StartError::Config(message)) => return self.config_failed(i, message).await,
+            Err(StartError::Config(message)) => {
+                let events = [(true, "Failed", format!("Error: {message}"))];
+                return self
+                    .retry_soon(i, "CreateContainerConfigError", message, &events)
+                    .await;
+            }
             Err(StartError::Create(message)) => return self.create_failed(i, message).await,
         };
         match oci.start(&sandbox, &spec.0).await {
@@ -524,24 +557,47 @@ impl<C: ControlPlane> Worker<C> {
         }
     }
 
-    /// Makes sure containerd has the image, by the container's pull policy, with the
-    /// pod's `imagePullSecrets`; records kubelet's `Pulling`/`Pulled` events.
-    async fn pull(&self, i: usize, oci: &OciRuntime, image: &str) -> Result<(), PullError> {
+    /// Kubelet's image manager: finds the container's image on the node (the wasm store,
+    /// then containerd) or pulls it, as its `imagePullPolicy` says, with the pod's
+    /// `imagePullSecrets` and kubelet's `Pulling`/`Pulled` events. A pulled image is a
+    /// wasm artifact (by its media types: into the wasm store) or else a container image
+    /// (pulled by containerd).
+    async fn locate(&self, i: usize, image: &str) -> Result<Located, PullError> {
         let spec = &self.slots[i].spec;
         let policy = PullPolicy::of(spec.image_pull_policy.as_deref(), image);
-        let present = oci
-            .image_id(image)
-            .await
-            .map_err(|e| PullError::Failed(cri_message(&e)))?
-            .is_some();
+        let failed = |e: String| PullError::Failed(e);
+        let stored = self
+            .ctx
+            .images
+            .resolve(image)
+            .map_err(|e| failed(e.to_string()))?;
+        let oci = self.ctx.oci.clone();
+        let in_containerd = match (&stored, &oci) {
+            (None, Some(oci)) => oci
+                .image_id(image)
+                .await
+                .map_err(|e| failed(cri_message(&e)))?
+                .is_some(),
+            _ => false,
+        };
         let client = &self.ctx.client;
-        match policy.decide(present) {
+        match policy.decide(stored.is_some() || in_containerd) {
             PullDecision::UsePresent => {
-                let message = format!("Container image \"{image}\" already present on machine");
-                client
-                    .record_event(&self.pod, false, "Pulled", &message)
-                    .await;
-                return Ok(());
+                return Ok(match (stored, oci) {
+                    (Some(image), _) => Located::Wasm {
+                        image,
+                        present: true,
+                    },
+                    (None, Some(oci)) => {
+                        let message =
+                            format!("Container image \"{image}\" already present on machine");
+                        client
+                            .record_event(&self.pod, false, "Pulled", &message)
+                            .await;
+                        Located::Oci(oci)
+                    }
+                    (None, None) => unreachable!("present in containerd without containerd"),
+                })
             }
             PullDecision::NeverPull => {
                 return Err(PullError::Never(format!(
@@ -560,17 +616,40 @@ impl<C: ControlPlane> Worker<C> {
             )
             .await;
         let began = std::time::Instant::now();
-        oci.pull(image, credentials.as_ref())
+        let puller = Puller::new(self.ctx.images.clone(), &self.ctx.insecure_registries);
+        let pulled = puller
+            .pull(image, credentials.as_ref())
             .await
-            .map_err(|e| PullError::Failed(cri_message(&e)))?;
-        let took = began.elapsed().as_secs_f64();
+            .map_err(|e| failed(e.to_string()))?;
+        let (located, size) = match (pulled, oci) {
+            (Pulled::Wasm { image, size }, _) => (
+                Located::Wasm {
+                    image,
+                    present: false,
+                },
+                size,
+            ),
+            (Pulled::NotWasm { .. }, Some(oci)) => {
+                oci.pull(image, credentials.as_ref())
+                    .await
+                    .map_err(|e| failed(cri_message(&e)))?;
+                let size = oci.image_size(image).await.unwrap_or_default();
+                (Located::Oci(oci), size)
+            }
+            (Pulled::NotWasm { manifest_digest }, None) => {
+                return Err(failed(format!(
+                    "failed to pull and unpack image \"{image}\": {manifest_digest} is a container image, and this node runs wasm artifacts only"
+                )))
+            }
+        };
+        let took = go_duration(began.elapsed());
         let message = format!(
-            "Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting)"
+            "Successfully pulled image \"{image}\" in {took} ({took} including waiting). Image size: {size} bytes."
         );
         client
             .record_event(&self.pod, false, "Pulled", &message)
             .await;
-        Ok(())
+        Ok(located)
     }
 
     /// The credentials for the image's registry in the pod's `imagePullSecrets`; a secret
@@ -707,26 +786,6 @@ impl<C: ControlPlane> Worker<C> {
         });
     }
 
-    /// Kubelet's `ErrImageNeverPull`: the container waits; tried again after the first
-    /// back-off step, in case the image was loaded meanwhile.
-    async fn never_pull(&mut self, i: usize, message: String) {
-        let pod = self.pod.clone();
-        let slot = &mut self.slots[i];
-        slot.not_before = Some(Instant::now() + self.ctx.backoff.initial);
-        let state = State::Waiting {
-            reason: "ErrImageNeverPull".into(),
-            message: Some(message.clone()),
-        };
-        if slot.record.state == state {
-            return;
-        }
-        slot.record.state = state;
-        self.ctx
-            .client
-            .record_event(&pod, true, "ErrImageNeverPull", &message)
-            .await;
-    }
-
     /// What every runtime needs of a container's configuration: its environment (with
     /// the ConfigMaps and Secrets it names), its mounts and its log file.
     async fn prepare(&self, i: usize, restart: i32) -> Result<Prepared, StartError> {
@@ -852,24 +911,33 @@ impl<C: ControlPlane> Worker<C> {
         ))
     }
 
-    /// Kubelet's `CreateContainerConfigError`: the container waits, and is tried again
-    /// shortly; the event is recorded when the reason is new.
-    async fn config_failed(&mut self, i: usize, message: String) {
+    /// Kubelet's `CreateContainerConfigError` and `ErrImageNeverPull`: the container
+    /// waits, and is tried again shortly (the missing object or image may appear); the
+    /// events `(warning, reason, message)` are recorded when the reason is new.
+    async fn retry_soon(
+        &mut self,
+        i: usize,
+        reason: &str,
+        message: String,
+        events: &[(bool, &str, String)],
+    ) {
         let pod = self.pod.clone();
         let slot = &mut self.slots[i];
         slot.not_before = Some(Instant::now() + CONFIG_RETRY);
         let state = State::Waiting {
-            reason: "CreateContainerConfigError".into(),
-            message: Some(message.clone()),
+            reason: reason.into(),
+            message: Some(message),
         };
         if slot.record.state == state {
             return;
         }
         slot.record.state = state;
-        self.ctx
-            .client
-            .record_event(&pod, true, "Failed", &format!("Error: {message}"))
-            .await;
+        for (warning, reason, message) in events {
+            self.ctx
+                .client
+                .record_event(&pod, *warning, reason, message)
+                .await;
+        }
     }
 
     async fn pull_failed(&mut self, i: usize, image: &str, message: String) {
@@ -1164,9 +1232,44 @@ fn adopt(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Terminated
     }
 }
 
+/// A duration as Go prints it truncated to milliseconds (`812ms`, `1.5s`), the way
+/// kubelet's pull events show it.
+fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".into(),
+        1..1000 => format!("{ms}ms"),
+        _ => {
+            let fraction = format!("{:03}", ms % 1000);
+            let fraction = fraction.trim_end_matches('0');
+            let dot = if fraction.is_empty() { "" } else { "." };
+            format!("{}{dot}{fraction}s", ms / 1000)
+        }
+    }
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_like_go() {
+        let cases = [
+            (0, "0s"),
+            (812, "812ms"),
+            (1000, "1s"),
+            (1500, "1.5s"),
+            (12_345, "12.345s"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(go_duration(Duration::from_millis(ms)), want, "{ms}ms");
+        }
     }
 }

@@ -85,11 +85,21 @@ pub struct Registry {
 const TEST_IMAGES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-images.sh");
 
 impl Registry {
-    /// An open registry with its data under `dir`.
+    /// An open registry with its data under `dir`, holding `busybox:test`.
     ///
     /// # Panics
     /// If the registry does not start or the image cannot be built or pushed.
     pub fn start(dir: &std::path::Path) -> Registry {
+        let registry = Registry::serve(dir, None);
+        registry.push_busybox(dir, None);
+        registry
+    }
+
+    /// An open registry with its data under `dir`, holding nothing yet.
+    ///
+    /// # Panics
+    /// If the registry does not start.
+    pub fn empty(dir: &std::path::Path) -> Registry {
         Registry::serve(dir, None)
     }
 
@@ -98,7 +108,9 @@ impl Registry {
     /// # Panics
     /// As [`Registry::start`], and if `htpasswd` (apache2-utils) is missing.
     pub fn start_private(dir: &std::path::Path, user: &str, password: &str) -> Registry {
-        Registry::serve(dir, Some((user, password)))
+        let registry = Registry::serve(dir, Some((user, password)));
+        registry.push_busybox(dir, Some((user, password)));
+        registry
     }
 
     fn serve(dir: &std::path::Path, login: Option<(&str, &str)>) -> Registry {
@@ -136,9 +148,14 @@ impl Registry {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        registry
+    }
+
+    /// Builds `busybox:test` under `dir` and pushes it here (with `login`, if private).
+    fn push_busybox(&self, dir: &std::path::Path, login: Option<(&str, &str)>) {
         let image = dir.join("image");
         let run = |args: &[&str]| {
-            let status = Command::new("bash")
+            let status = std::process::Command::new("bash")
                 .arg(TEST_IMAGES)
                 .args(args)
                 .status()
@@ -148,10 +165,9 @@ impl Registry {
         let image = image.to_str().expect("a UTF-8 path");
         run(&["build", image]);
         let creds = login.map(|(u, p)| format!("{u}:{p}"));
-        let mut push = vec!["push", image, &registry.address];
+        let mut push = vec!["push", image, &self.address];
         push.extend(creds.as_deref());
         run(&push);
-        registry
     }
 
     /// `busybox:test` in this registry.

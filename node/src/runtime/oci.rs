@@ -119,6 +119,16 @@ impl OciRuntime {
         Ok(self.cri().await?.image_status(image).await?.map(|i| i.id))
     }
 
+    /// The image's size as containerd counts it (0 when it does not have it).
+    pub async fn image_size(&self, image: &str) -> Result<u64, ContainerdError> {
+        Ok(self
+            .cri()
+            .await?
+            .image_status(image)
+            .await?
+            .map_or(0, |i| i.size))
+    }
+
     /// Pulls an image (with the registry's credentials, if any); returns its id.
     pub async fn pull(
         &self,
