@@ -279,7 +279,8 @@ fn a_private_registry_needs_the_pods_image_pull_secrets() {
             )
         })
     });
-    assert!(message.contains("401 Unauthorized"), "{message}");
+    // The registry's refusal, as the node's puller words it (like containerd's).
+    assert!(message.contains("unauthorized"), "{message}");
 
     node.server.kubectl_ok(
         "1.33",
@@ -530,39 +531,53 @@ fn exec_reaches_the_container(kubectl: &str) {
     assert!(!out.status.success());
 }
 
+/// `examples/sidecar-pod.yaml`: busybox httpd serves a page the WASI sidecar wrote into
+/// their shared emptyDir; the sidecar fetches it over the pod's localhost and ships the
+/// request log httpd writes; both are ready (2/2); killing the web container restarts it
+/// alone.
 #[test]
-fn wasi_guests_share_localhost_with_the_oci_containers_of_their_pod() {
+fn the_sidecar_example_mixes_oci_and_wasi_containers() {
     let node = OciNode::start();
-    node.server.import("http-get", "http-get:1.0");
-    let manifest = format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: mixed
-spec:
-  containers:
-  - name: web
-    image: {image}
-    command: ["sh", "-c", "echo served by busybox > /var/www/index.html; exec httpd -f -p 80 -h /var/www"]
-  - name: fetch
-    image: http-get:1.0
-    args: ["127.0.0.1:80"]
-"#,
-        image = node.registry.busybox()
-    );
+    node.server.import("log-shipper", "log-shipper:1.0");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sidecar-pod.yaml");
+    let manifest = std::fs::read_to_string(example)
+        .expect("the example")
+        .replace("127.0.0.1:5000/busybox:test", &node.registry.busybox());
     node.apply("1.33", &manifest);
-    let logs = common::wait_for("the guest's fetch", Duration::from_secs(60), || {
+    let k = |args: &[&str]| node.server.kubectl_ok("1.33", args);
+    let ready = || {
+        common::wait_for("2/2", Duration::from_secs(60), || {
+            let table = k(&["get", "pod", "sidecar-demo"]);
+            (common::table_rows(&table)[1][1] == "2/2").then_some(())
+        })
+    };
+    ready();
+    let logs = common::wait_for("the sidecar's fetch and shipment", Duration::from_secs(60), || {
         let out = node
             .server
-            .kubectl("1.33", &["logs", "mixed", "-c", "fetch"]);
+            .kubectl("1.33", &["logs", "sidecar-demo", "-c", "sidecar"]);
         let logs = String::from_utf8_lossy(&out.stdout).into_owned();
-        logs.contains("served by").then_some(logs)
+        let shipped = logs.lines().any(|l| l.starts_with("shipped ") && l.contains("127.0.0.1"));
+        (shipped && logs.contains("fetched written by the WASI sidecar")).then_some(logs)
     });
-    assert!(logs.ends_with("served by busybox\n"), "{logs}");
-    // The pod has one address: the sandbox's, which the guest's environment sees too.
-    let ip = node.jsonpath("1.33", "mixed", "{.status.podIP}");
+    assert!(!logs.contains("fetch failed"), "{logs}");
+    let page = k(&["exec", "sidecar-demo", "-c", "web", "--", "wget", "-qO-", "localhost:80"]);
+    assert_eq!(page, "written by the WASI sidecar\n");
+    // The pod has one address: its sandbox's.
+    let ip = node.jsonpath("1.33", "sidecar-demo", "{.status.podIP}");
     let subnet = PodNetwork::for_dir(&node.server.data_dir.path().join("containerd")).subnet;
     assert!(ip.starts_with(subnet.trim_end_matches("0/24")), "{ip}");
+    // Killing the OCI container restarts it alone.
+    k(&["exec", "sidecar-demo", "-c", "web", "--", "kill", "1"]);
+    let restarts = |c: &str| {
+        let path = format!("{{.status.containerStatuses[?(@.name==\"{c}\")].restartCount}}");
+        node.jsonpath("1.33", "sidecar-demo", &path)
+    };
+    common::wait_for("web to restart", Duration::from_secs(60), || {
+        (restarts("web") == "1").then_some(())
+    });
+    assert_eq!(restarts("sidecar"), "0");
+    ready();
 }
 
 #[test]
