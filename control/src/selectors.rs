@@ -193,6 +193,13 @@ impl LabelSelector {
         })
     }
 
+    /// Narrows the selector by one more requirement (a spread constraint's
+    /// `matchLabelKeys`).
+    pub fn add(&mut self, r: Requirement) {
+        self.requirements.push(r);
+        self.requirements.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
         !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
     }

@@ -24,6 +24,7 @@ use super::runner::{self, Action, Source};
 use super::statefulset::REVISION_LABEL;
 use super::{Caches, Context, ControllerError, Key};
 use crate::obj;
+use crate::scheduler::plugins::taints::tolerates;
 use crate::selectors::LabelSelector;
 use crate::store::revision_of;
 
@@ -58,25 +59,6 @@ pub enum Change {
 pub struct Plan {
     pub changes: Vec<Change>,
     pub action: Action,
-}
-
-/// `ToleratesTaint`.
-fn tolerates(toleration: &Value, taint: &Value) -> bool {
-    let effect = obj::str_or_empty(toleration, &["effect"]);
-    if !effect.is_empty() && effect != obj::str_or_empty(taint, &["effect"]) {
-        return false;
-    }
-    let key = obj::str_or_empty(toleration, &["key"]);
-    if !key.is_empty() && key != obj::str_or_empty(taint, &["key"]) {
-        return false;
-    }
-    match obj::str_or_empty(toleration, &["operator"]) {
-        "Exists" => true,
-        "" | "Equal" => {
-            obj::str_or_empty(toleration, &["value"]) == obj::str_or_empty(taint, &["value"])
-        }
-        _ => false,
-    }
 }
 
 /// Whether a daemon pod of `set` belongs on `node` (`NodeShouldRunDaemonPod`).

@@ -1,0 +1,244 @@
+//! Taints and tolerations (`TaintToleration`, `NodeUnschedulable`): NoSchedule and NoExecute
+//! taints keep out pods that do not tolerate them; PreferNoSchedule ones only lower the
+//! node's score.
+//!
+//! A node whose Ready condition is not True counts as tainted
+//! `node.kubernetes.io/not-ready:NoSchedule`, as Kubernetes' node lifecycle controller would
+//! have tainted it, unless it already carries that taint or the unreachable one.
+
+use serde_json::{json, Value};
+
+use super::{Fit, Unfit};
+use crate::obj;
+
+const NOT_READY: &str = "node.kubernetes.io/not-ready";
+const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+
+/// `ToleratesTaint`: effect and key match (empty means any), then the value for `Equal`.
+pub fn tolerates(toleration: &Value, taint: &Value) -> bool {
+    let effect = obj::str_or_empty(toleration, &["effect"]);
+    if !effect.is_empty() && effect != obj::str_or_empty(taint, &["effect"]) {
+        return false;
+    }
+    let key = obj::str_or_empty(toleration, &["key"]);
+    if !key.is_empty() && key != obj::str_or_empty(taint, &["key"]) {
+        return false;
+    }
+    match obj::str_or_empty(toleration, &["operator"]) {
+        "Exists" => true,
+        "" | "Equal" => {
+            obj::str_or_empty(toleration, &["value"]) == obj::str_or_empty(taint, &["value"])
+        }
+        _ => false,
+    }
+}
+
+fn tolerated(pod: &Value, taint: &Value) -> bool {
+    obj::array(pod, &["spec", "tolerations"])
+        .iter()
+        .any(|t| tolerates(t, taint))
+}
+
+fn is_ready(node: &Value) -> bool {
+    obj::array(node, &["status", "conditions"])
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// The node's taints, with the implicit not-ready one.
+fn taints(node: &Value) -> Vec<Value> {
+    let mut taints = obj::array(node, &["spec", "taints"]).to_vec();
+    let marked = taints
+        .iter()
+        .any(|t| matches!(obj::str_or_empty(t, &["key"]), NOT_READY | UNREACHABLE));
+    if !is_ready(node) && !marked {
+        taints.push(json!({"key": NOT_READY, "effect": "NoSchedule"}));
+    }
+    taints
+}
+
+/// `NodeUnschedulable`: a cordoned node takes only pods tolerating its taint.
+pub fn filter_unschedulable(pod: &Value, node: &Value) -> Fit {
+    let taint = json!({"key": UNSCHEDULABLE, "effect": "NoSchedule"});
+    if obj::bool_or_false(node, &["spec", "unschedulable"]) && !tolerated(pod, &taint) {
+        return Err(Unfit::unresolvable("node(s) were unschedulable"));
+    }
+    Ok(())
+}
+
+/// `TaintToleration` filter: the first untolerated NoSchedule or NoExecute taint.
+pub fn filter(pod: &Value, node: &Value) -> Fit {
+    let untolerated = taints(node).into_iter().find(|t| {
+        matches!(
+            obj::str_or_empty(t, &["effect"]),
+            "NoSchedule" | "NoExecute"
+        ) && !tolerated(pod, t)
+    });
+    match untolerated {
+        Some(t) => Err(Unfit::unresolvable(format!(
+            "node(s) had untolerated taint {{{}: {}}}",
+            obj::str_or_empty(&t, &["key"]),
+            obj::str_or_empty(&t, &["value"])
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `TaintToleration` score, raw: how many PreferNoSchedule taints the pod does not
+/// tolerate (normalized in reverse: fewer is better). Only tolerations with an empty or
+/// PreferNoSchedule effect count, as Kubernetes.
+pub fn score(pod: &Value, node: &Value) -> i64 {
+    let tolerations: Vec<&Value> = obj::array(pod, &["spec", "tolerations"])
+        .iter()
+        .filter(|t| matches!(obj::str_or_empty(t, &["effect"]), "" | "PreferNoSchedule"))
+        .collect();
+    obj::array(node, &["spec", "taints"])
+        .iter()
+        .filter(|t| obj::str_or_empty(t, &["effect"]) == "PreferNoSchedule")
+        .filter(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
+        .count() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(taints: Value, unschedulable: bool, ready: bool) -> Value {
+        json!({"spec": {"taints": taints, "unschedulable": unschedulable},
+               "status": {"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}})
+    }
+
+    fn pod(tolerations: Value) -> Value {
+        json!({"spec": {"tolerations": tolerations}})
+    }
+
+    #[test]
+    fn tolerates_table() {
+        let taint = json!({"key": "k", "value": "v", "effect": "NoSchedule"});
+        let cases = [
+            (
+                json!({"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"}),
+                true,
+            ),
+            (json!({"key": "k", "value": "v"}), true),
+            (json!({"key": "k", "value": "w"}), false),
+            (json!({"key": "k", "operator": "Exists"}), true),
+            (json!({"operator": "Exists"}), true),
+            (json!({"key": "j", "operator": "Exists"}), false),
+            (
+                json!({"key": "k", "operator": "Exists", "effect": "NoExecute"}),
+                false,
+            ),
+            (json!({"key": "k", "operator": "Bogus"}), false),
+        ];
+        for (toleration, want) in cases {
+            assert_eq!(tolerates(&toleration, &taint), want, "{toleration}");
+        }
+    }
+
+    #[test]
+    fn filter_table() {
+        let gpu = json!([{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]);
+        let cases = [
+            (
+                "no taints",
+                node(json!([]), false, true),
+                pod(json!([])),
+                Ok(()),
+            ),
+            (
+                "untolerated",
+                node(gpu.clone(), false, true),
+                pod(json!([])),
+                Err("node(s) had untolerated taint {gpu: yes}"),
+            ),
+            (
+                "tolerated",
+                node(gpu.clone(), false, true),
+                pod(json!([{"key": "gpu", "operator": "Exists"}])),
+                Ok(()),
+            ),
+            (
+                "NoExecute filters too",
+                node(json!([{"key": "x", "effect": "NoExecute"}]), false, true),
+                pod(json!([])),
+                Err("node(s) had untolerated taint {x: }"),
+            ),
+            (
+                "PreferNoSchedule does not",
+                node(
+                    json!([{"key": "x", "effect": "PreferNoSchedule"}]),
+                    false,
+                    true,
+                ),
+                pod(json!([])),
+                Ok(()),
+            ),
+            (
+                "not ready",
+                node(json!([]), false, false),
+                pod(json!([])),
+                Err("node(s) had untolerated taint {node.kubernetes.io/not-ready: }"),
+            ),
+            (
+                "not ready, tolerated",
+                node(json!([]), false, false),
+                pod(json!([{"operator": "Exists"}])),
+                Ok(()),
+            ),
+        ];
+        for (what, node, pod, want) in cases {
+            let got = filter(&pod, &node).map_err(|u| u.reasons[0].clone());
+            assert_eq!(got, want.map_err(str::to_string), "{what}");
+        }
+    }
+
+    #[test]
+    fn unschedulable_table() {
+        let cordoned = node(json!([]), true, true);
+        let cases = [
+            (node(json!([]), false, true), pod(json!([])), true),
+            (cordoned.clone(), pod(json!([])), false),
+            (
+                cordoned.clone(),
+                pod(json!([{"key": UNSCHEDULABLE, "operator": "Exists", "effect": "NoSchedule"}])),
+                true,
+            ),
+        ];
+        for (node, pod, fits) in cases {
+            let got = filter_unschedulable(&pod, &node);
+            assert_eq!(got.is_ok(), fits, "{node} {pod}");
+            if let Err(u) = got {
+                assert_eq!(
+                    (u.reasons[0].as_str(), u.resolvable),
+                    ("node(s) were unschedulable", false)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn score_counts_untolerated_prefer_no_schedule() {
+        let n = node(
+            json!([{"key": "a", "effect": "PreferNoSchedule"}, {"key": "b", "effect": "PreferNoSchedule"}, {"key": "c", "effect": "NoSchedule"}]),
+            false,
+            true,
+        );
+        let cases = [
+            (pod(json!([])), 2),
+            (pod(json!([{"key": "a", "operator": "Exists"}])), 1),
+            (
+                pod(json!([{"key": "a", "operator": "Exists", "effect": "NoSchedule"}])),
+                2,
+            ),
+            (
+                pod(json!([{"operator": "Exists", "effect": "PreferNoSchedule"}])),
+                0,
+            ),
+        ];
+        for (pod, want) in cases {
+            assert_eq!(score(&pod, &n), want, "{pod}");
+        }
+    }
+}
