@@ -104,7 +104,7 @@ fn filter(
 ) -> Fit {
     let (p, n) = (&*pod.pod, node.node());
     taints::filter_unschedulable(p, n)?;
-    taints::filter(p, n)?;
+    taints::filter(p, &node.taints)?;
     node_affinity::filter(p, n)?;
     ports::filter(&pod.ports, node.pods.iter().flat_map(|e| &e.ports))?;
     resources_fit::filter(pod.requests, node)?;

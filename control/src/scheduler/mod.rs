@@ -6,7 +6,8 @@
 //!
 //! A pod that fits nowhere gets `PodScheduled=False` (reason `Unschedulable`) and a
 //! `FailedScheduling` event with Kubernetes' message, once per distinct message; it waits
-//! until a node is added or changes, a pod goes or lands, or the periodic flush.
+//! until a node is added or changes, a pod goes or lands, or the periodic flush, and then
+//! its backoff (see [`queue`]).
 //!
 //! Only pods for `default-scheduler` (or naming no scheduler) without scheduling gates are
 //! placed. It runs on the raft leader only (see [`crate::leadership`]).
@@ -19,7 +20,7 @@ pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -130,7 +131,7 @@ impl State {
                         || obj::get(&new, &["metadata", "deletionTimestamp"]).is_some()
                 });
                 if moved {
-                    self.queue.unpark_all();
+                    self.queue.unpark_all(Instant::now());
                 }
             }
             Change::Deleted(gone) => {
@@ -138,7 +139,7 @@ impl State {
                 self.snapshot.remove_pod(&key);
                 self.queue.remove(&key);
                 self.reported.remove(&key);
-                self.queue.unpark_all();
+                self.queue.unpark_all(Instant::now());
             }
             Change::Resynced => self.resync(),
         }
@@ -148,7 +149,7 @@ impl State {
         match change {
             Change::Applied { new, .. } => {
                 self.snapshot.set_node(new);
-                self.queue.unpark_all();
+                self.queue.unpark_all(Instant::now());
             }
             Change::Deleted(gone) => self.snapshot.remove_node(obj::name(&gone)),
             Change::Resynced => self.resync(),
@@ -168,7 +169,7 @@ impl State {
         if let Some(pod) = self.pods.get(&key.namespace, &key.name) {
             if wants_scheduling(&pod) {
                 self.queue.update(pod);
-                self.queue.park(key);
+                self.queue.park(key, Instant::now());
             }
         }
     }
@@ -236,11 +237,17 @@ impl Scheduler {
                 state.bind_done(key, result);
             }
             if state.binds.len() < BINDS_IN_FLIGHT {
-                if let Some(pod) = state.queue.pop() {
+                if let Some(pod) = state.queue.pop(Instant::now()) {
                     self.attempt(&mut state, pod);
                     continue;
                 }
             }
+            let backoff_over = async {
+                match state.queue.next_due() {
+                    Some(due) => tokio::time::sleep_until(due.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 c = pod_changes.recv() => state.pod_changed(received(c, "pods")?),
                 c = node_changes.recv() => state.node_changed(received(c, "nodes")?),
@@ -250,7 +257,8 @@ impl Scheduler {
                     }
                 }
                 Some(_) = state.reports.join_next(), if !state.reports.is_empty() => {}
-                _ = flush.tick() => state.queue.unpark_all(),
+                _ = backoff_over => {}
+                _ = flush.tick() => state.queue.unpark_all(Instant::now()),
                 Some(stopped) = reflectors.join_next() => {
                     stopped.map_err(|e| ControllerError::Task(e.to_string()))??;
                     return Err(SchedulerError::CacheStopped("pods or nodes"));
@@ -271,7 +279,7 @@ impl Scheduler {
                 state.binds.spawn(bind(api, events, pod, node));
             }
             Err(fit) => {
-                state.queue.park(key.clone());
+                state.queue.park(key.clone(), Instant::now());
                 let message = fit.to_string();
                 let known = state.reported.get(&key).map(String::as_str);
                 if known == Some(&message) || (known.is_none() && reported(&pod) == Some(&message))

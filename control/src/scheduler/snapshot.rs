@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use super::plugins::pod_affinity::AffinityTerms;
 use super::plugins::ports::{host_ports, HostPort};
-use super::requests::{pod_non_zero_requests, pod_requests, Resources};
+use super::plugins::taints;
+use super::requests::{allocatable, pod_non_zero_requests, pod_requests, Resources};
 use crate::controllers::Key;
 use crate::obj;
 
@@ -56,6 +57,11 @@ pub struct NodeInfo {
     /// `None` while pods name a node the cache has not seen (or that was deleted).
     node: Option<Arc<Value>>,
     pub pods: Vec<Arc<PodInfo>>,
+    /// `status.allocatable`, and how many pods the node takes, read once per node update.
+    pub allocatable: Resources,
+    pub max_pods: i64,
+    /// Its taints, with the implicit not-ready one ([`taints::effective`]).
+    pub taints: Vec<Value>,
     pub requested: Resources,
     pub non_zero_requested: Resources,
 }
@@ -119,10 +125,6 @@ impl Snapshot {
         self.nodes.values().filter(|n| n.node.is_some())
     }
 
-    pub fn node_count(&self) -> usize {
-        self.nodes().count()
-    }
-
     /// Every counted pod on an existing node, with its node.
     pub fn pods(&self) -> impl Iterator<Item = (&NodeInfo, &Arc<PodInfo>)> {
         self.nodes()
@@ -131,7 +133,10 @@ impl Snapshot {
 
     pub fn set_node(&mut self, node: Arc<Value>) {
         let name = obj::name(&node).to_string();
-        self.nodes.entry(name).or_default().node = Some(node);
+        let info = self.nodes.entry(name).or_default();
+        (info.allocatable, info.max_pods) = allocatable(&node);
+        info.taints = taints::effective(&node);
+        info.node = Some(node);
     }
 
     pub fn remove_node(&mut self, name: &str) {
@@ -274,7 +279,7 @@ mod tests {
         assert_eq!(requested(&s, "b"), 0);
         // Pods on a node not seen yet are kept for when it comes, but not listed.
         s.update_pod(Arc::new(pod("r", "c", "2")));
-        assert_eq!(s.node_count(), 2);
+        assert_eq!(s.nodes().count(), 2);
         s.set_node(Arc::new(node("c")));
         assert_eq!(requested(&s, "c"), 2000);
         s.remove_node("c");

@@ -2,16 +2,15 @@
 //! minus what its pods already request; the score prefers the least allocated node
 //! (`LeastAllocated`, CPU and memory weighted alike).
 
-use super::super::requests::{allocatable, Resources};
+use super::super::requests::Resources;
 use super::super::snapshot::NodeInfo;
 use super::{Fit, Unfit, MAX_SCORE};
 
 /// The filter: every shortage is a reason of its own, as Kubernetes lists them.
 pub fn filter(requests: Resources, node: &NodeInfo) -> Fit {
-    let (alloc, max_pods) = allocatable(node.node());
-    let free = alloc - node.requested;
+    let free = node.allocatable - node.requested;
     let mut reasons = Vec::new();
-    if node.pods.len() as i64 + 1 > max_pods {
+    if node.pods.len() as i64 + 1 > node.max_pods {
         reasons.push("Too many pods");
     }
     let short = |asked: i64, free: i64| asked > 0 && asked > free;
@@ -37,7 +36,7 @@ pub fn filter(requests: Resources, node: &NodeInfo) -> Fit {
 /// averaged over CPU and memory. Counts requests with the scoring defaults, so pods that
 /// ask for nothing still spread.
 pub fn least_allocated(non_zero_requests: Resources, node: &NodeInfo) -> i64 {
-    let (alloc, _) = allocatable(node.node());
+    let alloc = node.allocatable;
     let used = node.non_zero_requested + non_zero_requests;
     let free_share = |capacity: i64, used: i64| {
         if capacity == 0 || used > capacity {

@@ -46,8 +46,8 @@ fn is_ready(node: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-/// The node's taints, with the implicit not-ready one.
-fn taints(node: &Value) -> Vec<Value> {
+/// The node's taints, with the implicit not-ready one (kept per node in the snapshot).
+pub fn effective(node: &Value) -> Vec<Value> {
     let mut taints = obj::array(node, &["spec", "taints"]).to_vec();
     let marked = taints
         .iter()
@@ -60,16 +60,20 @@ fn taints(node: &Value) -> Vec<Value> {
 
 /// `NodeUnschedulable`: a cordoned node takes only pods tolerating its taint.
 pub fn filter_unschedulable(pod: &Value, node: &Value) -> Fit {
-    let taint = json!({"key": UNSCHEDULABLE, "effect": "NoSchedule"});
-    if obj::bool_or_false(node, &["spec", "unschedulable"]) && !tolerated(pod, &taint) {
-        return Err(Unfit::unresolvable("node(s) were unschedulable"));
+    if !obj::bool_or_false(node, &["spec", "unschedulable"]) {
+        return Ok(());
     }
-    Ok(())
+    let taint = json!({"key": UNSCHEDULABLE, "effect": "NoSchedule"});
+    if tolerated(pod, &taint) {
+        return Ok(());
+    }
+    Err(Unfit::unresolvable("node(s) were unschedulable"))
 }
 
-/// `TaintToleration` filter: the first untolerated NoSchedule or NoExecute taint.
-pub fn filter(pod: &Value, node: &Value) -> Fit {
-    let untolerated = taints(node).into_iter().find(|t| {
+/// `TaintToleration` filter: the first untolerated NoSchedule or NoExecute taint of the
+/// node's [`effective`] ones.
+pub fn filter(pod: &Value, taints: &[Value]) -> Fit {
+    let untolerated = taints.iter().find(|t| {
         matches!(
             obj::str_or_empty(t, &["effect"]),
             "NoSchedule" | "NoExecute"
@@ -78,8 +82,8 @@ pub fn filter(pod: &Value, node: &Value) -> Fit {
     match untolerated {
         Some(t) => Err(Unfit::unresolvable(format!(
             "node(s) had untolerated taint {{{}: {}}}",
-            obj::str_or_empty(&t, &["key"]),
-            obj::str_or_empty(&t, &["value"])
+            obj::str_or_empty(t, &["key"]),
+            obj::str_or_empty(t, &["value"])
         ))),
         None => Ok(()),
     }
@@ -189,7 +193,7 @@ mod tests {
             ),
         ];
         for (what, node, pod, want) in cases {
-            let got = filter(&pod, &node).map_err(|u| u.reasons[0].clone());
+            let got = filter(&pod, &effective(&node)).map_err(|u| u.reasons[0].clone());
             assert_eq!(got, want.map_err(str::to_string), "{what}");
         }
     }
