@@ -25,7 +25,7 @@ use support::{ms, wait_node_ready, Server};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -122,43 +122,59 @@ fn fake_node(i: usize) -> anyhow::Result<Node> {
     Ok(serde_json::from_value(node)?)
 }
 
-/// Reports, as the watch delivers them, how many bench pods are bound and when.
+/// Reports, as the API shows them, how many bench pods are bound and when. A watch the
+/// server ends (a slow reader is cut off) is resumed by a list and a new watch from it.
 fn watch_bound(pods: Api<Pod>) -> mpsc::UnboundedReceiver<anyhow::Result<(usize, Instant)>> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let params = WatchParams::default().labels(LABEL).timeout(3600);
-        let stream = match pods.watch(&params, "0").await {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = tx.send(Err(e.into()));
-                return;
-            }
-        };
-        let mut stream = std::pin::pin!(stream);
         let mut bound = HashSet::new();
         loop {
-            let pod = match stream.try_next().await {
-                Ok(Some(WatchEvent::Added(p) | WatchEvent::Modified(p))) => p,
-                Ok(Some(_)) => continue,
-                Ok(None) => {
-                    let _ = tx.send(Err(anyhow::anyhow!("the pod watch ended")));
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e.into()));
-                    return;
-                }
-            };
-            let at = Instant::now();
-            if pod.spec.as_ref().is_some_and(|s| s.node_name.is_some()) {
-                bound.insert(pod.metadata.name.unwrap_or_default());
+            if let Err(e) = follow(&pods, &mut bound, &tx).await {
+                let _ = tx.send(Err(e));
+                return;
             }
-            if tx.send(Ok((bound.len(), at))).is_err() {
+            if tx.is_closed() {
                 return;
             }
         }
     });
     rx
+}
+
+/// One list, then one watch until it ends.
+async fn follow(
+    pods: &Api<Pod>,
+    bound: &mut HashSet<String>,
+    tx: &mpsc::UnboundedSender<anyhow::Result<(usize, Instant)>>,
+) -> anyhow::Result<()> {
+    let is_bound = |p: &Pod| p.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+    let list = pods.list(&ListParams::default().labels(LABEL)).await?;
+    let at = Instant::now();
+    bound.extend(
+        list.items
+            .iter()
+            .filter(|p| is_bound(p))
+            .map(|p| p.metadata.name.clone().unwrap_or_default()),
+    );
+    let _ = tx.send(Ok((bound.len(), at)));
+    let from = list.metadata.resource_version.unwrap_or_default();
+    let params = WatchParams::default().labels(LABEL).timeout(3600);
+    let mut stream = std::pin::pin!(pods.watch(&params, &from).await?);
+    while let Some(event) = stream.try_next().await? {
+        let pod = match event {
+            WatchEvent::Added(p) | WatchEvent::Modified(p) => p,
+            WatchEvent::Error(e) => anyhow::bail!("watch error: {e}"),
+            _ => continue,
+        };
+        let at = Instant::now();
+        if is_bound(&pod) {
+            bound.insert(pod.metadata.name.unwrap_or_default());
+        }
+        if tx.send(Ok((bound.len(), at))).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// One run: nodes first, then the pods, timed until all are bound.
