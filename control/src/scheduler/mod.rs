@@ -303,6 +303,8 @@ async fn bind(
     let key = Key::of(&pod);
     let result = api.bind(&key.namespace, &key.name, &node).await;
     if result.is_ok() {
+        // Stage timing of the pod start path (scripts/pod-start-stages.py).
+        tracing::debug!(pod = key.name.as_str(), %node, "bound");
         let msg = format!(
             "Successfully assigned {}/{} to {node}",
             key.namespace, key.name
