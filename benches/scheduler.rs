@@ -14,8 +14,8 @@
 //! sets of `NODES`, each pod with required anti-affinity against its own set on
 //! `kubernetes.io/hostname`, so every set spreads one pod per node.
 //!
-//! Usage: `cargo bench --bench scheduler [-- RUNS]` (default 3 runs of each variant; the
-//! median is printed). `WKUBE_BENCH_BIN` runs another build of `wkube`.
+//! Usage: `cargo bench --bench scheduler [-- [RUNS] [plain|anti-affinity]]` (default 3 runs
+//! of each variant; the median is printed). `WKUBE_BENCH_BIN` runs another build of `wkube`.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -56,11 +56,22 @@ impl Run {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(3);
-    for variant in [Variant::Plain, Variant::AntiAffinity] {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runs: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(3);
+    let variants = [
+        ("plain", Variant::Plain),
+        ("anti-affinity", Variant::AntiAffinity),
+    ];
+    let chosen = variants
+        .into_iter()
+        .filter(|(name, _)| {
+            !args
+                .iter()
+                .any(|a| a.starts_with('p') || a.starts_with('a'))
+                || args.iter().any(|a| a == name)
+        })
+        .map(|(_, v)| v);
+    for variant in chosen {
         let mut rates = Vec::new();
         for n in 1..=runs {
             let server = Server::start(PATIENCE)?;
@@ -163,6 +174,8 @@ async fn follow(
     while let Some(event) = stream.try_next().await? {
         let pod = match event {
             WatchEvent::Added(p) | WatchEvent::Modified(p) => p,
+            // 410 Gone: this reader fell behind; list again.
+            WatchEvent::Error(e) if e.code == 410 => return Ok(()),
             WatchEvent::Error(e) => anyhow::bail!("watch error: {e}"),
             _ => continue,
         };

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::plugins::pod_affinity::AffinityTerms;
 use super::plugins::ports::{host_ports, HostPort};
@@ -21,6 +21,8 @@ use crate::obj;
 #[derive(Debug)]
 pub struct PodInfo {
     pub pod: Arc<Value>,
+    pub namespace: String,
+    pub labels: Option<Map<String, Value>>,
     pub requests: Resources,
     pub non_zero_requests: Resources,
     pub ports: Vec<HostPort>,
@@ -34,12 +36,10 @@ impl PodInfo {
             non_zero_requests: pod_non_zero_requests(&pod),
             ports: host_ports(&pod),
             affinity: AffinityTerms::of(&pod),
+            namespace: obj::namespace(&pod).to_string(),
+            labels: obj::labels(&pod).cloned(),
             pod,
         }
-    }
-
-    pub fn namespace(&self) -> &str {
-        obj::namespace(&self.pod)
     }
 
     /// The uid of the pod's controller (its managing owner), if any.

@@ -17,13 +17,13 @@ pub fn scores(pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
     let Some(owner) = pod.controller() else {
         return vec![MAX_SCORE; nodes.len()];
     };
-    let ns = pod.namespace();
+    let ns = pod.namespace.as_str();
     let counts: Vec<i64> = nodes
         .iter()
         .map(|n| {
             n.pods
                 .iter()
-                .filter(|p| p.namespace() == ns && p.controller() == Some(owner))
+                .filter(|p| p.namespace == ns && p.controller() == Some(owner))
                 .count() as i64
         })
         .collect();

@@ -62,16 +62,16 @@ impl AffinityTerm {
         }
     }
 
-    /// Whether the term selects `pod`.
-    pub fn matches(&self, pod: &Value) -> bool {
-        let ns = obj::namespace(pod);
+    /// Whether the term selects `pod` (read from its [`PodInfo`]: this runs for every pod
+    /// in every cycle).
+    pub fn matches(&self, pod: &PodInfo) -> bool {
         self.namespaces
             .as_ref()
-            .is_none_or(|l| l.iter().any(|n| n == ns))
+            .is_none_or(|l| l.contains(&pod.namespace))
             && self
                 .selector
                 .as_ref()
-                .is_some_and(|s| s.matches(obj::labels(pod)))
+                .is_some_and(|s| s.matches(pod.labels.as_ref()))
     }
 }
 
@@ -177,7 +177,7 @@ impl<'a> Prepared<'a> {
             {
                 continue;
             }
-            let e = &*existing.pod;
+            let e = &**existing;
             if !terms.required_affinity.is_empty()
                 && terms.required_affinity.iter().all(|t| t.matches(e))
             {
@@ -191,7 +191,7 @@ impl<'a> Prepared<'a> {
             for t in theirs
                 .required_anti_affinity
                 .iter()
-                .filter(|t| t.matches(&pod.pod))
+                .filter(|t| t.matches(pod))
             {
                 add(&mut p.existing_anti_affinity, node, &t.topology_key, 1);
             }
@@ -200,18 +200,15 @@ impl<'a> Prepared<'a> {
                 .preferred_anti_affinity
                 .iter()
                 .map(|(w, t)| (-*w, t, e));
-            let their = theirs
-                .preferred_affinity
-                .iter()
-                .map(|(w, t)| (*w, t, &*pod.pod));
+            let their = theirs.preferred_affinity.iter().map(|(w, t)| (*w, t, pod));
             let their_anti = theirs
                 .preferred_anti_affinity
                 .iter()
-                .map(|(w, t)| (-*w, t, &*pod.pod));
+                .map(|(w, t)| (-*w, t, pod));
             let their_hard = theirs
                 .required_affinity
                 .iter()
-                .map(|t| (HARD_AFFINITY_WEIGHT, t, &*pod.pod));
+                .map(|t| (HARD_AFFINITY_WEIGHT, t, pod));
             for (weight, t, target) in mine
                 .chain(mine_anti)
                 .chain(their)
@@ -243,7 +240,7 @@ impl<'a> Prepared<'a> {
         let satisfied = terms
             .iter()
             .all(|t| Self::count(&self.affinity, node, &t.topology_key) > 0);
-        let first_of_group = self.affinity.is_empty() && terms.iter().all(|t| t.matches(&pod.pod));
+        let first_of_group = self.affinity.is_empty() && terms.iter().all(|t| t.matches(pod));
         if !satisfied && !first_of_group {
             return Err(Unfit::unresolvable(
                 "node(s) didn't match pod affinity rules",

@@ -101,7 +101,7 @@ impl Prepared {
         if constraints.is_empty() {
             return Prepared::default();
         }
-        let ns = pod.namespace();
+        let ns = pod.namespace.as_str();
         let mut counted: Vec<Counted> = constraints
             .into_iter()
             .map(|constraint| Counted {
