@@ -552,16 +552,31 @@ fn the_sidecar_example_mixes_oci_and_wasi_containers() {
         })
     };
     ready();
-    let logs = common::wait_for("the sidecar's fetch and shipment", Duration::from_secs(60), || {
-        let out = node
-            .server
-            .kubectl("1.33", &["logs", "sidecar-demo", "-c", "sidecar"]);
-        let logs = String::from_utf8_lossy(&out.stdout).into_owned();
-        let shipped = logs.lines().any(|l| l.starts_with("shipped ") && l.contains("127.0.0.1"));
-        (shipped && logs.contains("fetched written by the WASI sidecar")).then_some(logs)
-    });
+    let logs = common::wait_for(
+        "the sidecar's fetch and shipment",
+        Duration::from_secs(60),
+        || {
+            let out = node
+                .server
+                .kubectl("1.33", &["logs", "sidecar-demo", "-c", "sidecar"]);
+            let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+            let shipped = logs
+                .lines()
+                .any(|l| l.starts_with("shipped ") && l.contains("127.0.0.1"));
+            (shipped && logs.contains("fetched written by the WASI sidecar")).then_some(logs)
+        },
+    );
     assert!(!logs.contains("fetch failed"), "{logs}");
-    let page = k(&["exec", "sidecar-demo", "-c", "web", "--", "wget", "-qO-", "localhost:80"]);
+    let page = k(&[
+        "exec",
+        "sidecar-demo",
+        "-c",
+        "web",
+        "--",
+        "wget",
+        "-qO-",
+        "localhost:80",
+    ]);
     assert_eq!(page, "written by the WASI sidecar\n");
     // The pod has one address: its sandbox's.
     let ip = node.jsonpath("1.33", "sidecar-demo", "{.status.podIP}");

@@ -3,6 +3,8 @@
 //! (Kubernetes' `pkg/controller/volume/persistentvolume` matching and the scheduler's
 //! VolumeBinding checks).
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::obj;
@@ -170,14 +172,14 @@ pub fn pod_is_active(pod: &Value) -> bool {
 /// What the scheduler's volume checks look at: the pod's namespace's claims, and the
 /// cluster's volumes, classes and pods.
 pub struct VolumeView<'a> {
-    pub claims: &'a [Value],
-    pub volumes: &'a [Value],
-    pub classes: &'a [Value],
-    pub pods: &'a [Value],
+    pub claims: &'a [Arc<Value>],
+    pub volumes: &'a [Arc<Value>],
+    pub classes: &'a [Arc<Value>],
+    pub pods: &'a [Arc<Value>],
 }
 
-fn find<'a>(objects: &'a [Value], name: &str) -> Option<&'a Value> {
-    objects.iter().find(|o| obj::name(o) == name)
+fn find<'a>(objects: &'a [Arc<Value>], name: &str) -> Option<&'a Value> {
+    objects.iter().map(|o| &**o).find(|o| obj::name(o) == name)
 }
 
 /// Whether a claim may be used from several nodes at once.
@@ -237,7 +239,8 @@ pub fn fits_node(pod: &Value, node: &Value, view: &VolumeView) -> Result<(), Str
             !obj::str_or_empty(c, &["provisioner"]).is_empty()
                 && obj::str_or_empty(c, &["provisioner"]) != "kubernetes.io/no-provisioner"
         });
-        if !provisionable && best_volume(claim, view.volumes, Some(node)).is_none() {
+        let volumes = view.volumes.iter().map(|v| &**v);
+        if !provisionable && best_volume(claim, volumes, Some(node)).is_none() {
             return Err("node(s) didn't find available persistent volumes to bind".into());
         }
     }
@@ -246,11 +249,12 @@ pub fn fits_node(pod: &Value, node: &Value, view: &VolumeView) -> Result<(), Str
 
 /// The pod's claims that wait for their first consumer: the scheduler names the chosen
 /// node on them ([`SELECTED_NODE`]) before it binds the pod.
-pub fn awaiting_consumer<'a>(pod: &'a Value, view: &'a VolumeView) -> Vec<&'a Value> {
+pub fn awaiting_consumer(pod: &Value, view: &VolumeView) -> Vec<String> {
     pod_claims(pod)
         .filter_map(|name| find(view.claims, name))
         .filter(|c| obj::str_or_empty(c, &["spec", "volumeName"]).is_empty())
         .filter(|c| obj::get(c, &["metadata", "annotations", SELECTED_NODE]).is_none())
+        .map(|c| obj::name(c).to_string())
         .collect()
 }
 
@@ -361,7 +365,7 @@ mod tests {
             "volumeBindingMode": "WaitForFirstConsumer"});
         let immediate = json!({"metadata": {"name": "now"}, "provisioner": "x.io/y",
             "volumeBindingMode": "Immediate"});
-        let classes = [wffc, immediate];
+        let classes = [Arc::new(wffc), Arc::new(immediate)];
         let with_class = |class: &str| {
             let mut c = rwo("1Gi");
             c["spec"]["storageClassName"] = json!(class);
@@ -375,8 +379,8 @@ mod tests {
             json!({"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
                 {"key": "kubernetes.io/hostname", "operator": "In", "values": ["a"]}]}]}}}),
         );
-        let volumes = [on_a];
-        let check = |claims: &[Value], pods: &[Value], on: &str| {
+        let volumes = [Arc::new(on_a)];
+        let check = |claims: &[Arc<Value>], pods: &[Arc<Value>], on: &str| {
             let view = VolumeView {
                 claims,
                 volumes: &volumes,
@@ -389,18 +393,19 @@ mod tests {
             check(&[], &[], "a").unwrap_err(),
             "persistentvolumeclaim \"data\" not found"
         );
-        assert!(check(&[with_class("local-path")], &[], "b").is_ok());
+        assert!(check(&[Arc::new(with_class("local-path"))], &[], "b").is_ok());
         assert_eq!(
-            check(&[with_class("now")], &[], "b").unwrap_err(),
+            check(&[Arc::new(with_class("now"))], &[], "b").unwrap_err(),
             "pod has unbound immediate PersistentVolumeClaims"
         );
-        assert!(check(std::slice::from_ref(&bound), &[], "a").is_ok());
+        let bound = [Arc::new(bound)];
+        assert!(check(&bound, &[], "a").is_ok());
         assert_eq!(
-            check(std::slice::from_ref(&bound), &[], "b").unwrap_err(),
+            check(&bound, &[], "b").unwrap_err(),
             "node(s) had volume node affinity conflict"
         );
-        let user_on_b = [pod("old", "b")];
-        let c = [with_class("local-path")];
+        let user_on_b = [Arc::new(pod("old", "b"))];
+        let c = [Arc::new(with_class("local-path"))];
         assert!(check(&c, &user_on_b, "b").is_ok());
         assert_eq!(
             check(&c, &user_on_b, "a").unwrap_err(),
@@ -412,7 +417,7 @@ mod tests {
             classes: &classes,
             pods: &[],
         };
-        assert_eq!(awaiting_consumer(&pod("new", ""), &view).len(), 1);
+        assert_eq!(awaiting_consumer(&pod("new", ""), &view), ["data"]);
     }
 
     #[test]

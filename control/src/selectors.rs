@@ -103,9 +103,12 @@ impl Requirement {
     }
 
     fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        let val = labels
-            .and_then(|l| l.get(&self.key))
-            .map(obj::scalar_string);
+        // Borrowed when the label is a string (always, for valid objects): selectors run
+        // in the scheduler's inner loops.
+        let val = labels.and_then(|l| l.get(&self.key)).map(|v| match v {
+            Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+            other => std::borrow::Cow::Owned(obj::scalar_string(other)),
+        });
         let has = |v: &str| self.values.iter().any(|x| x == v);
         match self.op {
             Operator::In | Operator::Equals | Operator::DoubleEquals => {
@@ -191,6 +194,13 @@ impl LabelSelector {
             requirements,
             nothing: false,
         })
+    }
+
+    /// Narrows the selector by one more requirement (a spread constraint's
+    /// `matchLabelKeys`).
+    pub fn add(&mut self, r: Requirement) {
+        self.requirements.push(r);
+        self.requirements.sort_by(|a, b| a.key.cmp(&b.key));
     }
 
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
