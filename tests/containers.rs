@@ -28,14 +28,7 @@ impl OciNode {
     fn with_registry(start: impl FnOnce(&std::path::Path) -> Registry) -> OciNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let registry = start(dir.path());
-        let server = Server::start_with(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--node-name",
-            "node-1",
-            "--insecure-registry",
-            &registry.address,
-        ]);
+        let server = Server::pulling_from(&registry.address);
         OciNode {
             server,
             registry,

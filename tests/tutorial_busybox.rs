@@ -29,14 +29,7 @@ impl Tutorial {
     fn start(version: &'static str) -> Tutorial {
         let dir = tempfile::tempdir().expect("tempdir");
         let registry = Registry::start(dir.path());
-        let server = Server::start_with(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--node-name",
-            "node-1",
-            "--insecure-registry",
-            &registry.address,
-        ]);
+        let server = Server::pulling_from(&registry.address);
         Tutorial {
             server,
             version,

@@ -65,14 +65,7 @@ fn pod_events(server: &Server, version: &str, pod: &str) -> String {
 fn pulled_from_a_registry(version: &str) {
     let registry = Registry::start();
     let image = registry.push_wasm("hello", "wasm/hello", "1.0");
-    let server = Server::start_with(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--node-name",
-        "node-1",
-        "--insecure-registry",
-        &registry.address,
-    ]);
+    let server = Server::pulling_from(&registry.address);
 
     // Never imported: the node pulls it, then runs it.
     apply(&server, version, &pod("pulled", &image, "IfNotPresent"));

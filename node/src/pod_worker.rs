@@ -462,12 +462,7 @@ impl<C: ControlPlane> Worker<C> {
         };
         let config = match self.container_config(i, restart, netns.is_some()).await {
             Ok(c) => c,
-            Err(StartError::Config(message)) => {
-                let events = [(true, "Failed", format!("Error: {message}"))];
-                return self
-                    .retry_soon(i, "CreateContainerConfigError", message, &events)
-                    .await;
-            }
+            Err(StartError::Config(message)) => return self.config_failed(i, message).await,
             Err(StartError::Create(message)) => return self.create_failed(i, message).await,
         };
         // Recorded once the container can start, not at every configuration retry.
@@ -539,12 +534,7 @@ impl<C: ControlPlane> Worker<C> {
         let restart = self.next_restart(i);
         let spec = match self.oci_spec(i, restart, image_name).await {
             Ok(s) => s,
-            Err(StartError::Config(message)) => {
-                let events = [(true, "Failed", format!("Error: {message}"))];
-                return self
-                    .retry_soon(i, "CreateContainerConfigError", message, &events)
-                    .await;
-            }
+            Err(StartError::Config(message)) => return self.config_failed(i, message).await,
             Err(StartError::Create(message)) => return self.create_failed(i, message).await,
         };
         match oci.start(&sandbox, &spec.0).await {
@@ -909,6 +899,13 @@ impl<C: ControlPlane> Worker<C> {
             },
             prepared.log_path,
         ))
+    }
+
+    /// Kubelet's `CreateContainerConfigError`: see [`Self::retry_soon`].
+    async fn config_failed(&mut self, i: usize, message: String) {
+        let events = [(true, "Failed", format!("Error: {message}"))];
+        self.retry_soon(i, "CreateContainerConfigError", message, &events)
+            .await
     }
 
     /// Kubelet's `CreateContainerConfigError` and `ErrImageNeverPull`: the container

@@ -128,6 +128,18 @@ impl Server {
         Server::start_with(&["--listen", "127.0.0.1:0", "--node-name", "node-1"])
     }
 
+    /// A one-member cluster that pulls from the registry at `address` over plain HTTP.
+    pub fn pulling_from(address: &str) -> Server {
+        Server::start_with(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--node-name",
+            "node-1",
+            "--insecure-registry",
+            address,
+        ])
+    }
+
     pub fn start_with(args: &[&str]) -> Server {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let mut s = Server {

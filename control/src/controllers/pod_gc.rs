@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::disruption::{self, Disruption};
-use super::runner::{self, Action, Source};
+use super::runner::{self, Action};
 use super::{Caches, Context, ControllerError, Key};
 use crate::api::{Api, ApiError};
 use crate::obj;
@@ -101,26 +101,7 @@ async fn reconcile(
 }
 
 pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
-    let pods_cache = caches.pods.clone();
-    let sources = vec![
-        Source {
-            cache: caches.pods.clone(),
-            mapper: Arc::new(|pod: &Value| vec![Key::of(pod)]),
-        },
-        // A node's deletion concerns every pod bound to it.
-        Source {
-            cache: caches.nodes.clone(),
-            mapper: Arc::new(move |node: &Value| {
-                let name = obj::name(node);
-                pods_cache
-                    .all()
-                    .iter()
-                    .filter(|p| obj::str_or_empty(p, &["spec", "nodeName"]) == name)
-                    .map(|p| Key::of(p))
-                    .collect()
-            }),
-        },
-    ];
+    let sources = super::pods::with_their_nodes(&caches);
     let ctx = Context::new(api, caches, "pod-garbage-collector");
     let mut missing = Missing::default();
     runner::run("pod-gc", sources, |key: Key| {

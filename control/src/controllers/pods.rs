@@ -3,8 +3,11 @@
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use super::owners;
-use super::{Context, ControllerError};
+use super::runner::Source;
+use super::{Caches, Context, ControllerError, Key};
 use crate::api::objects::{DeleteOptions, Part};
 use crate::api::ApiError;
 use crate::events::EventType;
@@ -95,4 +98,27 @@ pub async fn update_status(
         Err(ApiError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The sources of a controller of pods by their node: each pod, and every pod bound to a
+/// node that changes (its taints, its deletion).
+pub fn with_their_nodes(caches: &Caches) -> Vec<Source<Key>> {
+    let pods = caches.pods.clone();
+    vec![
+        Source {
+            cache: caches.pods.clone(),
+            mapper: Arc::new(|pod: &Value| vec![Key::of(pod)]),
+        },
+        Source {
+            cache: caches.nodes.clone(),
+            mapper: Arc::new(move |node: &Value| {
+                let name = obj::name(node);
+                pods.all()
+                    .iter()
+                    .filter(|p| obj::str_or_empty(p, &["spec", "nodeName"]) == name)
+                    .map(|p| Key::of(p))
+                    .collect()
+            }),
+        },
+    ]
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::disruption::{self, Disruption};
-use super::runner::{self, Action, Source};
+use super::runner::{self, Action};
 use super::{Caches, Context, ControllerError, Key};
 use crate::api::Api;
 use crate::events::EventType;
@@ -95,26 +95,7 @@ async fn reconcile(ctx: &Context, key: Key) -> Result<Action, ControllerError> {
 }
 
 pub async fn run(api: Api, caches: Arc<Caches>) -> Result<(), ControllerError> {
-    let pods_cache = caches.pods.clone();
-    let sources = vec![
-        Source {
-            cache: caches.pods.clone(),
-            mapper: Arc::new(|pod: &Value| vec![Key::of(pod)]),
-        },
-        // A node's taints concern every pod bound to it.
-        Source {
-            cache: caches.nodes.clone(),
-            mapper: Arc::new(move |node: &Value| {
-                let name = obj::name(node);
-                pods_cache
-                    .all()
-                    .iter()
-                    .filter(|p| obj::str_or_empty(p, &["spec", "nodeName"]) == name)
-                    .map(|p| Key::of(p))
-                    .collect()
-            }),
-        },
-    ];
+    let sources = super::pods::with_their_nodes(&caches);
     let ctx = Context::new(api, caches, "taint-eviction-controller");
     runner::run("taint-eviction", sources, |key| reconcile(&ctx, key)).await
 }

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Volume, VolumeMount};
 use tokio::sync::{mpsc, watch};
 
 use crate::client::{ClientError, ControlPlane, EventKind, ObjectWatch};
@@ -57,6 +57,20 @@ pub enum VolumeError {
     },
     #[error(transparent)]
     Client(#[from] ClientError),
+}
+
+/// What a volume mount names, before a runtime shapes it.
+enum Resolved<'a> {
+    Host(PathBuf),
+    Virtual(&'a Content, Option<&'a str>),
+}
+
+fn sub_path_error(m: &VolumeMount, message: &str) -> VolumeError {
+    VolumeError::SubPath {
+        mount: m.name.clone(),
+        sub_path: m.sub_path.clone().unwrap_or_default(),
+        message: message.to_string(),
+    }
 }
 
 /// A node directory (or file) an OCI container bind-mounts.
@@ -177,38 +191,15 @@ impl PodVolumes {
     pub fn host_mounts(&self, container: &Container) -> Result<Vec<HostMount>, VolumeError> {
         let mut out = Vec::new();
         for m in container.volume_mounts.iter().flatten() {
-            let volume = self
-                .volumes
-                .get(&m.name)
-                .ok_or_else(|| VolumeError::NoVolume {
-                    mount: m.name.clone(),
-                })?;
-            let sub_path = m.sub_path.as_deref().filter(|s| !s.is_empty());
-            let sub_err = |message: String| VolumeError::SubPath {
-                mount: m.name.clone(),
-                sub_path: sub_path.unwrap_or_default().to_string(),
-                message,
-            };
-            let (host_path, read_only) = match volume {
-                Prepared::Host(path) => {
-                    let path = match sub_path {
-                        // Kubelet creates a missing subPath directory in the volume.
-                        Some(sub) => {
-                            let p = path.join(sub);
-                            std::fs::create_dir_all(&p).map_err(|e| sub_err(e.to_string()))?;
-                            p
-                        }
-                        None => path.clone(),
-                    };
-                    (path, m.read_only == Some(true))
-                }
-                Prepared::Virtual(content) => {
+            let (host_path, read_only) = match self.resolve(m)? {
+                Resolved::Host(path) => (path, m.read_only == Some(true)),
+                Resolved::Virtual(content, sub_path) => {
                     let dir = self.materialize(&m.name, content)?;
                     let path = match sub_path {
                         Some(sub) => dir
                             .join(sub)
                             .canonicalize()
-                            .map_err(|e| sub_err(e.to_string()))?,
+                            .map_err(|e| sub_path_error(m, &e.to_string()))?,
                         None => dir,
                     };
                     (path, true)
@@ -221,6 +212,28 @@ impl PodVolumes {
             });
         }
         Ok(out)
+    }
+
+    /// The volume a mount names: a node directory (its `subPath` made, as kubelet does),
+    /// or virtual content with the `subPath` to take of it.
+    fn resolve<'a>(&'a self, m: &'a VolumeMount) -> Result<Resolved<'a>, VolumeError> {
+        let volume = self
+            .volumes
+            .get(&m.name)
+            .ok_or_else(|| VolumeError::NoVolume {
+                mount: m.name.clone(),
+            })?;
+        let sub_path = m.sub_path.as_deref().filter(|s| !s.is_empty());
+        Ok(match (volume, sub_path) {
+            (Prepared::Host(path), None) => Resolved::Host(path.clone()),
+            (Prepared::Host(path), Some(sub)) => {
+                // Kubelet creates a missing subPath directory in the volume.
+                let path = path.join(sub);
+                std::fs::create_dir_all(&path).map_err(|e| sub_path_error(m, &e.to_string()))?;
+                Resolved::Host(path)
+            }
+            (Prepared::Virtual(content), sub) => Resolved::Virtual(content, sub),
+        })
     }
 
     /// The tmpfs directory that holds the virtual volume `name`, written on first use.
@@ -247,48 +260,24 @@ impl PodVolumes {
     pub fn mounts(&self, container: &Container) -> Result<Vec<Mount>, VolumeError> {
         let mut out = Vec::new();
         for m in container.volume_mounts.iter().flatten() {
-            let volume = self
-                .volumes
-                .get(&m.name)
-                .ok_or_else(|| VolumeError::NoVolume {
-                    mount: m.name.clone(),
-                })?;
-            let sub_path = m.sub_path.as_deref().filter(|s| !s.is_empty());
-            let sub_err = |message: &str| VolumeError::SubPath {
-                mount: m.name.clone(),
-                sub_path: sub_path.unwrap_or_default().to_string(),
-                message: message.to_string(),
-            };
-            let mount = match (volume, sub_path) {
-                (Prepared::Host(path), None) => Mount {
+            let mount = match self.resolve(m)? {
+                Resolved::Host(path) => Mount {
                     guest_path: m.mount_path.clone(),
                     source: MountSource::Host {
-                        path: path.clone(),
+                        path,
                         read_only: m.read_only == Some(true),
                     },
                 },
-                (Prepared::Host(path), Some(sub)) => {
-                    // Kubelet creates a missing subPath directory in the volume.
-                    let path = path.join(sub);
-                    std::fs::create_dir_all(&path).map_err(|e| sub_err(&e.to_string()))?;
-                    Mount {
-                        guest_path: m.mount_path.clone(),
-                        source: MountSource::Host {
-                            path,
-                            read_only: m.read_only == Some(true),
-                        },
-                    }
-                }
-                (Prepared::Virtual(content), None) => Mount {
+                Resolved::Virtual(content, None) => Mount {
                     guest_path: m.mount_path.clone(),
                     source: MountSource::Virtual(content.clone()),
                 },
-                (Prepared::Virtual(content), Some(sub)) => {
+                Resolved::Virtual(content, Some(sub)) => {
                     let node = content
                         .borrow()
                         .root
                         .resolve(sub)
-                        .map_err(|e| sub_err(&e.to_string()))?;
+                        .map_err(|e| sub_path_error(m, &e.to_string()))?;
                     fixed_mount(&m.mount_path, node)
                 }
             };
