@@ -687,6 +687,35 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_naming_its_volume_binds_to_that_one_only() {
+        let volume = |name: &str, claim_ref: Value| {
+            let mut v = json!({"metadata": {"name": name},
+                "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
+                         "hostPath": {"path": "/srv"}, "storageClassName": "local-path"},
+                "status": {"phase": "Available"}});
+            if !claim_ref.is_null() {
+                v["spec"]["claimRef"] = claim_ref;
+            }
+            Arc::new(v)
+        };
+        let wanted = claim(json!({}), json!({"volumeName": "chosen"}));
+        // The named volume, though another free one would do as well.
+        let volumes = [volume("other", Value::Null), volume("chosen", Value::Null)];
+        let p = plan(&wanted, &volumes, &[]);
+        assert_eq!(kinds(&p), ["claim-volume", "volume Bound", "bind-claim"]);
+        let Change::ClaimVolume { volume: v, .. } = &p.changes[0] else {
+            unreachable!()
+        };
+        assert_eq!(obj::name(v), "chosen");
+        // Taken by another claim: the claim waits, saying why.
+        let taken = [volume(
+            "chosen",
+            json!({"namespace": "default", "name": "other", "uid": "x"}),
+        )];
+        assert_eq!(kinds(&plan(&wanted, &taken, &[])), ["event FailedBinding"]);
+    }
+
+    #[test]
     fn a_bound_claim_whose_volume_vanished_is_lost() {
         let mut bound = claim(json!({}), json!({"volumeName": "gone"}));
         bound["status"]["phase"] = json!("Bound");
