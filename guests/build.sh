@@ -14,7 +14,7 @@ export CARGO_TARGET_DIR="$PWD/target"
 cargo build --release --target "$target"
 
 mkdir -p out
-for guest in hello ticker exit-code confwatch log-shipper; do
+for guest in hello ticker exit-code confwatch log-shipper http-serve; do
     cp "target/$target/release/$guest.wasm" "out/$guest.wasm"
 done
 ls -l out/*.wasm

@@ -588,6 +588,40 @@ fn the_sidecar_example_mixes_oci_and_wasi_containers() {
     ready();
 }
 
+/// The other way round: a WASI server listening in its pod is reached by the pod's OCI
+/// container on localhost.
+#[test]
+fn oci_containers_reach_a_wasi_server_of_their_pod_on_localhost() {
+    let node = OciNode::start();
+    node.server.import("http-serve", "http-serve:1.0");
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: served
+spec:
+  containers:
+  - name: server
+    image: http-serve:1.0
+    args: ["8080", "served by a WASI guest"]
+  - name: client
+    image: {image}
+    command: ["sh", "-c", "until wget -qO- 127.0.0.1:8080; do sleep 0.2; done; echo; sleep 3600"]
+"#,
+        image = node.registry.busybox()
+    );
+    node.apply("1.33", &manifest);
+    common::wait_for("the OCI client's fetch", Duration::from_secs(60), || {
+        let out = node
+            .server
+            .kubectl("1.33", &["logs", "served", "-c", "client"]);
+        let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+        logs.contains("served by a WASI guest").then_some(())
+    });
+    // Not on the node's own loopback: the guest listens in the pod's network only.
+    assert!(std::net::TcpStream::connect("127.0.0.1:8080").is_err());
+}
+
 #[test]
 fn a_crashing_container_restarts_in_its_sandbox_with_back_off() {
     let node = OciNode::start();
