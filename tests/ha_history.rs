@@ -37,6 +37,10 @@ async fn client(server: &Server) -> kube::Client {
         .await
         .expect("config");
     config.read_timeout = Some(Duration::from_secs(8));
+    // kube's default retry resends a request answered 503 or 504. A 504 means "may have
+    // been applied": the resent compare-and-set then meets its own write and gets a 409,
+    // which the history would record as a refused write that in fact took effect.
+    config.default_retry = false;
     kube::Client::try_from(config).expect("client")
 }
 
