@@ -4,7 +4,8 @@
 //! `wkube server` (the bench profile's build) on loopback. For context, the same number of
 //! bare pods created by the client (64 creates in flight) until all are Ready.
 //!
-//! Usage: `cargo bench --bench deployment_ready [-- REPLICAS]` (default 500). Three
+//! The server runs with `--max-pods` above the pods in play. Usage:
+//! `cargo bench --bench deployment_ready [-- REPLICAS]` (default 500). Three
 //! rounds each; medians are printed. `WKUBE_BENCH_BIN` runs another build of `wkube`.
 
 use std::time::{Duration, Instant};
@@ -31,7 +32,9 @@ async fn main() -> anyhow::Result<()> {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(500);
-    let server = Server::start(PATIENCE)?;
+    // Room for every replica and bare pod on the one node (kubelet's default is 110).
+    let max_pods = (2 * replicas + 10).to_string();
+    let server = Server::start_with(PATIENCE, &["--max-pods", &max_pods])?;
     let result = tokio::time::timeout(RUN_LIMIT, run(&server, replicas)).await;
     server.stop();
     result.map_err(|_| anyhow::anyhow!("the bench took more than {RUN_LIMIT:?}"))?

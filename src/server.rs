@@ -78,6 +78,10 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = node::agent::DEFAULT_LEASE_DURATION_SECONDS,
           value_parser = clap::value_parser!(u64).range(1..))]
     node_lease_duration_seconds: u64,
+    /// How many pods this node takes (kubelet's `--max-pods`; WASI pods are light, so a
+    /// node may take many more than Kubernetes' default).
+    #[arg(long, default_value_t = node::agent::DEFAULT_MAX_PODS)]
+    max_pods: u32,
     /// How long pods without their own toleration stay on an unreachable node (the member
     /// that takes a pod's creation applies it: give every member the same).
     #[arg(long, default_value_t = DefaultTolerationSeconds::default().unreachable)]
@@ -248,6 +252,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let agent = tokio::spawn(
         NodeAgent::new(ctx, &node_name)
             .with_lease_duration(args.node_lease_duration_seconds)
+            .with_max_pods(args.max_pods)
             .run(shutdown.clone()),
     );
 

@@ -27,6 +27,11 @@ pub struct Server {
 impl Server {
     /// Starts the server; returns once it has written its kubeconfig (within `patience`).
     pub fn start(patience: Duration) -> anyhow::Result<Self> {
+        Server::start_with(patience, &[])
+    }
+
+    /// As [`Server::start`], with more `wkube server` arguments.
+    pub fn start_with(patience: Duration, extra: &[&str]) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
         // Kept where asked, for profiling with `WKUBE_LOG` (see BENCHMARKS.md).
         let log_path = std::env::var_os("WKUBE_BENCH_SERVER_LOG")
@@ -34,6 +39,7 @@ impl Server {
         let log = std::fs::File::create(&log_path)?;
         let child = Command::new(wkube_bin())
             .args(["server", "--listen", "127.0.0.1:0", "--node-name", "bench"])
+            .args(extra)
             .arg("--data-dir")
             .arg(data.path())
             .env(

@@ -34,7 +34,11 @@ pub struct NodeAgent<C> {
     ctx: Arc<NodeContext<C>>,
     name: String,
     lease_duration_seconds: u64,
+    max_pods: u32,
 }
+
+/// kubelet's default `--max-pods`.
+pub const DEFAULT_MAX_PODS: u32 = 110;
 
 /// Whether a status computed now differs from the one stored, heartbeat times aside: the
 /// node lifecycle controller may have set conditions Unknown, which the node corrects at
@@ -56,7 +60,14 @@ impl<C: ControlPlane> NodeAgent<C> {
             ctx,
             name: name.into(),
             lease_duration_seconds: DEFAULT_LEASE_DURATION_SECONDS,
+            max_pods: DEFAULT_MAX_PODS,
         }
+    }
+
+    /// The same agent offering room for `max_pods` pods (the node's `pods` capacity, which
+    /// the scheduler fills up to; kubelet's `--max-pods`).
+    pub fn with_max_pods(self, max_pods: u32) -> Self {
+        NodeAgent { max_pods, ..self }
     }
 
     /// The same agent with Leases that hold for `seconds` (renewed every quarter of it).
@@ -212,7 +223,7 @@ impl<C: ControlPlane> NodeAgent<C> {
         let capacity: std::collections::BTreeMap<String, Quantity> = [
             ("cpu", cpus().to_string()),
             ("memory", format!("{}Ki", memory_kib())),
-            ("pods", "110".to_string()),
+            ("pods", self.max_pods.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), Quantity(v)))
