@@ -431,9 +431,14 @@ fn statefulset_storage(version: &'static str) {
     // Clean up: the claims outlive the set.
     t.delete(STATEFULSET);
     assert_eq!(t.k(&["get", "pvc", "-o", "name"]).lines().count(), 3);
-    t.k(&["delete", "pvc", "-l", "app=web"]);
-    let out = t.server.kubectl(version, &["get", "pvc"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No resources found"));
+    // Not kubectl's own wait, which has no deadline: poll for the claims to go.
+    t.k(&["delete", "pvc", "-l", "app=web", "--wait=false"]);
+    wait_for("the claims to go", STEP, || {
+        let out = t.server.kubectl(version, &["get", "pvc"]);
+        String::from_utf8_lossy(&out.stderr)
+            .contains("No resources found")
+            .then_some(())
+    });
 }
 
 with_each_kubectl!(
