@@ -52,18 +52,7 @@ fn daemonset_across_members() {
         m.import("ticker", "echo:1.0");
         m.import("ticker", "echo:2.0");
     }
-    wait_for("three ready nodes", DEADLINE, || {
-        let ready = first.kubectl_ok(
-            newest,
-            &[
-                "get",
-                "nodes",
-                "-o",
-                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
-            ],
-        );
-        (ready.split_whitespace().filter(|s| *s == "True").count() == 3).then_some(())
-    });
+    first.wait_ready_nodes(newest, 3, DEADLINE);
 
     let example = format!("{}/examples/daemonset.yaml", env!("CARGO_MANIFEST_DIR"));
     let out = first.kubectl_ok(oldest, &["apply", "-f", &example]);

@@ -73,18 +73,7 @@ fn placement_by_selector_taints_and_anti_affinity() {
     for m in [&first, &b, &c] {
         m.import("ticker", "echo:1.0");
     }
-    wait_for("three ready nodes", DEADLINE, || {
-        let ready = first.kubectl_ok(
-            newest,
-            &[
-                "get",
-                "nodes",
-                "-o",
-                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
-            ],
-        );
-        (ready.split_whitespace().filter(|s| *s == "True").count() == 3).then_some(())
-    });
+    first.wait_ready_nodes(newest, 3, DEADLINE);
 
     // Node selector: the labelled node, and none until a node gets the label.
     first.kubectl_ok(oldest, &["label", "node", "b", "disk=ssd"]);

@@ -382,6 +382,15 @@ impl Server {
     }
 
     /// Runs kubectl and returns stdout, failing the test with stderr on error.
+    /// Waits until `count` nodes report Ready.
+    pub fn wait_ready_nodes(&self, version: &str, count: usize, timeout: Duration) {
+        let ready = "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}";
+        wait_for(&format!("{count} ready nodes"), timeout, || {
+            let out = self.kubectl_ok(version, &["get", "nodes", "-o", ready]);
+            (out.split_whitespace().filter(|s| *s == "True").count() == count).then_some(())
+        });
+    }
+
     pub fn kubectl_ok(&self, version: &str, args: &[&str]) -> String {
         let out = self.kubectl(version, args);
         assert!(
