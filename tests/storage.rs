@@ -3,8 +3,9 @@
 //! that waits for its first consumer, a volume provisioned on the consumer's node, data
 //! that outlives the pod, the volume and its directory deleted with the claim), a
 //! hand-made hostPath volume bound at once and `Released` after its claim, claim
-//! protection while a pod uses the claim, and the validation messages. (The tutorial's
-//! StatefulSet storage steps run with busybox in `tutorial_busybox.rs`.)
+//! protection while a pod uses the claim, the tutorial's StatefulSet storage steps (a
+//! claim per replica, its data back after the pod is replaced, the claims kept after the
+//! set is deleted), and the validation messages.
 
 #[macro_use]
 mod common;
@@ -262,6 +263,104 @@ spec:
     assert!(host.path().join("seed.txt").exists());
 }
 
+/// The tutorial's StatefulSet (its headless Service left out: wkube serves no Services
+/// yet), with a guest that logs what its volume's `index.html` holds.
+const STATEFULSET: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: web
+spec:
+  serviceName: web-headless
+  replicas: 3
+  selector:
+    matchLabels: { app: web }
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      containers:
+      - name: app
+        image: confwatch:1.0
+        args: [watch, /usr/share/nginx/html, index.html]
+        volumeMounts:
+        - name: www
+          mountPath: /usr/share/nginx/html
+  volumeClaimTemplates:
+  - metadata: { name: www }
+    spec:
+      accessModes: ["ReadWriteOnce"]
+      resources: { requests: { storage: 100Mi } }
+"#;
+
+/// Waits until `pod`'s log shows the guest saw `index.html` hold `text`.
+fn wait_seen(server: &Server, version: &str, pod: &str, text: &str) {
+    let want = format!("seen index.html={text}");
+    wait_for(&format!("{want:?} in {pod}"), STEP, || {
+        let out = server.kubectl(version, &["logs", pod]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l == want)
+            .then_some(())
+    });
+}
+
+fn statefulset_storage(version: &str) {
+    let server = server();
+    let k = |args: &[&str]| server.kubectl_ok(version, args);
+    apply(&server, version, STATEFULSET);
+    k(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
+
+    // A claim per replica, each bound to its own volume. The guests cannot be exec'd
+    // into, so the data is written where the node keeps each volume, as `kubectl exec
+    // ... echo 'aa' > index.html` would.
+    let claims = k(&["get", "pvc"]);
+    for (pod, text) in [("web-0", "aa"), ("web-1", "bb"), ("web-2", "cc")] {
+        let claim = format!("www-{pod}");
+        let row = row(&server, version, "pvc", &claim);
+        assert_eq!(row[1], "Bound", "{claims}");
+        let dir = server.data_dir.path().join("pods/local-path").join(&row[2]);
+        std::fs::write(dir.join("index.html"), text).unwrap();
+        wait_seen(&server, version, pod, text);
+    }
+
+    // Data is stable: a replaced web-0 finds its volume's data.
+    let uid = server.jsonpath(version, &["pod", "web-0"], "{.metadata.uid}");
+    // Without kubectl's wait: kubectl before 1.35 waits forever when the pod is gone and
+    // its successor of the same name is there between two of its reads, which a WASI pod,
+    // stopped in milliseconds, makes likely (kubernetes/kubernetes#135563).
+    k(&["delete", "pod", "web-0", "--wait=false"]);
+    wait_for("a new web-0", STEP, || {
+        let now = server.jsonpath(version, &["pod", "web-0"], "{.metadata.uid}");
+        (!now.is_empty() && now != uid).then_some(())
+    });
+    wait_seen(&server, version, "web-0", "aa");
+
+    // Scaling down keeps the claims; so does deleting the set.
+    k(&["scale", "statefulset", "web", "--replicas=1"]);
+    wait_for("web-1 and web-2 to go", STEP, || {
+        let pods = k(&["get", "pods", "-o", "name"]);
+        (pods.trim() == "pod/web-0").then_some(())
+    });
+    let out = server.kubectl_with_stdin(version, &["delete", "-f", "-"], Some(STATEFULSET));
+    assert!(out.status.success(), "{out:?}");
+    let claims = k(&["get", "pvc", "-o", "name"]);
+    assert_eq!(claims.lines().count(), 3, "{claims}");
+    // Not kubectl's own wait, which has no deadline: poll for the claims to go.
+    k(&["delete", "pvc", "-l", "app=web", "--wait=false"]);
+    wait_for("the claims to go", STEP, || {
+        let out = server.kubectl(version, &["get", "pvc"]);
+        String::from_utf8_lossy(&out.stderr)
+            .contains("No resources found")
+            .then_some(())
+    });
+    wait_for("the volumes to be deleted", STEP, || {
+        let out = server.kubectl(version, &["get", "pv"]);
+        String::from_utf8_lossy(&out.stderr)
+            .contains("No resources found")
+            .then_some(())
+    });
+}
+
 fn bad_input(version: &str) {
     let server = Server::start();
     let refused = |manifest: &str| {
@@ -311,4 +410,4 @@ volumeBindingMode: Later
     );
 }
 
-with_each_kubectl!(tutorial, manual_volume, bad_input);
+with_each_kubectl!(tutorial, manual_volume, statefulset_storage, bad_input);

@@ -419,7 +419,9 @@ fn statefulset_storage(version: &'static str) {
     let uid = t
         .server
         .jsonpath(version, &["pod", "web-0"], "{.metadata.uid}");
-    t.k(&["delete", "pod", "web-0"]);
+    // Not kubectl's wait, which can hang on a successor of the same name
+    // (kubernetes/kubernetes#135563; see storage.rs).
+    t.k(&["delete", "pod", "web-0", "--wait=false"]);
     wait_for("a new web-0", STEP, || {
         let now = t
             .server

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long one kubectl call may take; the longest waits in the tests (`rollout status`,
+/// `wait`) have timeouts well below it.
+const KUBECTL_DEADLINE: Duration = Duration::from_secs(180);
+
 /// The kubectl versions the acceptance tests run with: the oldest and the newest here.
 pub const KUBECTL_VERSIONS: &[&str] = &["1.27", "1.33"];
 
@@ -378,7 +382,21 @@ impl Server {
                 .write_all(input.as_bytes())
                 .expect("write stdin");
         }
-        child.wait_with_output().expect("kubectl output")
+        // A kubectl that never returns would hang the test binary with no word of which
+        // step it was: past the deadline it is killed and the test fails naming it.
+        let pid = child.id();
+        let (done, output) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(child.wait_with_output()));
+        match output.recv_timeout(KUBECTL_DEADLINE) {
+            Ok(out) => out.expect("kubectl output"),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!(
+                    "kubectl {} did not return within {KUBECTL_DEADLINE:?}",
+                    args.join(" ")
+                );
+            }
+        }
     }
 
     /// Runs kubectl and returns stdout, failing the test with stderr on error.

@@ -230,7 +230,8 @@ impl Router {
 
     pub async fn handle(&self, req: Request<Incoming>, authenticated: bool) -> Response<Body> {
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        // With the query: which list or watch (selectors, resourceVersion) was asked for.
+        let uri = req.uri().clone();
         let response = if let Some(r) = self.public(&req) {
             r.unwrap_or_else(|e| error_response(&e))
         } else if !authenticated {
@@ -241,7 +242,7 @@ impl Router {
                 Err(e) => error_response(&e),
             }
         };
-        tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+        tracing::debug!(%method, %uri, status = response.status().as_u16(), "request");
         response
     }
 
