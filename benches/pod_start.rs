@@ -19,17 +19,16 @@
 //! `WKUBE_LOG` (default `warn`) into `WKUBE_BENCH_SERVER_LOG` (default: the data dir);
 //! `WKUBE_BENCH_BIN` runs another build of `wkube` (before/after comparisons).
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
+use support::pod_watch::{PodWatch, Seen};
 use support::{ms, wait_node_ready, Server, Stats};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
-use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
-use tokio::sync::mpsc;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 const LABEL: &str = "bench=pod-start";
 const CONCURRENCY: usize = 10;
@@ -38,14 +37,6 @@ const KUBECTL_PODS: usize = 20;
 const PATIENCE: Duration = Duration::from_secs(120);
 /// Bound on the whole run; the server is stopped either way.
 const RUN_LIMIT: Duration = Duration::from_secs(900);
-
-/// What the watch saw of a pod, with the instant it arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Seen {
-    Bound,
-    Running,
-    Deleted,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -65,7 +56,7 @@ async fn run(server: &Server, n: usize) -> anyhow::Result<()> {
     wait_node_ready(&client, PATIENCE).await?;
 
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    let mut watch = PodWatch::open(&pods).await?;
+    let mut watch = PodWatch::open(&pods, LABEL, PATIENCE).await?;
 
     // The first start compiles the component (then cached on disk): reported apart.
     let sent = Instant::now();
@@ -238,89 +229,4 @@ fn ticker_pod(name: &str) -> Pod {
     pod.metadata.name = Some(name.into());
     pod.metadata.labels = Some([(key.to_string(), value.to_string())].into());
     pod
-}
-
-/// The bench pods' changes as seen by one watch opened before any pod was created.
-struct PodWatch {
-    events: mpsc::UnboundedReceiver<anyhow::Result<(String, Seen, Instant)>>,
-    seen: HashMap<(String, Seen), Instant>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-impl PodWatch {
-    async fn open(pods: &Api<Pod>) -> anyhow::Result<Self> {
-        let params = WatchParams::default().labels(LABEL).timeout(3600);
-        let stream = pods.watch(&params, "0").await?;
-        let (tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            loop {
-                let event = match stream.try_next().await {
-                    Ok(Some(e)) => e,
-                    Ok(None) => {
-                        let _ = tx.send(Err(anyhow::anyhow!("the pod watch ended")));
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                // Stamped on arrival, before anything else is done with the event.
-                let at = Instant::now();
-                let (pod, deleted) = match event {
-                    WatchEvent::Added(p) | WatchEvent::Modified(p) => (p, false),
-                    WatchEvent::Deleted(p) => (p, true),
-                    WatchEvent::Bookmark(_) => continue,
-                    WatchEvent::Error(e) => {
-                        let _ = tx.send(Err(anyhow::anyhow!("watch error: {e}")));
-                        return;
-                    }
-                };
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                let bound = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
-                let running =
-                    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-                let seen = [
-                    (bound, Seen::Bound),
-                    (running, Seen::Running),
-                    (deleted, Seen::Deleted),
-                ];
-                for (_, what) in seen.into_iter().filter(|(yes, _)| *yes) {
-                    if tx.send(Ok((name.clone(), what, at))).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(PodWatch {
-            events,
-            seen: HashMap::new(),
-            _task: task,
-        })
-    }
-
-    /// When `name` was first seen in state `what`, waiting for it if need be.
-    async fn wait_for(&mut self, name: &str, what: Seen) -> anyhow::Result<Instant> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(at) = self.seen.get(&(name.to_string(), what)) {
-                return Ok(*at);
-            }
-            let event = tokio::time::timeout_at(deadline, self.events.recv())
-                .await
-                .map_err(|_| anyhow::anyhow!("{name} not {what:?} within {PATIENCE:?}"))?
-                .ok_or_else(|| anyhow::anyhow!("the pod watch task ended"))??;
-            let (name, seen, at) = event;
-            self.seen.entry((name, seen)).or_insert(at);
-        }
-    }
-
-    /// When `name` was first seen in state `what`; it must have been already.
-    fn seen(&self, name: &str, what: Seen) -> anyhow::Result<Instant> {
-        self.seen
-            .get(&(name.to_string(), what))
-            .copied()
-            .ok_or_else(|| anyhow::anyhow!("{name} was never seen {what:?}"))
-    }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each bench uses a different part
 
+pub mod pod_watch;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -92,21 +94,25 @@ impl Server {
         Ok(())
     }
 
-    /// SIGTERM, then SIGKILL if the server is not gone within the bound.
-    pub fn stop(mut self) {
+    /// SIGTERM, then SIGKILL if the server is not gone within the bound. Returns the data
+    /// directory, deleted when dropped: what the server left running (containerd) can be
+    /// stopped first.
+    pub fn stop(self) -> tempfile::TempDir {
+        let Server { data, mut child } = self;
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+            if let Ok(Some(_)) = child.try_wait() {
+                return data;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         eprintln!("the server ignored SIGTERM for 10 s; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = child.kill();
+        let _ = child.wait();
+        data
     }
 }
 
