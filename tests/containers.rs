@@ -646,3 +646,239 @@ fn a_crashing_container_restarts_in_its_sandbox_with_back_off() {
     // Every run was in the pod's one sandbox.
     assert_eq!(node.sandboxes(), 1);
 }
+
+/// A pod of busybox containers `main` and `side` sleeping, and a WASI component `guest`;
+/// returns once all three run.
+fn start_trio(node: &OciNode, name: &str) {
+    node.server.import("ticker", "ticker:1.0");
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    command: ["sleep", "3600"]
+  - name: side
+    image: {image}
+    command: ["sleep", "3600"]
+  - name: guest
+    image: ticker:1.0
+"#,
+        image = node.registry.busybox()
+    );
+    node.apply("1.33", &manifest);
+    let running = "{.status.containerStatuses[*].state.running}";
+    common::wait_for("three running containers", Duration::from_secs(60), || {
+        (node
+            .jsonpath("1.33", name, running)
+            .matches("startedAt")
+            .count()
+            == 3)
+            .then_some(())
+    });
+}
+
+/// What a finished `wkube` run left: (exit code, stdout, stderr).
+fn outcome(out: std::process::Output) -> (Option<i32>, String, String) {
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `wkube exec` without a terminal: the streams, the exit code and the messages are
+/// kubectl's.
+#[test]
+fn wkube_exec_runs_commands_like_kubectl() {
+    let node = OciNode::start();
+    start_trio(&node, "trio");
+    let exec = |args: &[&str]| {
+        outcome(
+            node.server
+                .wkube()
+                .arg("exec")
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("wkube exec"),
+        )
+    };
+    let script = "echo out; echo err >&2; exit 3";
+    assert_eq!(
+        exec(&["trio", "--", "sh", "-c", script]),
+        (
+            Some(3),
+            "out\n".to_string(),
+            "Defaulted container \"main\" out of: main, side, guest\nerr\n\
+             command terminated with exit code 3\n"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        exec(&["-c", "side", "trio", "--", "sh", "-c", "echo side"]),
+        (Some(0), "side\n".to_string(), String::new())
+    );
+    // `-t` without a terminal on stdin: kubectl's warning, then the command without one.
+    let (code, stdout, stderr) = exec(&["-t", "-c", "main", "trio", "--", "echo", "hi"]);
+    assert_eq!((code, stdout.as_str()), (Some(0), "hi\n"), "{stderr}");
+    assert_eq!(
+        stderr,
+        "Unable to use a TTY - input is not a terminal or the right kind of file\n"
+    );
+    // `-i`: stdin reaches the command (its end cannot: containerd speaks v4 only).
+    let mut read = node
+        .server
+        .wkube()
+        .args(["exec", "-i", "-c", "main", "trio", "--", "sh", "-c"])
+        .arg("read line; echo \"got $line\"; exit 7")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wkube exec -i");
+    {
+        use std::io::Write as _;
+        let mut input = read.stdin.take().expect("stdin");
+        input.write_all(b"piped in\n").expect("write stdin");
+    }
+    let (code, stdout, stderr) = outcome(read.wait_with_output().expect("wkube exec -i"));
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(7), "got piped in\n"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = exec(&["-c", "guest", "trio", "--", "ls"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("is a WebAssembly component"), "{stderr}");
+    assert_eq!(
+        exec(&["nosuch", "--", "true"]),
+        (
+            Some(1),
+            String::new(),
+            "Error from server (NotFound): pods \"nosuch\" not found\n".to_string()
+        )
+    );
+}
+
+/// A pseudo-terminal for a process under test: its master, and a slave to hand out as the
+/// process's stdin, stdout and stderr.
+struct Pty {
+    master: std::os::fd::OwnedFd,
+    slave: std::os::fd::OwnedFd,
+}
+
+impl Pty {
+    fn open(rows: u16, cols: u16) -> Pty {
+        use rustix::fs::{Mode, OFlags};
+        use rustix::pty::OpenptFlags;
+        let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+        rustix::pty::grantpt(&master).expect("grantpt");
+        rustix::pty::unlockpt(&master).expect("unlockpt");
+        let name = rustix::pty::ptsname(&master, Vec::new()).expect("ptsname");
+        // Not this test process's controlling terminal.
+        let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let slave = rustix::fs::open(name.as_c_str(), flags, Mode::empty()).expect("open pty");
+        let pty = Pty { master, slave };
+        pty.resize(rows, cols);
+        pty
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let size = rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&self.slave, size).expect("set the pty's size");
+    }
+
+    fn stdio(&self) -> std::process::Stdio {
+        self.slave.try_clone().expect("dup the pty").into()
+    }
+
+    /// Everything the master reads from now on, collected by a thread (it ends when the
+    /// pty does).
+    fn record(&self) -> std::sync::Arc<std::sync::Mutex<String>> {
+        use std::io::Read as _;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut master = std::fs::File::from(self.master.try_clone().expect("dup the pty"));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = master.read(&mut buf) {
+                sink.lock()
+                    .expect("recorded output")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        seen
+    }
+
+    /// Types `keys` on the terminal.
+    fn type_keys(&self, keys: &str) {
+        rustix::io::write(&self.master, keys.as_bytes()).expect("write to the pty");
+    }
+}
+
+/// `wkube exec -it` under a real pseudo-terminal: the local terminal goes raw and drives a
+/// remote shell, its size and later resizes (SIGWINCH) reach the remote terminal, the exit
+/// code comes back, and the local terminal's settings are restored.
+#[test]
+fn wkube_exec_drives_a_terminal() {
+    use rustix::termios::LocalModes;
+    let node = OciNode::start();
+    node.apply(
+        "1.33",
+        &node.busybox_pod("term", "Always", "sleep 3600", ""),
+    );
+    node.wait_running("1.33", "term");
+    let pty = Pty::open(33, 101);
+    let seen = pty.record();
+    let mut session = node
+        .server
+        .wkube()
+        .args(["exec", "-it", "term", "--", "sh"])
+        .stdin(pty.stdio())
+        .stdout(pty.stdio())
+        .stderr(pty.stdio())
+        .spawn()
+        .expect("wkube exec -it");
+    let shows = |what: &str| seen.lock().expect("recorded output").contains(what);
+    common::wait_for("the remote prompt", Duration::from_secs(30), || {
+        shows("/ # ").then_some(())
+    });
+    pty.type_keys("stty size\n");
+    common::wait_for("the initial size", Duration::from_secs(10), || {
+        shows("33 101\r\n").then_some(())
+    });
+    pty.resize(20, 70);
+    let pid = rustix::process::Pid::from_child(&session);
+    rustix::process::kill_process(pid, rustix::process::Signal::WINCH).expect("SIGWINCH");
+    // The resize travels apart from the keys: ask again until the new size shows.
+    common::wait_for("the new size", Duration::from_secs(10), || {
+        pty.type_keys("stty size\n");
+        shows("20 70\r\n").then_some(())
+    });
+    pty.type_keys("echo $((6*7)); exit 5\n");
+    let status = common::wait_for("the session to end", Duration::from_secs(30), || {
+        session.try_wait().expect("wkube exec -it")
+    });
+    assert_eq!(status.code(), Some(5), "{}", seen.lock().unwrap());
+    common::wait_for("the exit notice", Duration::from_secs(10), || {
+        shows("command terminated with exit code 5").then_some(())
+    });
+    assert!(shows("\r\n42\r\n"), "{}", seen.lock().unwrap());
+    let modes = rustix::termios::tcgetattr(&pty.slave)
+        .expect("the pty's settings")
+        .local_modes;
+    assert!(
+        modes.contains(LocalModes::ICANON | LocalModes::ECHO),
+        "the terminal stayed raw: {modes:?}"
+    );
+}
