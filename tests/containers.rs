@@ -85,6 +85,19 @@ impl OciNode {
         });
     }
 
+    /// Waits until `count` containers of the pod run.
+    fn wait_all_running(&self, kubectl: &str, pod: &str, count: usize) {
+        let running = "{.status.containerStatuses[*].state.running}";
+        common::wait_for(
+            &format!("{count} running containers in {pod}"),
+            Duration::from_secs(60),
+            || {
+                let states = self.jsonpath(kubectl, pod, running);
+                (states.matches("startedAt").count() == count).then_some(())
+            },
+        );
+    }
+
     /// How many pod sandboxes the node's containerd has (asked over CRI).
     fn sandboxes(&self) -> usize {
         let socket = self
@@ -105,7 +118,11 @@ impl OciNode {
     }
 }
 
-with_each_kubectl!(busybox_runs_logs_and_exits, exec_reaches_the_container);
+with_each_kubectl!(
+    busybox_runs_logs_and_exits,
+    exec_reaches_the_container,
+    attach_reaches_a_containers_stdin
+);
 
 /// Exit codes and reasons come from the container; its output is `kubectl logs`; its
 /// address is from the node's pod network.
@@ -524,6 +541,75 @@ fn exec_reaches_the_container(kubectl: &str) {
     assert!(!out.status.success());
 }
 
+/// `kubectl attach -i` reaches the stdin of a container that asked for one (`stdin: true`)
+/// and shows its output; a WASI component has no process to attach to and says so.
+fn attach_reaches_a_containers_stdin(kubectl: &str) {
+    let node = OciNode::start();
+    node.server.import("ticker", "ticker:1.0");
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: attached
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    command: ["sh"]
+    stdin: true
+  - name: guest
+    image: ticker:1.0
+"#,
+        image = node.registry.busybox()
+    );
+    node.apply(kubectl, &manifest);
+    node.wait_all_running(kubectl, "attached", 2);
+    let mut attach = std::process::Command::new(common::kubectl_path(kubectl))
+        .env("KUBECONFIG", node.server.kubeconfig())
+        .args(["attach", "-i", "attached", "-c", "main"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl attach");
+    let seen = record(attach.stdout.take().expect("stdout"));
+    // Stdin stays open: containerd ends an attach session when its stdin ends.
+    let mut input = attach.stdin.take().expect("stdin");
+    let mut say = |line: &str| {
+        use std::io::Write as _;
+        input.write_all(line.as_bytes()).expect("write stdin");
+    };
+    // Said until seen: containerd adds an attached output after it starts passing the
+    // attached input on, so what the shell says at once may be gone before the session
+    // sees it.
+    say("until [ -e /tmp/stop ]; do echo attached-$((6*7)); sleep 0.1; done\n");
+    say("exit 4\n");
+    common::wait_for("the attached output", Duration::from_secs(30), || {
+        seen.lock()
+            .expect("recorded output")
+            .contains("attached-42\n")
+            .then_some(())
+    });
+    let stop = ["exec", "attached", "-c", "main", "--", "touch", "/tmp/stop"];
+    node.server.kubectl_ok(kubectl, &stop);
+    // The shell reads on and exits, which ends the session.
+    common::wait_for("kubectl attach to end", Duration::from_secs(30), || {
+        attach.try_wait().expect("kubectl attach")
+    });
+    let exit_code = "{.status.containerStatuses[?(@.name==\"main\")].state.terminated.exitCode}";
+    common::wait_for("the shell to end", Duration::from_secs(30), || {
+        (node.jsonpath(kubectl, "attached", exit_code) == "4").then_some(())
+    });
+    let out = node
+        .server
+        .kubectl(kubectl, &["attach", "attached", "-c", "guest"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("is a WebAssembly component"), "{stderr}");
+}
+
 /// `examples/sidecar-pod.yaml`: busybox httpd serves a page the WASI sidecar wrote into
 /// their shared emptyDir; the sidecar fetches it over the pod's localhost and ships the
 /// request log httpd writes; both are ready (2/2); killing the web container restarts it
@@ -671,15 +757,7 @@ spec:
         image = node.registry.busybox()
     );
     node.apply("1.33", &manifest);
-    let running = "{.status.containerStatuses[*].state.running}";
-    common::wait_for("three running containers", Duration::from_secs(60), || {
-        (node
-            .jsonpath("1.33", name, running)
-            .matches("startedAt")
-            .count()
-            == 3)
-            .then_some(())
-    });
+    node.wait_all_running("1.33", name, 3);
 }
 
 /// What a finished `wkube` run left: (exit code, stdout, stderr).
@@ -765,6 +843,23 @@ fn wkube_exec_runs_commands_like_kubectl() {
     );
 }
 
+/// Everything `source` yields, collected by a thread until its end, to be polled.
+fn record(
+    mut source: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = source.read(&mut buf) {
+            sink.lock()
+                .expect("recorded output")
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    seen
+}
+
 /// A pseudo-terminal for a process under test: its master, and a slave to hand out as the
 /// process's stdin, stdout and stderr.
 struct Pty {
@@ -802,22 +897,11 @@ impl Pty {
         self.slave.try_clone().expect("dup the pty").into()
     }
 
-    /// Everything the master reads from now on, collected by a thread (it ends when the
-    /// pty does).
+    /// Everything the master reads from now on (see [`record`]).
     fn record(&self) -> std::sync::Arc<std::sync::Mutex<String>> {
-        use std::io::Read as _;
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut master = std::fs::File::from(self.master.try_clone().expect("dup the pty"));
-        let sink = seen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = master.read(&mut buf) {
-                sink.lock()
-                    .expect("recorded output")
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        seen
+        record(std::fs::File::from(
+            self.master.try_clone().expect("dup the pty"),
+        ))
     }
 
     /// Types `keys` on the terminal.
