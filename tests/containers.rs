@@ -542,7 +542,8 @@ fn exec_reaches_the_container(kubectl: &str) {
 }
 
 /// `kubectl attach -i` reaches the stdin of a container that asked for one (`stdin: true`)
-/// and shows its output; a WASI component has no process to attach to and says so.
+/// and shows its output, `kubectl attach -it` drives one with a terminal (`tty: true`) from
+/// a pseudo-terminal; a WASI component has no process to attach to and says so.
 fn attach_reaches_a_containers_stdin(kubectl: &str) {
     let node = OciNode::start();
     node.server.import("ticker", "ticker:1.0");
@@ -559,13 +560,18 @@ spec:
     image: {image}
     command: ["sh"]
     stdin: true
+  - name: term
+    image: {image}
+    command: ["sh"]
+    stdin: true
+    tty: true
   - name: guest
     image: ticker:1.0
 "#,
         image = node.registry.busybox()
     );
     node.apply(kubectl, &manifest);
-    node.wait_all_running(kubectl, "attached", 2);
+    node.wait_all_running(kubectl, "attached", 3);
     let mut attach = std::process::Command::new(common::kubectl_path(kubectl))
         .env("KUBECONFIG", node.server.kubeconfig())
         .args(["attach", "-i", "attached", "-c", "main"])
@@ -602,6 +608,33 @@ spec:
     common::wait_for("the shell to end", Duration::from_secs(30), || {
         (node.jsonpath(kubectl, "attached", exit_code) == "4").then_some(())
     });
+    // A container with a terminal, attached from one (`-it`).
+    let pty = Pty::open(24, 80);
+    let seen = pty.record();
+    let mut attach = std::process::Command::new(common::kubectl_path(kubectl))
+        .env("KUBECONFIG", node.server.kubeconfig())
+        .args(["attach", "-it", "attached", "-c", "term"])
+        .stdin(pty.stdio())
+        .stdout(pty.stdio())
+        .stderr(pty.stdio())
+        .spawn()
+        .expect("kubectl attach -it");
+    let shows = |what: &str| seen.lock().expect("recorded output").contains(what);
+    // Typed until answered, for the reason above.
+    common::wait_for("the terminal's answer", Duration::from_secs(30), || {
+        pty.type_keys("echo tty-$((6*7))\n");
+        shows("tty-42\r\n").then_some(())
+    });
+    pty.type_keys("exit 5\n");
+    common::wait_for("kubectl attach -it to end", Duration::from_secs(30), || {
+        attach.try_wait().expect("kubectl attach -it")
+    });
+    let exit_code = "{.status.containerStatuses[?(@.name==\"term\")].state.terminated.exitCode}";
+    common::wait_for(
+        "the terminal's shell to end",
+        Duration::from_secs(30),
+        || (node.jsonpath(kubectl, "attached", exit_code) == "5").then_some(()),
+    );
     let out = node
         .server
         .kubectl(kubectl, &["attach", "attached", "-c", "guest"]);
