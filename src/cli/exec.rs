@@ -73,7 +73,13 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<()> {
     }
     let container = match args.container {
         Some(c) => c,
-        None => default_container(&pod, args.quiet)?,
+        None => {
+            let (container, notice) = default_container(&pod)?;
+            if let (Some(notice), false) = (notice, args.quiet) {
+                eprintln!("{notice}");
+            }
+            container
+        }
     };
     let tty = args.tty && tty_usable(args.quiet);
     let params = AttachParams {
@@ -105,9 +111,9 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<()> {
     status.map_or(Ok(()), outcome).map_err(Into::into)
 }
 
-/// kubectl's choice of container when none is named, with its notice on stderr when the
+/// kubectl's choice of container when none is named, and its notice for stderr when the
 /// pod has others.
-fn default_container(pod: &Pod, quiet: bool) -> Result<String, ExecError> {
+fn default_container(pod: &Pod) -> Result<(String, Option<String>), ExecError> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let spec = pod
         .spec
@@ -120,7 +126,7 @@ fn default_container(pod: &Pod, quiet: bool) -> Result<String, ExecError> {
         .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
         .filter(|a| spec.containers.iter().any(|c| &c.name == *a));
     if let Some(annotated) = annotated {
-        return Ok(annotated.clone());
+        return Ok((annotated.clone(), None));
     }
     let first = spec
         .containers
@@ -130,18 +136,16 @@ fn default_container(pod: &Pod, quiet: bool) -> Result<String, ExecError> {
         .clone();
     let init = spec.init_containers.iter().flatten();
     let ephemeral = spec.ephemeral_containers.iter().flatten();
-    if !quiet && (spec.containers.len() > 1 || init.clone().count() + ephemeral.clone().count() > 0)
-    {
-        let all: Vec<String> = spec
-            .containers
-            .iter()
-            .map(|c| c.name.clone())
-            .chain(init.map(|c| format!("{} (init)", c.name)))
-            .chain(ephemeral.map(|c| format!("{} (ephem)", c.name)))
-            .collect();
-        eprintln!("Defaulted container {first:?} out of: {}", all.join(", "));
-    }
-    Ok(first)
+    let all: Vec<String> = spec
+        .containers
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(init.map(|c| format!("{} (init)", c.name)))
+        .chain(ephemeral.map(|c| format!("{} (ephem)", c.name)))
+        .collect();
+    let notice = (all.len() > 1)
+        .then(|| format!("Defaulted container {first:?} out of: {}", all.join(", ")));
+    Ok((first, notice))
 }
 
 /// `-t` needs a terminal on stdin; without one kubectl warns and goes on without a TTY.
@@ -173,5 +177,79 @@ fn outcome(status: Status) -> Result<(), ExecError> {
         // Codes beyond a byte are what a shell would show of them.
         Some(code) => Err(ExecError::Exited((code & 0xff) as u8)),
         None => Err(ExecError::Failed(message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(json: serde_json::Value) -> Pod {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn the_default_container_is_kubectls() {
+        let c = |name: &str| serde_json::json!({"name": name});
+        let cases = [
+            (
+                serde_json::json!({"containers": [c("only")]}),
+                None,
+                "only",
+                None,
+            ),
+            (
+                serde_json::json!({"containers": [c("a"), c("b")], "initContainers": [c("i")]}),
+                None,
+                "a",
+                Some("Defaulted container \"a\" out of: a, b, i (init)"),
+            ),
+            (
+                serde_json::json!({"containers": [c("a"), c("b")]}),
+                Some("b"),
+                "b",
+                None,
+            ),
+            // An annotation naming no container is ignored, as kubectl does.
+            (
+                serde_json::json!({"containers": [c("a"), c("b")]}),
+                Some("nope"),
+                "a",
+                Some("Defaulted container \"a\" out of: a, b"),
+            ),
+        ];
+        for (spec, annotation, want, notice) in cases {
+            let annotations = annotation
+                .map(|a| serde_json::json!({DEFAULT_CONTAINER_ANNOTATION: a}))
+                .unwrap_or_default();
+            let p = pod(serde_json::json!({
+                "metadata": {"name": "p", "annotations": annotations},
+                "spec": spec,
+            }));
+            let (got, said) = default_container(&p).unwrap();
+            assert_eq!((got.as_str(), said.as_deref()), (want, notice), "{spec}");
+        }
+    }
+
+    #[test]
+    fn the_status_decides_the_outcome() {
+        let status = |json: serde_json::Value| outcome(serde_json::from_value(json).unwrap());
+        assert!(status(serde_json::json!({"status": "Success"})).is_ok());
+        let exited = status(serde_json::json!({
+            "status": "Failure",
+            "reason": "NonZeroExitCode",
+            "message": "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3",
+            "details": {"causes": [{"reason": "ExitCode", "message": "3"}]},
+        }));
+        assert!(matches!(exited, Err(ExecError::Exited(3))), "{exited:?}");
+        let failed = status(serde_json::json!({
+            "status": "Failure",
+            "reason": "InternalError",
+            "message": "executable file not found in $PATH",
+        }));
+        assert_eq!(
+            failed.unwrap_err().to_string(),
+            "executable file not found in $PATH"
+        );
     }
 }
