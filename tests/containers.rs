@@ -611,14 +611,11 @@ spec:
     // A container with a terminal, attached from one (`-it`).
     let pty = Pty::open(24, 80);
     let seen = pty.record();
-    let mut attach = std::process::Command::new(common::kubectl_path(kubectl))
-        .env("KUBECONFIG", node.server.kubeconfig())
-        .args(["attach", "-it", "attached", "-c", "term"])
-        .stdin(pty.stdio())
-        .stdout(pty.stdio())
-        .stderr(pty.stdio())
-        .spawn()
-        .expect("kubectl attach -it");
+    let mut attach = pty.run(
+        std::process::Command::new(common::kubectl_path(kubectl))
+            .env("KUBECONFIG", node.server.kubeconfig())
+            .args(["attach", "-it", "attached", "-c", "term"]),
+    );
     let shows = |what: &str| seen.lock().expect("recorded output").contains(what);
     // Typed until answered, for the reason above.
     common::wait_for("the terminal's answer", Duration::from_secs(30), || {
@@ -937,6 +934,28 @@ impl Pty {
         ))
     }
 
+    /// Starts `command` with the terminal as its stdin, stdout and stderr.
+    fn run(&self, command: &mut std::process::Command) -> std::process::Child {
+        command
+            .stdin(self.stdio())
+            .stdout(self.stdio())
+            .stderr(self.stdio())
+            .spawn()
+            .expect("spawn on the pty")
+    }
+
+    /// The terminal is back in its line mode (a program left it raw otherwise).
+    fn assert_cooked(&self) {
+        use rustix::termios::LocalModes;
+        let modes = rustix::termios::tcgetattr(&self.slave)
+            .expect("the pty's settings")
+            .local_modes;
+        assert!(
+            modes.contains(LocalModes::ICANON | LocalModes::ECHO),
+            "the terminal stayed raw: {modes:?}"
+        );
+    }
+
     /// Types `keys` on the terminal.
     fn type_keys(&self, keys: &str) {
         rustix::io::write(&self.master, keys.as_bytes()).expect("write to the pty");
@@ -945,10 +964,9 @@ impl Pty {
 
 /// `wkube exec -it` under a real pseudo-terminal: the local terminal goes raw and drives a
 /// remote shell, its size and later resizes (SIGWINCH) reach the remote terminal, the exit
-/// code comes back, and the local terminal's settings are restored.
+/// code comes back, and the local terminal's settings are restored, after a SIGTERM too.
 #[test]
 fn wkube_exec_drives_a_terminal() {
-    use rustix::termios::LocalModes;
     let node = OciNode::start();
     node.apply(
         "1.33",
@@ -957,16 +975,12 @@ fn wkube_exec_drives_a_terminal() {
     node.wait_running("1.33", "term");
     let pty = Pty::open(33, 101);
     let seen = pty.record();
-    let mut session = node
-        .server
-        .wkube()
-        .args(["exec", "-it", "term", "--", "sh"])
-        .stdin(pty.stdio())
-        .stdout(pty.stdio())
-        .stderr(pty.stdio())
-        .spawn()
-        .expect("wkube exec -it");
     let shows = |what: &str| seen.lock().expect("recorded output").contains(what);
+    let mut session = pty.run(
+        node.server
+            .wkube()
+            .args(["exec", "-it", "term", "--", "sh"]),
+    );
     common::wait_for("the remote prompt", Duration::from_secs(30), || {
         shows("/ # ").then_some(())
     });
@@ -975,8 +989,7 @@ fn wkube_exec_drives_a_terminal() {
         shows("33 101\r\n").then_some(())
     });
     pty.resize(20, 70);
-    let pid = rustix::process::Pid::from_child(&session);
-    rustix::process::kill_process(pid, rustix::process::Signal::WINCH).expect("SIGWINCH");
+    signal(&session, rustix::process::Signal::WINCH);
     // The resize travels apart from the keys: ask again until the new size shows.
     common::wait_for("the new size", Duration::from_secs(10), || {
         pty.type_keys("stty size\n");
@@ -991,11 +1004,31 @@ fn wkube_exec_drives_a_terminal() {
         shows("command terminated with exit code 5").then_some(())
     });
     assert!(shows("\r\n42\r\n"), "{}", seen.lock().unwrap());
-    let modes = rustix::termios::tcgetattr(&pty.slave)
-        .expect("the pty's settings")
-        .local_modes;
-    assert!(
-        modes.contains(LocalModes::ICANON | LocalModes::ECHO),
-        "the terminal stayed raw: {modes:?}"
+    pty.assert_cooked();
+
+    let pty = Pty::open(24, 80);
+    let seen = pty.record();
+    let shows = |what: &str| seen.lock().expect("recorded output").contains(what);
+    let mut session = pty.run(
+        node.server
+            .wkube()
+            .args(["exec", "-it", "term", "--", "sh"]),
     );
+    common::wait_for("the remote prompt", Duration::from_secs(30), || {
+        shows("/ # ").then_some(())
+    });
+    signal(&session, rustix::process::Signal::TERM);
+    let status = common::wait_for("the session to end", Duration::from_secs(30), || {
+        session.try_wait().expect("wkube exec -it")
+    });
+    assert_eq!(status.code(), Some(1));
+    common::wait_for("the error", Duration::from_secs(10), || {
+        shows("error: the session ended on SIGTERM").then_some(())
+    });
+    pty.assert_cooked();
+}
+
+fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, signal).expect("signal");
 }

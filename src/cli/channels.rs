@@ -52,10 +52,12 @@ pub struct Local {
 }
 
 /// Runs the session until the remote side ends it; returns its final `Status` (none when
-/// the stream ended without one). A SIGINT, SIGTERM or SIGHUP that reaches this process
-/// (not a Ctrl-C typed in raw mode, which goes to the remote terminal) ends the session
-/// with an error, so that the caller can restore the terminal before the process goes.
-pub async fn run(connection: Connection, local: Local) -> Result<Option<Status>, ChannelError> {
+/// the stream ended without one). One of `stops` ends the session with an error.
+pub async fn run(
+    connection: Connection,
+    local: Local,
+    mut stops: Stops,
+) -> Result<Option<Status>, ChannelError> {
     let closes_channels = connection.supports_stream_close();
     let (mut remote_in, mut remote_out) = connection.into_stream().split();
     let mut stdin = local.stdin.then(read_stdin);
@@ -68,7 +70,6 @@ pub async fn run(connection: Connection, local: Local) -> Result<Option<Status>,
             remote_in.send(size).await?;
         }
     }
-    let mut stops = Stops::new()?;
     let mut status = None;
     loop {
         tokio::select! {
@@ -151,15 +152,18 @@ async fn next_signal(signal: &mut Option<Signal>) -> Option<()> {
     }
 }
 
-/// The signals that end a session.
-struct Stops {
+/// The signals that end a session: a SIGINT, SIGTERM or SIGHUP that reaches this process
+/// (not a Ctrl-C typed in raw mode, which goes to the remote terminal), so that the caller
+/// can restore the terminal before the process goes. Caught from before the terminal is
+/// made raw.
+pub struct Stops {
     interrupt: Signal,
     terminate: Signal,
     hangup: Signal,
 }
 
 impl Stops {
-    fn new() -> std::io::Result<Stops> {
+    pub fn new() -> std::io::Result<Stops> {
         Ok(Stops {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,

@@ -95,6 +95,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<()> {
         .map_err(|e| super::ClientError::from(kube::Error::BuildRequest(e)))?;
     request.extensions_mut().insert("exec");
     let connection = cluster.upgrade(request).await?;
+    let stops = channels::Stops::new().map_err(channels::ChannelError::from)?;
     let raw = if tty && args.stdin {
         Some(RawMode::enter()?)
     } else {
@@ -104,7 +105,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<()> {
         stdin: args.stdin,
         terminal: tty,
     };
-    let status = channels::run(connection, local).await;
+    let status = channels::run(connection, local, stops).await;
     drop(raw);
     let status = status.map_err(ExecError::from)?;
     // kubectl too takes a stream that ends without a `Status` for a success.
