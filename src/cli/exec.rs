@@ -102,7 +102,9 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<()> {
         None
     };
     let local = channels::Local {
-        stdin: args.stdin,
+        stdin: args.stdin.then(tokio::io::stdin),
+        stdout: std::io::stdout(),
+        stderr: std::io::stderr(),
         terminal: tty,
     };
     let status = channels::run(connection, local, stops).await;
