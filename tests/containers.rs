@@ -85,6 +85,19 @@ impl OciNode {
         });
     }
 
+    /// Waits until `count` containers of the pod run.
+    fn wait_all_running(&self, kubectl: &str, pod: &str, count: usize) {
+        let running = "{.status.containerStatuses[*].state.running}";
+        common::wait_for(
+            &format!("{count} running containers in {pod}"),
+            Duration::from_secs(60),
+            || {
+                let states = self.jsonpath(kubectl, pod, running);
+                (states.matches("startedAt").count() == count).then_some(())
+            },
+        );
+    }
+
     /// How many pod sandboxes the node's containerd has (asked over CRI).
     fn sandboxes(&self) -> usize {
         let socket = self
@@ -105,7 +118,11 @@ impl OciNode {
     }
 }
 
-with_each_kubectl!(busybox_runs_logs_and_exits, exec_reaches_the_container);
+with_each_kubectl!(
+    busybox_runs_logs_and_exits,
+    exec_reaches_the_container,
+    attach_reaches_a_containers_stdin
+);
 
 /// Exit codes and reasons come from the container; its output is `kubectl logs`; its
 /// address is from the node's pod network.
@@ -524,6 +541,105 @@ fn exec_reaches_the_container(kubectl: &str) {
     assert!(!out.status.success());
 }
 
+/// `kubectl attach -i` reaches the stdin of a container that asked for one (`stdin: true`)
+/// and shows its output, `kubectl attach -it` drives one with a terminal (`tty: true`) from
+/// a pseudo-terminal; a WASI component has no process to attach to and says so.
+fn attach_reaches_a_containers_stdin(kubectl: &str) {
+    let node = OciNode::start();
+    node.server.import("ticker", "ticker:1.0");
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: attached
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    command: ["sh"]
+    stdin: true
+  - name: term
+    image: {image}
+    command: ["sh"]
+    stdin: true
+    tty: true
+  - name: guest
+    image: ticker:1.0
+"#,
+        image = node.registry.busybox()
+    );
+    node.apply(kubectl, &manifest);
+    node.wait_all_running(kubectl, "attached", 3);
+    let mut attach = std::process::Command::new(common::kubectl_path(kubectl))
+        .env("KUBECONFIG", node.server.kubeconfig())
+        .args(["attach", "-i", "attached", "-c", "main"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl attach");
+    let seen = record(attach.stdout.take().expect("stdout"));
+    // Stdin stays open: containerd ends an attach session when its stdin ends.
+    let mut input = attach.stdin.take().expect("stdin");
+    let mut say = |line: &str| {
+        use std::io::Write as _;
+        input.write_all(line.as_bytes()).expect("write stdin");
+    };
+    // Said until seen: containerd adds an attached output after it starts passing the
+    // attached input on, so what the shell says at once may be gone before the session
+    // sees it.
+    say("until [ -e /tmp/stop ]; do echo attached-$((6*7)); sleep 0.1; done\n");
+    say("exit 4\n");
+    common::wait_for("the attached output", Duration::from_secs(30), || {
+        seen.lock()
+            .expect("recorded output")
+            .contains("attached-42\n")
+            .then_some(())
+    });
+    let stop = ["exec", "attached", "-c", "main", "--", "touch", "/tmp/stop"];
+    node.server.kubectl_ok(kubectl, &stop);
+    // The shell reads on and exits, which ends the session.
+    common::wait_for("kubectl attach to end", Duration::from_secs(30), || {
+        attach.try_wait().expect("kubectl attach")
+    });
+    let exit_code = "{.status.containerStatuses[?(@.name==\"main\")].state.terminated.exitCode}";
+    common::wait_for("the shell to end", Duration::from_secs(30), || {
+        (node.jsonpath(kubectl, "attached", exit_code) == "4").then_some(())
+    });
+    // A container with a terminal, attached from one (`-it`).
+    let pty = Pty::open(24, 80);
+    let seen = pty.record();
+    let mut attach = pty.run(
+        std::process::Command::new(common::kubectl_path(kubectl))
+            .env("KUBECONFIG", node.server.kubeconfig())
+            .args(["attach", "-it", "attached", "-c", "term"]),
+    );
+    let shows = |what: &str| seen.lock().expect("recorded output").contains(what);
+    // Typed until answered, for the reason above.
+    common::wait_for("the terminal's answer", Duration::from_secs(30), || {
+        pty.type_keys("echo tty-$((6*7))\n");
+        shows("tty-42\r\n").then_some(())
+    });
+    pty.type_keys("exit 5\n");
+    common::wait_for("kubectl attach -it to end", Duration::from_secs(30), || {
+        attach.try_wait().expect("kubectl attach -it")
+    });
+    let exit_code = "{.status.containerStatuses[?(@.name==\"term\")].state.terminated.exitCode}";
+    common::wait_for(
+        "the terminal's shell to end",
+        Duration::from_secs(30),
+        || (node.jsonpath(kubectl, "attached", exit_code) == "5").then_some(()),
+    );
+    let out = node
+        .server
+        .kubectl(kubectl, &["attach", "attached", "-c", "guest"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("is a WebAssembly component"), "{stderr}");
+}
+
 /// `examples/sidecar-pod.yaml`: busybox httpd serves a page the WASI sidecar wrote into
 /// their shared emptyDir; the sidecar fetches it over the pod's localhost and ships the
 /// request log httpd writes; both are ready (2/2); killing the web container restarts it
@@ -645,4 +761,274 @@ fn a_crashing_container_restarts_in_its_sandbox_with_back_off() {
     assert_eq!(previous, "run\n");
     // Every run was in the pod's one sandbox.
     assert_eq!(node.sandboxes(), 1);
+}
+
+/// A pod of busybox containers `main` and `side` sleeping, and a WASI component `guest`;
+/// returns once all three run.
+fn start_trio(node: &OciNode, name: &str) {
+    node.server.import("ticker", "ticker:1.0");
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    command: ["sleep", "3600"]
+  - name: side
+    image: {image}
+    command: ["sleep", "3600"]
+  - name: guest
+    image: ticker:1.0
+"#,
+        image = node.registry.busybox()
+    );
+    node.apply("1.33", &manifest);
+    node.wait_all_running("1.33", name, 3);
+}
+
+/// What a finished `wkube` run left: (exit code, stdout, stderr).
+fn outcome(out: std::process::Output) -> (Option<i32>, String, String) {
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `wkube exec` without a terminal: the streams, the exit code and the messages are
+/// kubectl's.
+#[test]
+fn wkube_exec_runs_commands_like_kubectl() {
+    let node = OciNode::start();
+    start_trio(&node, "trio");
+    let exec = |args: &[&str]| {
+        outcome(
+            node.server
+                .wkube()
+                .arg("exec")
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("wkube exec"),
+        )
+    };
+    let script = "echo out; echo err >&2; exit 3";
+    assert_eq!(
+        exec(&["trio", "--", "sh", "-c", script]),
+        (
+            Some(3),
+            "out\n".to_string(),
+            "Defaulted container \"main\" out of: main, side, guest\nerr\n\
+             command terminated with exit code 3\n"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        exec(&["-c", "side", "trio", "--", "sh", "-c", "echo side"]),
+        (Some(0), "side\n".to_string(), String::new())
+    );
+    // `-t` without a terminal on stdin: kubectl's warning, then the command without one.
+    let (code, stdout, stderr) = exec(&["-t", "-c", "main", "trio", "--", "echo", "hi"]);
+    assert_eq!((code, stdout.as_str()), (Some(0), "hi\n"), "{stderr}");
+    assert_eq!(
+        stderr,
+        "Unable to use a TTY - input is not a terminal or the right kind of file\n"
+    );
+    // `-i`: stdin reaches the command (its end cannot: containerd speaks v4 only).
+    let mut read = node
+        .server
+        .wkube()
+        .args(["exec", "-i", "-c", "main", "trio", "--", "sh", "-c"])
+        .arg("read line; echo \"got $line\"; exit 7")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wkube exec -i");
+    {
+        use std::io::Write as _;
+        let mut input = read.stdin.take().expect("stdin");
+        input.write_all(b"piped in\n").expect("write stdin");
+    }
+    let (code, stdout, stderr) = outcome(read.wait_with_output().expect("wkube exec -i"));
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(7), "got piped in\n"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = exec(&["-c", "guest", "trio", "--", "ls"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("is a WebAssembly component"), "{stderr}");
+    assert_eq!(
+        exec(&["nosuch", "--", "true"]),
+        (
+            Some(1),
+            String::new(),
+            "Error from server (NotFound): pods \"nosuch\" not found\n".to_string()
+        )
+    );
+}
+
+/// Everything `source` yields, collected by a thread until its end, to be polled.
+fn record(
+    mut source: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = source.read(&mut buf) {
+            sink.lock()
+                .expect("recorded output")
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    seen
+}
+
+/// A pseudo-terminal for a process under test: its master, and a slave to hand out as the
+/// process's stdin, stdout and stderr.
+struct Pty {
+    master: std::os::fd::OwnedFd,
+    slave: std::os::fd::OwnedFd,
+}
+
+impl Pty {
+    fn open(rows: u16, cols: u16) -> Pty {
+        use rustix::fs::{Mode, OFlags};
+        use rustix::pty::OpenptFlags;
+        let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+        rustix::pty::grantpt(&master).expect("grantpt");
+        rustix::pty::unlockpt(&master).expect("unlockpt");
+        let name = rustix::pty::ptsname(&master, Vec::new()).expect("ptsname");
+        // Not this test process's controlling terminal.
+        let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let slave = rustix::fs::open(name.as_c_str(), flags, Mode::empty()).expect("open pty");
+        let pty = Pty { master, slave };
+        pty.resize(rows, cols);
+        pty
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let size = rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&self.slave, size).expect("set the pty's size");
+    }
+
+    fn stdio(&self) -> std::process::Stdio {
+        self.slave.try_clone().expect("dup the pty").into()
+    }
+
+    /// Everything the master reads from now on (see [`record`]).
+    fn record(&self) -> std::sync::Arc<std::sync::Mutex<String>> {
+        record(std::fs::File::from(
+            self.master.try_clone().expect("dup the pty"),
+        ))
+    }
+
+    /// Starts `command` with the terminal as its stdin, stdout and stderr.
+    fn run(&self, command: &mut std::process::Command) -> std::process::Child {
+        command
+            .stdin(self.stdio())
+            .stdout(self.stdio())
+            .stderr(self.stdio())
+            .spawn()
+            .expect("spawn on the pty")
+    }
+
+    /// The terminal is back in its line mode (a program left it raw otherwise).
+    fn assert_cooked(&self) {
+        use rustix::termios::LocalModes;
+        let modes = rustix::termios::tcgetattr(&self.slave)
+            .expect("the pty's settings")
+            .local_modes;
+        assert!(
+            modes.contains(LocalModes::ICANON | LocalModes::ECHO),
+            "the terminal stayed raw: {modes:?}"
+        );
+    }
+
+    /// Types `keys` on the terminal.
+    fn type_keys(&self, keys: &str) {
+        rustix::io::write(&self.master, keys.as_bytes()).expect("write to the pty");
+    }
+}
+
+/// `wkube exec -it` under a real pseudo-terminal: the local terminal goes raw and drives a
+/// remote shell, its size and later resizes (SIGWINCH) reach the remote terminal, the exit
+/// code comes back, and the local terminal's settings are restored, after a SIGTERM too.
+#[test]
+fn wkube_exec_drives_a_terminal() {
+    let node = OciNode::start();
+    node.apply(
+        "1.33",
+        &node.busybox_pod("term", "Always", "sleep 3600", ""),
+    );
+    node.wait_running("1.33", "term");
+    let pty = Pty::open(33, 101);
+    let seen = pty.record();
+    let shows = |what: &str| seen.lock().expect("recorded output").contains(what);
+    let mut session = pty.run(
+        node.server
+            .wkube()
+            .args(["exec", "-it", "term", "--", "sh"]),
+    );
+    common::wait_for("the remote prompt", Duration::from_secs(30), || {
+        shows("/ # ").then_some(())
+    });
+    pty.type_keys("stty size\n");
+    common::wait_for("the initial size", Duration::from_secs(10), || {
+        shows("33 101\r\n").then_some(())
+    });
+    pty.resize(20, 70);
+    signal(&session, rustix::process::Signal::WINCH);
+    // The resize travels apart from the keys: ask again until the new size shows.
+    common::wait_for("the new size", Duration::from_secs(10), || {
+        pty.type_keys("stty size\n");
+        shows("20 70\r\n").then_some(())
+    });
+    pty.type_keys("echo $((6*7)); exit 5\n");
+    let status = common::wait_for("the session to end", Duration::from_secs(30), || {
+        session.try_wait().expect("wkube exec -it")
+    });
+    assert_eq!(status.code(), Some(5), "{}", seen.lock().unwrap());
+    common::wait_for("the exit notice", Duration::from_secs(10), || {
+        shows("command terminated with exit code 5").then_some(())
+    });
+    assert!(shows("\r\n42\r\n"), "{}", seen.lock().unwrap());
+    pty.assert_cooked();
+
+    let pty = Pty::open(24, 80);
+    let seen = pty.record();
+    let shows = |what: &str| seen.lock().expect("recorded output").contains(what);
+    let mut session = pty.run(
+        node.server
+            .wkube()
+            .args(["exec", "-it", "term", "--", "sh"]),
+    );
+    common::wait_for("the remote prompt", Duration::from_secs(30), || {
+        shows("/ # ").then_some(())
+    });
+    signal(&session, rustix::process::Signal::TERM);
+    let status = common::wait_for("the session to end", Duration::from_secs(30), || {
+        session.try_wait().expect("wkube exec -it")
+    });
+    assert_eq!(status.code(), Some(1));
+    common::wait_for("the error", Duration::from_secs(10), || {
+        shows("error: the session ended on SIGTERM").then_some(())
+    });
+    pty.assert_cooked();
+}
+
+fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, signal).expect("signal");
 }

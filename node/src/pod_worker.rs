@@ -896,6 +896,9 @@ impl<C: ControlPlane> Worker<C> {
                 resources,
                 pod_uid: self.pod.metadata.uid.clone().unwrap_or_default(),
                 share_process_namespace: self.shares_processes(),
+                stdin: spec.stdin.unwrap_or_default(),
+                stdin_once: spec.stdin_once.unwrap_or_default(),
+                tty: spec.tty.unwrap_or_default(),
             },
             prepared.log_path,
         ))

@@ -314,6 +314,19 @@ impl Cluster {
             .await
     }
 
+    /// The pods of `ns` as a typed API, for the stream subresources (`exec`, `attach`).
+    pub fn pods(&self, ns: &str) -> kube::Api<k8s_openapi::api::core::v1::Pod> {
+        kube::Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Opens the WebSocket stream `request` asks for (`exec`, `attach`).
+    pub async fn upgrade(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<kube::client::Connection, ClientError> {
+        Ok(self.client.connect(request).await?)
+    }
+
     /// The body of a GET on `path_and_query`, streamed (`logs -f`).
     pub async fn stream(&self, path_and_query: &str) -> Result<impl AsyncBufRead, ClientError> {
         let req = http::Request::get(path_and_query)

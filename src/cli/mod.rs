@@ -1,20 +1,23 @@
 //! The kubectl-like verbs of `wkube` (`apply`, `get`, `describe`, `delete`, `logs`,
-//! `create`, `version`). They talk to the Kubernetes REST API through the `kube` client,
+//! `exec`, `create`, `version`). They talk to the Kubernetes REST API through the `kube` client,
 //! like any other client would, and print what kubectl prints so that users and scripts can
 //! switch between the two.
 
 mod apply;
+mod channels;
 mod client;
 mod cluster;
 mod create;
 mod delete;
 mod describe;
 mod discovery;
+mod exec;
 mod get;
 mod logs;
 mod manifest;
 mod printer;
 mod secrets;
+mod terminal;
 mod version;
 
 use std::path::PathBuf;
@@ -37,6 +40,8 @@ pub enum KubeCommand {
     Delete(delete::DeleteArgs),
     /// Print (or follow) a container's log.
     Logs(logs::LogsArgs),
+    /// Run a command in a container, with its stdin (`-i`) and a terminal (`-t`).
+    Exec(exec::ExecArgs),
     /// Create a ConfigMap or a Secret from literals and files.
     #[command(subcommand)]
     Create(create::CreateCommand),
@@ -99,19 +104,29 @@ pub fn run(command: KubeCommand) -> ExitCode {
             KubeCommand::Describe(args) => describe::run(args).await,
             KubeCommand::Delete(args) => delete::run(args).await,
             KubeCommand::Logs(args) => logs::run(args).await,
+            KubeCommand::Exec(args) => exec::run(args).await,
             KubeCommand::Create(cmd) => create::run(cmd).await,
             KubeCommand::Version(args) => version::run(args).await,
             KubeCommand::Cluster(cmd) => cluster::run(cmd).await,
             KubeCommand::Secrets(cmd) => secrets::run(cmd).await,
         }
     });
+    // Without waiting for blocking reads of stdin (`exec -i`), which cannot be cancelled.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Reported>() => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("{}", render(&e));
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<exec::ExecError>() {
+            // `exec` ends with the remote command's code, as kubectl does.
+            Some(exited @ exec::ExecError::Exited(code)) => {
+                eprintln!("{exited}");
+                ExitCode::from(*code)
+            }
+            _ => {
+                eprintln!("{}", render(&e));
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -102,6 +102,10 @@ pub struct ContainerSpec {
     pub pod_uid: String,
     /// As the pod's [`PodIdentity::share_process_namespace`].
     pub share_process_namespace: bool,
+    /// The container's `stdin`, `stdinOnce` and `tty`: what `kubectl attach` reaches.
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
 }
 
 fn container_config(spec: &ContainerSpec) -> ContainerConfig {
@@ -127,6 +131,9 @@ fn container_config(spec: &ContainerSpec) -> ContainerConfig {
             .collect(),
         log_path: spec.log_path.clone(),
         mounts: spec.mounts.clone(),
+        stdin: spec.stdin,
+        stdin_once: spec.stdin_once,
+        tty: spec.tty,
         labels: HashMap::from([
             (POD_UID_LABEL.to_string(), spec.pod_uid.clone()),
             (CONTAINER_NAME_LABEL.to_string(), spec.name.clone()),
