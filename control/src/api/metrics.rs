@@ -12,6 +12,10 @@
 //!   of the request, the labels are the object's;
 //! - cpu is a quantity of cores in its canonical form (`12345n`, `5m`), memory of bytes
 //!   (`1234Ki`).
+//!
+//! The source is the node of this member (as for the `log` subresource): in a cluster of
+//! several members, each answers for its own node and that node's pods, and leaves out the
+//! others' (a named one is `NotFound`).
 
 use std::time::Duration;
 
