@@ -153,3 +153,33 @@ fn percent(cell: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("not a percentage: {cell}"))
 }
+
+/// In a cluster of two members, each serves the metrics of its own node (the one whose
+/// usage it samples); kubectl shows the other node as `<unknown>`, as it does a node
+/// metrics-server has no metrics of.
+#[test]
+fn each_member_answers_for_its_own_node() {
+    let kubectl = common::KUBECTL_VERSIONS[1];
+    let resolution = ["--metric-resolution", "1s"];
+    let first = Server::start_member_with("node-a", None, &resolution);
+    let second = Server::start_member_with("node-b", Some(&first), &resolution);
+    first.wait_ready_nodes(kubectl, 2, SHOWN);
+    for (member, own, other) in [(&first, "node-a", "node-b"), (&second, "node-b", "node-a")] {
+        common::wait_for(&format!("{own}'s usage in kubectl top node"), SHOWN, || {
+            let out = member.kubectl(kubectl, &["top", "node", own]);
+            out.status.success().then_some(())
+        });
+        let all = member.kubectl_ok(kubectl, &["top", "node"]);
+        let rows = table_rows(&all);
+        let row = |node: &str| rows.iter().find(|r| r[0] == node).expect("a row").clone();
+        assert!(millicores(row(own)[1]) > 0, "{all}");
+        assert_eq!(row(other)[1..], ["<unknown>"; 4], "{all}");
+        let out = member.kubectl(kubectl, &["top", "node", other]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            format!(
+                "Error from server (NotFound): nodemetrics.metrics.k8s.io \"{other}\" not found"
+            )
+        );
+    }
+}

@@ -92,9 +92,11 @@ impl Sampler {
             .ok();
         let mut usage = self.wasm.guests();
         if let Some(oci) = &self.oci {
-            match oci.usage().await {
-                Ok(containers) => usage.extend(containers),
-                Err(e) => tracing::warn!(error = %e, "reading the OCI containers' usage"),
+            // A wedged containerd costs this round its OCI readings, not the sampling.
+            match tokio::time::timeout(self.resolution, oci.usage()).await {
+                Ok(Ok(containers)) => usage.extend(containers),
+                Ok(Err(e)) => tracing::warn!(error = %e, "reading the OCI containers' usage"),
+                Err(_) => tracing::warn!("containerd did not report the containers' usage in time"),
             }
         }
         let round = Round {
