@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use control::api::admission::DefaultTolerationSeconds;
 use control::api::cluster::ClusterAccess;
+use control::api::metrics::ClusterMetrics;
 use control::api::routes::Router;
 use control::api::{server as https, Api};
 use control::controllers;
@@ -30,6 +31,8 @@ use node::images::ImageStore;
 use node::pod_logs::NodeLogs;
 use node::pod_worker::{Backoff, NodeContext};
 use node::resource_metrics::Sampler;
+
+use crate::peer_metrics::PeerMetrics;
 use node::runtime::oci::{OciRuntime, OciSettings};
 use node::runtime::wasm::WasmRuntime;
 
@@ -251,7 +254,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         Some(oci.clone()),
         args.metric_resolution,
     );
-    let measured = sampler.measured();
+    let metrics = Arc::new(ClusterMetrics::new(Arc::new(sampler.measured())));
     let sampling = tokio::spawn(sampler.run(shutdown.clone()));
     let ctx = Arc::new(NodeContext {
         client: Arc::new(InProcess::new(api.clone(), &node_name)),
@@ -285,11 +288,19 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let router = Arc::new(
         Router::new(api, Some(Arc::new(logs)))
             .with_streams(Arc::new(streams))
-            .with_metrics(Arc::new(measured))
+            .with_metrics(metrics.clone())
             .with_cluster(access),
     );
     let tls = https::tls_config(&pki)?;
     let server = tokio::spawn(https::serve(listener, tls, router, shutdown.clone()));
+    let peer_metrics = PeerMetrics {
+        store: store.clone(),
+        ca_pem: pki.ca.cert_pem.clone(),
+        admin: pki.admin.clone(),
+        metrics,
+        every: args.metric_resolution,
+    };
+    let peer_metrics = tokio::spawn(peer_metrics.run(shutdown.clone()));
     pki.write_admin_kubeconfig(&kubeconfig, &url)?;
     eprintln!("wkube is serving the Kubernetes API at {url}");
     eprintln!("export KUBECONFIG={}", kubeconfig.display());
@@ -314,6 +325,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         r = workloads => Err(anyhow::anyhow!("the workload and node controllers stopped: {r:?}")),
         r = agent => Err(anyhow::anyhow!("the node agent stopped: {r:?}")),
         r = sampling => Err(anyhow::anyhow!("the resource metrics sampler stopped: {r:?}")),
+        r = peer_metrics => Err(anyhow::anyhow!("gathering the members' resource metrics stopped: {r:?}")),
     };
     let _ = shutdown_tx.send(true);
     let _ = server.await;

@@ -154,32 +154,38 @@ fn percent(cell: &str) -> u64 {
         .unwrap_or_else(|| panic!("not a percentage: {cell}"))
 }
 
-/// In a cluster of two members, each serves the metrics of its own node (the one whose
-/// usage it samples); kubectl shows the other node as `<unknown>`, as it does a node
-/// metrics-server has no metrics of.
+/// In a cluster of two members, each serves the metrics of the whole cluster: its own
+/// node's, and what the other member's node measured (a guest running there included).
 #[test]
-fn each_member_answers_for_its_own_node() {
+fn every_member_answers_for_every_node() {
     let kubectl = common::KUBECTL_VERSIONS[1];
     let resolution = ["--metric-resolution", "1s"];
     let first = Server::start_member_with("node-a", None, &resolution);
     let second = Server::start_member_with("node-b", Some(&first), &resolution);
     first.wait_ready_nodes(kubectl, 2, SHOWN);
-    for (member, own, other) in [(&first, "node-a", "node-b"), (&second, "node-b", "node-a")] {
-        common::wait_for(&format!("{own}'s usage in kubectl top node"), SHOWN, || {
-            let out = member.kubectl(kubectl, &["top", "node", own]);
-            out.status.success().then_some(())
+    second.import("ticker", "ticker:1.0");
+    let pod =
+        wasi_pod("spin", "ticker:1.0", &["spin"]).replace("spec:\n", "spec:\n  nodeName: node-b\n");
+    let out = first.kubectl_with_stdin(kubectl, &["apply", "-f", "-"], Some(&pod));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for member in [&first, &second] {
+        let nodes = common::wait_for("both nodes in kubectl top node", SHOWN, || {
+            let out = member.kubectl(kubectl, &["top", "node"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.success() && !text.contains("<unknown>")).then_some(text)
         });
-        let all = member.kubectl_ok(kubectl, &["top", "node"]);
-        let rows = table_rows(&all);
-        let row = |node: &str| rows.iter().find(|r| r[0] == node).expect("a row").clone();
-        assert!(millicores(row(own)[1]) > 0, "{all}");
-        assert_eq!(row(other)[1..], ["<unknown>"; 4], "{all}");
-        let out = member.kubectl(kubectl, &["top", "node", other]);
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr).trim(),
-            format!(
-                "Error from server (NotFound): nodemetrics.metrics.k8s.io \"{other}\" not found"
-            )
-        );
+        let names: Vec<&str> = table_rows(&nodes)[1..].iter().map(|r| r[0]).collect();
+        assert_eq!(names, ["node-a", "node-b"], "{nodes}");
+        let pods = common::wait_for("the guest on node-b in kubectl top pod", SHOWN, || {
+            let out = member.kubectl(kubectl, &["top", "pod", "spin"]);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        });
+        assert!(millicores(table_rows(&pods)[1][1]) > 0, "{pods}");
     }
 }

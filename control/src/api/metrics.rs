@@ -13,13 +13,16 @@
 //! - cpu is a quantity of cores in its canonical form (`12345n`, `5m`), memory of bytes
 //!   (`1234Ki`).
 //!
-//! The source is the node of this member (as for the `log` subresource): in a cluster of
-//! several members, each answers for its own node and that node's pods, and leaves out the
-//! others' (a named one is `NotFound`).
+//! The usage comes from every member's node: [`ClusterMetrics`] holds this member's own
+//! and what the other members last reported of theirs through [`NODE_USAGE`] (wkube's
+//! endpoint, client certificate required). A member that does not answer is left out, like
+//! a kubelet metrics-server cannot scrape.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::errors::ApiError;
@@ -29,9 +32,11 @@ use super::resources;
 pub const GROUP: &str = "metrics.k8s.io";
 pub const VERSION: &str = "v1beta1";
 const API_VERSION: &str = "metrics.k8s.io/v1beta1";
+/// Where a member reads what another member's node measured: [`Measurements`].
+pub const NODE_USAGE: &str = "/wkube/v1/resource-usage";
 
 /// Resource usage over a window: a cpu rate and the memory working set at its end.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// CPU time consumed per second of the window, in nanoseconds (billionths of a core).
     pub cpu_nanocores: u64,
@@ -39,20 +44,20 @@ pub struct Usage {
 }
 
 /// When a usage was measured: the end of its window, and how long the window was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     pub end: DateTime<Utc>,
     pub length: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeUsage {
     pub node: String,
     pub window: Window,
     pub usage: Usage,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PodUsage {
     pub pod_uid: String,
     pub window: Window,
@@ -76,6 +81,66 @@ impl ResourceMetrics for NoMetrics {
 
     fn pods(&self) -> Vec<PodUsage> {
         Vec::new()
+    }
+}
+
+/// What one node measured, as [`NODE_USAGE`] answers it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Measurements {
+    pub nodes: Vec<NodeUsage>,
+    pub pods: Vec<PodUsage>,
+}
+
+impl Measurements {
+    pub fn of(source: &dyn ResourceMetrics) -> Self {
+        Measurements {
+            nodes: source.nodes(),
+            pods: source.pods(),
+        }
+    }
+}
+
+/// The usage of this member's node, and what the other members reported of theirs.
+pub struct ClusterMetrics {
+    local: Arc<dyn ResourceMetrics>,
+    others: Mutex<Measurements>,
+}
+
+impl ClusterMetrics {
+    pub fn new(local: Arc<dyn ResourceMetrics>) -> Self {
+        ClusterMetrics {
+            local,
+            others: Mutex::default(),
+        }
+    }
+
+    /// What this member's own node measured.
+    pub fn local(&self) -> Measurements {
+        Measurements::of(self.local.as_ref())
+    }
+
+    /// Replaces what the other members reported (a member missing from `others` has
+    /// nothing shown).
+    pub fn set_others(&self, others: Measurements) {
+        *self.others.lock().unwrap_or_else(|e| e.into_inner()) = others;
+    }
+
+    fn others(&self) -> std::sync::MutexGuard<'_, Measurements> {
+        self.others.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ResourceMetrics for ClusterMetrics {
+    fn nodes(&self) -> Vec<NodeUsage> {
+        let mut nodes = self.local.nodes();
+        nodes.extend(self.others().nodes.iter().cloned());
+        nodes
+    }
+
+    fn pods(&self) -> Vec<PodUsage> {
+        let mut pods = self.local.pods();
+        pods.extend(self.others().pods.iter().cloned());
+        pods
     }
 }
 

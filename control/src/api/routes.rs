@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::cluster::{self, ClusterAccess};
 use super::errors::ApiError;
 use super::logs::{LogRequest, PodLogs};
-use super::metrics::{self, NoMetrics, ResourceMetrics};
+use super::metrics::{self, ClusterMetrics, NoMetrics};
 use super::objects::{Api, DeleteOptions, ListOptions, Part, Propagation, WatchEvent};
 use super::resources::{self, ResourceInfo};
 use super::streams::{PodStreams, StreamKind, StreamRequest};
@@ -33,7 +33,7 @@ pub struct Router {
     api: Api,
     logs: Option<Arc<dyn PodLogs>>,
     streams: Option<Arc<dyn PodStreams>>,
-    metrics: Arc<dyn ResourceMetrics>,
+    metrics: Arc<ClusterMetrics>,
     cluster: Option<ClusterAccess>,
 }
 
@@ -214,13 +214,14 @@ impl Router {
             api,
             logs,
             streams: None,
-            metrics: Arc::new(NoMetrics),
+            metrics: Arc::new(ClusterMetrics::new(Arc::new(NoMetrics))),
             cluster: None,
         }
     }
 
-    /// Serves `metrics.k8s.io` (`kubectl top`) from what the node measured.
-    pub fn with_metrics(mut self, metrics: Arc<dyn ResourceMetrics>) -> Self {
+    /// Serves `metrics.k8s.io` (`kubectl top`) from what the nodes measured, and this
+    /// member's node's measurements to the other members.
+    pub fn with_metrics(mut self, metrics: Arc<ClusterMetrics>) -> Self {
         self.metrics = metrics;
         self
     }
@@ -279,6 +280,9 @@ impl Router {
             (&Method::GET, cluster::STATUS) => return ok(cluster::status(self.api.store()).await?),
             (&Method::POST, cluster::ROTATE_KEY) => {
                 return ok(cluster::rotate_key(self.api.store()).await?)
+            }
+            (&Method::GET, metrics::NODE_USAGE) => {
+                return ok(serde_json::to_value(self.metrics.local()).unwrap_or_default())
             }
             (&Method::GET, cluster::CHECK_SECRETS) => {
                 return ok(cluster::check_secrets(self.api.store())?)
