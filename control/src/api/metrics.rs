@@ -410,6 +410,48 @@ mod tests {
         }
     }
 
+    /// A source of fixed measurements.
+    struct Fixed(Measurements);
+
+    impl ResourceMetrics for Fixed {
+        fn nodes(&self) -> Vec<NodeUsage> {
+            self.0.nodes.clone()
+        }
+
+        fn pods(&self) -> Vec<PodUsage> {
+            self.0.pods.clone()
+        }
+    }
+
+    #[test]
+    fn a_member_serves_its_own_node_and_what_the_others_reported() {
+        let node = |name: &str| NodeUsage {
+            node: name.into(),
+            window: Window {
+                end: Utc::now(),
+                length: Duration::from_millis(1500),
+            },
+            usage: usage(1, 2),
+        };
+        let local = Measurements {
+            nodes: vec![node("a")],
+            pods: Vec::new(),
+        };
+        let cluster = ClusterMetrics::new(Arc::new(Fixed(local.clone())));
+        // What another member reports comes over JSON.
+        let reported = serde_json::to_string(&Measurements {
+            nodes: vec![node("b")],
+            pods: Vec::new(),
+        })
+        .unwrap();
+        cluster.set_others(serde_json::from_str(&reported).unwrap());
+        let names: Vec<String> = cluster.nodes().into_iter().map(|n| n.node).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(cluster.local(), local);
+        cluster.set_others(Measurements::default());
+        assert_eq!(cluster.nodes().len(), 1);
+    }
+
     #[test]
     fn a_running_pod_with_usage_is_reported_like_metrics_server() {
         let end = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.6Z")
