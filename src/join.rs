@@ -11,7 +11,7 @@ use control::api::cluster::{Bootstrap, BOOTSTRAP, CACERTS, MEMBERS};
 use control::pki::{ca_hash, CertPair, ClusterPki, JoinToken};
 use control::store::{Kek, Member};
 
-enum Credentials<'a> {
+pub(crate) enum Credentials<'a> {
     /// Only for fetching the CA, whose hash is checked before it is used.
     Insecure,
     Token(&'a str),
@@ -20,7 +20,7 @@ enum Credentials<'a> {
 
 /// A client for one member's HTTPS endpoint. Built from a kubeconfig so that the `kube`
 /// client does TLS and authentication as it does for every other client.
-async fn client(
+pub(crate) async fn client(
     url: &str,
     ca_pem: Option<&str>,
     credentials: Credentials<'_>,

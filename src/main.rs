@@ -4,6 +4,7 @@ mod cli;
 mod go_duration;
 mod image;
 mod join;
+mod peer_metrics;
 mod server;
 
 use std::path::PathBuf;

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use control::api::admission::DefaultTolerationSeconds;
 use control::api::cluster::ClusterAccess;
+use control::api::metrics::ClusterMetrics;
 use control::api::routes::Router;
 use control::api::{server as https, Api};
 use control::controllers;
@@ -29,6 +30,9 @@ use node::containerd::streams::ContainerStreams;
 use node::images::ImageStore;
 use node::pod_logs::NodeLogs;
 use node::pod_worker::{Backoff, NodeContext};
+use node::resource_metrics::Sampler;
+
+use crate::peer_metrics::PeerMetrics;
 use node::runtime::oci::{OciRuntime, OciSettings};
 use node::runtime::wasm::WasmRuntime;
 
@@ -82,6 +86,12 @@ pub struct ServerArgs {
     /// node may take many more than Kubernetes' default).
     #[arg(long, default_value_t = node::agent::DEFAULT_MAX_PODS)]
     max_pods: u32,
+    /// How often the node samples its own and its containers' CPU and memory usage for
+    /// `kubectl top`, which shows the usage over the last such window (metrics-server's
+    /// `--metric-resolution`; Go duration: `10s`, `1s`).
+    #[arg(long, alias = "metrics-resolution", value_parser = crate::go_duration::parse,
+          default_value = "10s")]
+    metric_resolution: Duration,
     /// How long pods without their own toleration stay on an unreachable node (the member
     /// that takes a pod's creation applies it: give every member the same).
     #[arg(long, default_value_t = DefaultTolerationSeconds::default().unreachable)]
@@ -237,9 +247,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         socket: args.containerd_socket.clone(),
         insecure_registries: args.insecure_registries.clone(),
     }));
+    let wasm = WasmRuntime::new(&data.join("cache"))?;
+    let sampler = Sampler::new(
+        &node_name,
+        wasm.clone(),
+        Some(oci.clone()),
+        args.metric_resolution,
+    );
+    let metrics = Arc::new(ClusterMetrics::new(Arc::new(sampler.measured())));
+    let sampling = tokio::spawn(sampler.run(shutdown.clone()));
     let ctx = Arc::new(NodeContext {
         client: Arc::new(InProcess::new(api.clone(), &node_name)),
-        runtime: Arc::new(WasmRuntime::new(&data.join("cache"))?),
+        runtime: Arc::new(wasm),
         oci: Some(oci.clone()),
         images: ImageStore::open(&crate::image::store_dir(data))?,
         log_root: log_root.clone(),
@@ -269,10 +288,19 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let router = Arc::new(
         Router::new(api, Some(Arc::new(logs)))
             .with_streams(Arc::new(streams))
+            .with_metrics(metrics.clone())
             .with_cluster(access),
     );
     let tls = https::tls_config(&pki)?;
     let server = tokio::spawn(https::serve(listener, tls, router, shutdown.clone()));
+    let peer_metrics = PeerMetrics {
+        store: store.clone(),
+        ca_pem: pki.ca.cert_pem.clone(),
+        admin: pki.admin.clone(),
+        metrics,
+        every: args.metric_resolution,
+    };
+    let peer_metrics = tokio::spawn(peer_metrics.run(shutdown.clone()));
     pki.write_admin_kubeconfig(&kubeconfig, &url)?;
     eprintln!("wkube is serving the Kubernetes API at {url}");
     eprintln!("export KUBECONFIG={}", kubeconfig.display());
@@ -296,6 +324,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         r = member_nodes => Err(anyhow::anyhow!("the member-node controller stopped: {r:?}")),
         r = workloads => Err(anyhow::anyhow!("the workload and node controllers stopped: {r:?}")),
         r = agent => Err(anyhow::anyhow!("the node agent stopped: {r:?}")),
+        r = sampling => Err(anyhow::anyhow!("the resource metrics sampler stopped: {r:?}")),
+        r = peer_metrics => Err(anyhow::anyhow!("gathering the members' resource metrics stopped: {r:?}")),
     };
     let _ = shutdown_tx.send(true);
     let _ = server.await;

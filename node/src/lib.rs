@@ -17,6 +17,8 @@
 //! - [`netns`]: the thread on which a pod's WASI guests share its sandbox's network.
 //! - [`logs`]: CRI-format container log files and the `kubectl logs` reader;
 //!   [`pod_logs`] serves them to the API server.
+//! - [`resource_metrics`]: the node's and its containers' CPU and memory usage, sampled
+//!   and served to the API server's `metrics.k8s.io` (`kubectl top`).
 
 pub mod agent;
 pub mod client;
@@ -32,6 +34,7 @@ pub mod pod_worker;
 pub mod pull_policy;
 pub mod registry;
 pub mod registry_auth;
+pub mod resource_metrics;
 pub mod runtime;
 pub mod status;
 pub mod testing;

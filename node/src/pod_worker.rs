@@ -847,6 +847,8 @@ impl<C: ControlPlane> Worker<C> {
         argv.extend(prepared.env.args);
         Ok(ContainerConfig {
             id: format!("{uid}-{}-{restart}", spec.name),
+            pod_uid: uid.to_string(),
+            name: spec.name.clone(),
             argv,
             env: prepared.env.env,
             log,

@@ -58,6 +58,8 @@ impl Node {
         let config = ContainerConfig {
             network: false,
             id: id.into(),
+            pod_uid: "pod-uid".into(),
+            name: id.into(),
             argv: argv.iter().map(|a| a.to_string()).collect(),
             env: env
                 .iter()

@@ -12,6 +12,8 @@
 //!   again with it, unused keys retired (client certificate required).
 //! - `GET /wkube/v1/secrets/check`: what this member's raw storage holds of Secrets, sealed
 //!   and plaintext (client certificate required).
+//! - `GET /wkube/v1/resource-usage`: what this member's node measured, for the other members'
+//!   `metrics.k8s.io` (client certificate required; see [`super::metrics`]).
 
 use http::{header, HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};

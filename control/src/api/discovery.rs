@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use super::metrics;
 use super::resources::{self, ResourceInfo, VERBS};
 
 /// The Kubernetes version whose API this server implements.
@@ -42,8 +43,16 @@ fn group(name: &str, versions: &[&str]) -> Value {
     })
 }
 
+/// The groups served: those of the stored kinds, then the resource metrics API (which
+/// metrics-server would add as an APIService).
+fn served_groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut groups = resources::groups();
+    groups.push((metrics::GROUP, vec![metrics::VERSION]));
+    groups
+}
+
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = resources::groups()
+    let groups: Vec<Value> = served_groups()
         .iter()
         .map(|(name, versions)| group(name, versions))
         .collect();
@@ -51,7 +60,7 @@ pub fn group_list() -> Value {
 }
 
 pub fn api_group(name: &str) -> Option<Value> {
-    let (_, versions) = resources::groups().into_iter().find(|(g, _)| *g == name)?;
+    let (_, versions) = served_groups().into_iter().find(|(g, _)| *g == name)?;
     let mut g = group(name, &versions);
     g["kind"] = json!("APIGroup");
     g["apiVersion"] = json!("v1");
@@ -84,6 +93,9 @@ fn subresource(r: &ResourceInfo, sub: &str) -> Value {
 
 /// `APIResourceList` for one group version, or `None` if nothing is served there.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (metrics::GROUP, metrics::VERSION) {
+        return Some(metrics::resource_list());
+    }
     let mut list = Vec::new();
     for r in resources::RESOURCES
         .iter()
@@ -147,6 +159,13 @@ mod tests {
             assert!(names.contains(&n), "{n} missing");
         }
         assert!(resource_list("policy", "v1").is_none());
+        let metrics = resource_list("metrics.k8s.io", "v1beta1").unwrap();
+        assert_eq!(metrics["resources"][1]["kind"], "PodMetrics");
+        assert!(group_list()["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["preferredVersion"]["groupVersion"] == "metrics.k8s.io/v1beta1"));
         let apps = resource_list("apps", "v1").unwrap();
         let scale = apps["resources"]
             .as_array()

@@ -7,6 +7,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod errors;
 pub mod logs;
+pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod protobuf;

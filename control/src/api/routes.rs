@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use super::cluster::{self, ClusterAccess};
 use super::errors::ApiError;
 use super::logs::{LogRequest, PodLogs};
+use super::metrics::{self, ClusterMetrics, NoMetrics};
 use super::objects::{Api, DeleteOptions, ListOptions, Part, Propagation, WatchEvent};
 use super::resources::{self, ResourceInfo};
 use super::streams::{PodStreams, StreamKind, StreamRequest};
@@ -32,6 +33,7 @@ pub struct Router {
     api: Api,
     logs: Option<Arc<dyn PodLogs>>,
     streams: Option<Arc<dyn PodStreams>>,
+    metrics: Arc<ClusterMetrics>,
     cluster: Option<ClusterAccess>,
 }
 
@@ -212,8 +214,16 @@ impl Router {
             api,
             logs,
             streams: None,
+            metrics: Arc::new(ClusterMetrics::new(Arc::new(NoMetrics))),
             cluster: None,
         }
+    }
+
+    /// Serves `metrics.k8s.io` (`kubectl top`) from what the nodes measured, and this
+    /// member's node's measurements to the other members.
+    pub fn with_metrics(mut self, metrics: Arc<ClusterMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Serves `exec` and `attach` through the node's container runtime.
@@ -272,6 +282,9 @@ impl Router {
             (&Method::POST, cluster::ROTATE_KEY) => {
                 return ok(cluster::rotate_key(self.api.store()).await?)
             }
+            (&Method::GET, metrics::NODE_USAGE) => {
+                return ok(serde_json::to_value(self.metrics.local()).unwrap_or_default())
+            }
             (&Method::GET, cluster::CHECK_SECRETS) => {
                 return ok(cluster::check_secrets(self.api.store())?)
             }
@@ -325,6 +338,16 @@ impl Router {
                     }
                     return ok(openapi::v2_json());
                 }
+                ["apis", metrics::GROUP, metrics::VERSION, rest @ ..] => {
+                    let q = parse_query(req.uri().query());
+                    self.consistent_read(&q).await?;
+                    return ok(metrics::serve(
+                        &self.api,
+                        self.metrics.as_ref(),
+                        rest,
+                        &list_options(&q)?,
+                    )?);
+                }
                 ["openapi", "v3"] => return ok(openapi::root()),
                 ["openapi", "v3", rest @ ..] => {
                     return openapi::group_version(&rest.join("/"))
@@ -332,6 +355,12 @@ impl Router {
                 }
                 _ => {}
             }
+        }
+        if let ["apis", metrics::GROUP, ..] = segments.as_slice() {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource ({})",
+                req.method()
+            )));
         }
         let target = parse_target(&segments)?;
         let query = parse_query(req.uri().query());

@@ -129,6 +129,18 @@ impl CriClient {
             .map_err(failed("ImageStatus"))
     }
 
+    /// The usage of containerd's containers (CRI `ListContainerStats`, what kubelet's
+    /// resource metrics read).
+    pub async fn container_stats(
+        &mut self,
+    ) -> Result<Vec<cri::v1::ContainerStats>, ContainerdError> {
+        self.runtime
+            .list_container_stats(cri::v1::ListContainerStatsRequest::default())
+            .await
+            .map(|r| r.into_inner().stats)
+            .map_err(failed("ListContainerStats"))
+    }
+
     /// The runtime's name and version, and the CRI version it speaks.
     pub async fn version(&mut self) -> Result<cri::v1::VersionResponse, ContainerdError> {
         let request = cri::v1::VersionRequest {

@@ -197,6 +197,8 @@ mod tests {
         ContainerConfig {
             network: false,
             id: id.into(),
+            pod_uid: "uid".into(),
+            name: "app".into(),
             argv: vec!["app".into()],
             env: vec![("A".into(), "1".into())],
             log: LogWriter::create(&dir.join(format!("{id}.log"))).unwrap(),

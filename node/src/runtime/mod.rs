@@ -24,6 +24,7 @@ use crate::images::ResolvedImage;
 use crate::logs::LogWriter;
 
 pub mod fake;
+pub mod guest_meter;
 pub mod oci;
 pub mod wasm;
 
@@ -69,6 +70,10 @@ pub enum RuntimeError {
 pub struct ContainerConfig {
     /// Unique per container run, e.g. `<pod uid>/<container>/<restart>`.
     pub id: String,
+    /// The uid of the pod the container belongs to, and the container's name in its spec:
+    /// whose usage the runtime measures (`kubectl top`).
+    pub pod_uid: String,
+    pub name: String,
     /// `argv[0]` is the program name (the container name when there is no command).
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -80,6 +85,20 @@ pub struct ContainerConfig {
     /// Whether the guest may open sockets: only when it runs in its pod's own network
     /// namespace (see [`crate::netns`]), never in the node's.
     pub network: bool,
+}
+
+/// What a running container has used so far, as its runtime measures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerUsage {
+    /// The container run, unique per restart: its counters start from zero.
+    pub id: String,
+    pub pod_uid: String,
+    /// The container's name in the pod spec.
+    pub name: String,
+    /// CPU time consumed since it started.
+    pub cpu_ns: u64,
+    /// Its memory working set now.
+    pub memory_bytes: u64,
 }
 
 /// A volume as a container sees it at `guest_path`.

@@ -19,9 +19,11 @@ use chrono::{DateTime, Utc};
 use cri::v1::{ContainerState, PodSandboxConfig};
 use tokio::sync::OnceCell;
 
-use super::{ContainerTask, ExitReason, ExitStatus, RunningContainer};
+use super::{ContainerTask, ContainerUsage, ExitReason, ExitStatus, RunningContainer};
 use crate::containerd::network::PodNetwork;
-use crate::containerd::sandbox::{sandbox_config, ContainerSpec, PodIdentity};
+use crate::containerd::sandbox::{
+    sandbox_config, ContainerSpec, PodIdentity, CONTAINER_NAME_LABEL, POD_UID_LABEL,
+};
 use crate::containerd::supervisor::{Settings, Supervisor};
 use crate::containerd::{connect, pause, ContainerdError, CriClient};
 use crate::registry_auth::Credentials;
@@ -112,6 +114,16 @@ impl OciRuntime {
             })
             .await?;
         Ok(connected.cri.clone())
+    }
+
+    /// What the OCI containers used so far. Nothing when this node has not needed
+    /// containerd yet: measuring does not start it.
+    pub async fn usage(&self) -> Result<Vec<ContainerUsage>, ContainerdError> {
+        let Some(connected) = self.connected.get() else {
+            return Ok(Vec::new());
+        };
+        let stats = connected.cri.clone().container_stats().await?;
+        Ok(stats.iter().filter_map(container_usage).collect())
     }
 
     /// The image's id if containerd has it.
@@ -297,6 +309,21 @@ pub fn exit_status(status: &cri::v1::ContainerStatus) -> Option<ExitStatus> {
         reason,
         message: Some(status.message.clone()).filter(|m| !m.is_empty()),
         finished_at: from_nanos(status.finished_at),
+    })
+}
+
+/// A container's CRI stats as the usage of one of our pods' containers; `None` for a
+/// container we did not create or whose counters containerd has not read yet.
+fn container_usage(stats: &cri::v1::ContainerStats) -> Option<ContainerUsage> {
+    let attributes = stats.attributes.as_ref()?;
+    let cpu = stats.cpu.as_ref()?.usage_core_nano_seconds.as_ref()?.value;
+    let memory = stats.memory.as_ref()?.working_set_bytes.as_ref()?.value;
+    Some(ContainerUsage {
+        id: attributes.id.clone(),
+        pod_uid: attributes.labels.get(POD_UID_LABEL)?.clone(),
+        name: attributes.labels.get(CONTAINER_NAME_LABEL)?.clone(),
+        cpu_ns: cpu,
+        memory_bytes: memory,
     })
 }
 

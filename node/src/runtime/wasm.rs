@@ -17,6 +17,9 @@
 //! [`CommandPre`] (an `InstancePre`) per digest, so [`Runtime::start`] is
 //! "new store + instantiate + spawn `run`".
 //!
+//! Each run is metered ([`super::guest_meter`]): its CPU time and the size of its memories
+//! and tables, listed by [`WasmRuntime::guests`] while it runs.
+//!
 //! Exit mapping: `run` returning `ok` -> 0; `err` -> 1; `wasi:cli/exit` with a code ->
 //! that code (`exit(err)` is 1); a trap -> 134 (128 + SIGABRT, as the wasmtime CLI
 //! reports traps), reason `Error` with the trap and its wasm backtrace as message;
@@ -45,7 +48,11 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxView, WasiView};
 
-use super::{ContainerConfig, ExitStatus, MountSource, RunningContainer, Runtime, RuntimeError};
+use super::guest_meter::{CpuTimed, GuestMeter, MemoryMeter};
+use super::{
+    ContainerConfig, ContainerUsage, ExitStatus, MountSource, RunningContainer, Runtime,
+    RuntimeError,
+};
 use crate::images::ResolvedImage;
 use crate::logs::{Stream, StreamWriter};
 use crate::vfs::{self, VfsState, VfsView, VirtualMount};
@@ -81,11 +88,12 @@ impl Default for WasmConfig {
     }
 }
 
-/// What one store holds: the guest's WASI context and resource table, and its virtual
-/// mounts.
+/// What one store holds: the guest's WASI context and resource table, its virtual
+/// mounts, and the limiter that counts its memory.
 pub struct GuestState {
     wasi: Wasi,
     vfs: VfsState,
+    memory: MemoryMeter,
 }
 
 /// A separate struct so that the virtual filesystem's view can borrow it beside `vfs`.
@@ -158,7 +166,27 @@ struct Inner {
     prepared: Mutex<HashMap<String, Arc<OnceCell<CommandPre<GuestState>>>>>,
     compiled: AtomicU64,
     loaded_from_cache: AtomicU64,
+    /// The guests running now, by container run id.
+    running: Mutex<HashMap<String, RunningGuest>>,
     _ticker: EpochTicker,
+}
+
+struct RunningGuest {
+    pod_uid: String,
+    name: String,
+    meter: Arc<GuestMeter>,
+}
+
+/// Keeps a run in [`Inner::running`] until dropped (its exit, or a failed start).
+struct Registration {
+    inner: Arc<Inner>,
+    id: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.inner.running_guests().remove(&self.id);
+    }
 }
 
 impl WasmRuntime {
@@ -209,6 +237,7 @@ impl WasmRuntime {
                 prepared: Mutex::new(HashMap::new()),
                 compiled: AtomicU64::new(0),
                 loaded_from_cache: AtomicU64::new(0),
+                running: Mutex::new(HashMap::new()),
                 _ticker: ticker,
             }),
         })
@@ -223,6 +252,21 @@ impl WasmRuntime {
             compiled: self.inner.compiled.load(Ordering::Relaxed),
             loaded_from_cache: self.inner.loaded_from_cache.load(Ordering::Relaxed),
         }
+    }
+
+    /// The usage of every guest running now.
+    pub fn guests(&self) -> Vec<ContainerUsage> {
+        self.inner
+            .running_guests()
+            .iter()
+            .map(|(id, g)| ContainerUsage {
+                id: id.clone(),
+                pod_uid: g.pod_uid.clone(),
+                name: g.name.clone(),
+                cpu_ns: g.meter.cpu_ns(),
+                memory_bytes: g.meter.memory_bytes(),
+            })
+            .collect()
     }
 
     /// Where the compiled form of the layer `digest` is cached.
@@ -272,9 +316,11 @@ impl WasmRuntime {
         let mut with_store = Vec::with_capacity(runs);
         for _ in 0..runs {
             let t = Instant::now();
-            let mut store = self
-                .inner
-                .new_store(WasiCtx::builder().arg("bench").build(), VfsState::default());
+            let mut store = self.inner.new_store(
+                WasiCtx::builder().arg("bench").build(),
+                VfsState::default(),
+                Arc::default(),
+            );
             let command = pre.instantiate_async(&mut store).await;
             with_store.push(t.elapsed());
             command.map_err(|e| RuntimeError::Instantiate {
@@ -287,6 +333,10 @@ impl WasmRuntime {
 }
 
 impl Inner {
+    fn running_guests(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunningGuest>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn cache_path(&self, digest: &str) -> PathBuf {
         let name: String = digest
             .chars()
@@ -374,7 +424,7 @@ impl Inner {
         })
     }
 
-    fn new_store(&self, ctx: WasiCtx, vfs: VfsState) -> Store<GuestState> {
+    fn new_store(&self, ctx: WasiCtx, vfs: VfsState, meter: Arc<GuestMeter>) -> Store<GuestState> {
         let mut store = Store::new(
             &self.engine,
             GuestState {
@@ -383,8 +433,10 @@ impl Inner {
                     table: ResourceTable::new(),
                 },
                 vfs,
+                memory: MemoryMeter::new(meter),
             },
         );
+        store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
         store
@@ -405,6 +457,8 @@ impl Runtime for WasmRuntime {
             let pre = self.command_pre(image).await?;
             let ContainerConfig {
                 id,
+                pod_uid,
+                name,
                 argv,
                 env,
                 log,
@@ -445,9 +499,22 @@ impl Runtime for WasmRuntime {
                     }),
                 }
             }
-            let mut store = self
-                .inner
-                .new_store(wasi.build(), VfsState::new(virtual_mounts));
+            let meter = Arc::new(GuestMeter::default());
+            self.inner.running_guests().insert(
+                id.clone(),
+                RunningGuest {
+                    pod_uid,
+                    name,
+                    meter: meter.clone(),
+                },
+            );
+            let registration = Registration {
+                inner: self.inner.clone(),
+                id: id.clone(),
+            };
+            let mut store =
+                self.inner
+                    .new_store(wasi.build(), VfsState::new(virtual_mounts), meter.clone());
             let command =
                 pre.instantiate_async(&mut store)
                     .await
@@ -461,7 +528,9 @@ impl Runtime for WasmRuntime {
             // when every handle is dropped (a stop), never on its own.
             tokio::spawn(async move {
                 let status = tokio::select! {
-                    result = command.wasi_cli_run().call_run(&mut store) => exit_status(result),
+                    result = CpuTimed::new(command.wasi_cli_run().call_run(&mut store), meter) => {
+                        exit_status(result)
+                    }
                     // The guest yields at least every epoch tick, so this branch is
                     // polled promptly even while it computes; dropping the `run`
                     // future here abandons the guest mid-execution.
@@ -469,6 +538,7 @@ impl Runtime for WasmRuntime {
                 };
                 // Returns the instance's slots to the pool before anyone is told.
                 drop(store);
+                drop(registration);
                 if let Err(e) = log.close() {
                     tracing::warn!(path = %log.path().display(), error = %e, "closing container log");
                 }
