@@ -973,17 +973,8 @@ fn wkube_exec_drives_a_terminal() {
         &node.busybox_pod("term", "Always", "sleep 3600", ""),
     );
     node.wait_running("1.33", "term");
-    let pty = Pty::open(33, 101);
-    let seen = pty.record();
+    let (pty, seen, mut session) = shell_session(&node, 33, 101);
     let shows = |what: &str| seen.lock().expect("recorded output").contains(what);
-    let mut session = pty.run(
-        node.server
-            .wkube()
-            .args(["exec", "-it", "term", "--", "sh"]),
-    );
-    common::wait_for("the remote prompt", Duration::from_secs(30), || {
-        shows("/ # ").then_some(())
-    });
     pty.type_keys("stty size\n");
     common::wait_for("the initial size", Duration::from_secs(10), || {
         shows("33 101\r\n").then_some(())
@@ -1006,17 +997,8 @@ fn wkube_exec_drives_a_terminal() {
     assert!(shows("\r\n42\r\n"), "{}", seen.lock().unwrap());
     pty.assert_cooked();
 
-    let pty = Pty::open(24, 80);
-    let seen = pty.record();
+    let (pty, seen, mut session) = shell_session(&node, 24, 80);
     let shows = |what: &str| seen.lock().expect("recorded output").contains(what);
-    let mut session = pty.run(
-        node.server
-            .wkube()
-            .args(["exec", "-it", "term", "--", "sh"]),
-    );
-    common::wait_for("the remote prompt", Duration::from_secs(30), || {
-        shows("/ # ").then_some(())
-    });
     signal(&session, rustix::process::Signal::TERM);
     let status = common::wait_for("the session to end", Duration::from_secs(30), || {
         session.try_wait().expect("wkube exec -it")
@@ -1026,6 +1008,33 @@ fn wkube_exec_drives_a_terminal() {
         shows("error: the session ended on SIGTERM").then_some(())
     });
     pty.assert_cooked();
+}
+
+/// `wkube exec -it term -- sh` on a new pty of `rows` x `cols`, once the remote prompt
+/// shows: the pty, what it has shown, and the session.
+fn shell_session(
+    node: &OciNode,
+    rows: u16,
+    cols: u16,
+) -> (
+    Pty,
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::process::Child,
+) {
+    let pty = Pty::open(rows, cols);
+    let seen = pty.record();
+    let session = pty.run(
+        node.server
+            .wkube()
+            .args(["exec", "-it", "term", "--", "sh"]),
+    );
+    common::wait_for("the remote prompt", Duration::from_secs(30), || {
+        seen.lock()
+            .expect("recorded output")
+            .contains("/ # ")
+            .then_some(())
+    });
+    (pty, seen, session)
 }
 
 fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
