@@ -525,7 +525,7 @@ impl<C: ControlPlane> Worker<C> {
         Ok(handle)
     }
 
-    async fn start_oci(&mut self, i: usize, oci: &OciRuntime, image_name: &str) {
+    async fn start_oci(&mut self, i: usize, oci: &Arc<OciRuntime>, image_name: &str) {
         let sandbox = match self.sandbox(oci).await {
             Ok(s) => s,
             Err(message) => return self.create_failed(i, message).await,
@@ -539,6 +539,13 @@ impl<C: ControlPlane> Worker<C> {
         };
         match oci.start(&sandbox, &spec.0).await {
             Ok(started) => {
+                // The run before this one is now `--previous`; older ones can go.
+                let (gc, name) = (oci.clone(), self.slots[i].spec.name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = gc.remove_dead_containers(&sandbox, &name).await {
+                        tracing::warn!(container = %name, error = %e, "container garbage collection");
+                    }
+                });
                 let id = format!("containerd://{}", started.run.id());
                 self.started(i, restart, started.run, id, started.image_ref, spec.1)
                     .await

@@ -280,6 +280,47 @@ impl CriClient {
         Ok(id)
     }
 
+    /// The exited containers of a sandbox named `name` (in the pod spec), oldest first.
+    pub async fn exited_containers(
+        &mut self,
+        sandbox_id: &str,
+        name: &str,
+    ) -> Result<Vec<cri::v1::Container>, ContainerdError> {
+        let request = cri::v1::ListContainersRequest {
+            filter: Some(cri::v1::ContainerFilter {
+                pod_sandbox_id: sandbox_id.into(),
+                state: Some(cri::v1::ContainerStateValue {
+                    state: cri::v1::ContainerState::ContainerExited as i32,
+                }),
+                label_selector: HashMap::from([(
+                    CONTAINER_NAME_LABEL.to_string(),
+                    name.to_string(),
+                )]),
+                ..Default::default()
+            }),
+        };
+        let mut containers = self
+            .runtime
+            .list_containers(request)
+            .await
+            .map_err(failed("ListContainers"))?
+            .into_inner()
+            .containers;
+        containers.sort_by_key(|c| c.created_at);
+        Ok(containers)
+    }
+
+    /// Removes a container that no longer runs.
+    pub async fn remove_container(&mut self, id: &str) -> Result<(), ContainerdError> {
+        self.runtime
+            .remove_container(cri::v1::RemoveContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .map_err(failed("RemoveContainer"))?;
+        Ok(())
+    }
+
     pub async fn container_status(&mut self, id: &str) -> Result<ContainerStatus, ContainerdError> {
         let request = cri::v1::ContainerStatusRequest {
             container_id: id.into(),
