@@ -10,29 +10,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::registry::busybox_archive;
 use common::Server;
-
-const TEST_IMAGES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-images.sh");
-
-/// Writes the busybox image, named `reference`, as an OCI archive at `archive`.
-fn busybox_archive(layout: &Path, reference: &str, archive: &Path) {
-    if !layout.exists() {
-        let status = Command::new("bash")
-            .arg(TEST_IMAGES)
-            .arg("build")
-            .arg(layout)
-            .status()
-            .expect("bash");
-        assert!(status.success(), "test-images.sh build");
-    }
-    let status = Command::new("skopeo")
-        .args(["copy", "--quiet"])
-        .arg(format!("oci:{}:busybox:test", layout.display()))
-        .arg(format!("oci-archive:{}:{reference}", archive.display()))
-        .status()
-        .expect("skopeo");
-    assert!(status.success(), "skopeo copy");
-}
 
 fn import(server: &Server, archive: &Path) -> std::process::Output {
     server

@@ -700,6 +700,9 @@ impl<C: ControlPlane> Worker<C> {
             name: pod_name(&self.pod).to_string(),
             namespace: meta.namespace.clone().unwrap_or_default(),
             uid: meta.uid.clone().unwrap_or_default(),
+            node: (self.pod.spec.as_ref())
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default(),
             attempt: 0,
             share_process_namespace: self.shares_processes(),
         }

@@ -15,6 +15,9 @@ use super::{failed, ContainerdError, CriClient};
 /// The label every sandbox and container carries with its pod's uid, as kubelet sets it: a
 /// restarted node finds its pods' sandboxes and containers by it.
 pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// The label with the node a sandbox was made by: housekeeping removes only its own node's,
+/// also on a containerd that other nodes (or a kubelet) use.
+pub const NODE_LABEL: &str = "io.wkube.node";
 /// The label with the container's name in the pod spec.
 pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 
@@ -24,6 +27,8 @@ pub struct PodIdentity {
     pub name: String,
     pub namespace: String,
     pub uid: String,
+    /// The node the pod is bound to, whose sandbox this is ([`NODE_LABEL`]).
+    pub node: String,
     /// How many sandboxes the pod had before this one.
     pub attempt: u32,
     /// `spec.shareProcessNamespace`: the pod's containers see each other's processes.
@@ -62,6 +67,7 @@ pub fn sandbox_config(pod: &PodIdentity, log_directory: PathBuf) -> PodSandboxCo
         log_directory: log_directory.display().to_string(),
         labels: HashMap::from([
             (POD_UID_LABEL.to_string(), pod.uid.clone()),
+            (NODE_LABEL.to_string(), pod.node.clone()),
             ("io.kubernetes.pod.name".to_string(), pod.name.clone()),
             (
                 "io.kubernetes.pod.namespace".to_string(),
@@ -184,6 +190,26 @@ impl CriClient {
         Ok(self
             .runtime
             .list_pod_sandbox(cri::v1::ListPodSandboxRequest::default())
+            .await
+            .map_err(failed("ListPodSandbox"))?
+            .into_inner()
+            .items)
+    }
+
+    /// The sandboxes, in any state, that the node `node` made.
+    pub async fn node_sandboxes(
+        &mut self,
+        node: &str,
+    ) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
+        let request = cri::v1::ListPodSandboxRequest {
+            filter: Some(cri::v1::PodSandboxFilter {
+                label_selector: HashMap::from([(NODE_LABEL.to_string(), node.to_string())]),
+                ..Default::default()
+            }),
+        };
+        Ok(self
+            .runtime
+            .list_pod_sandbox(request)
             .await
             .map_err(failed("ListPodSandbox"))?
             .into_inner()

@@ -140,6 +140,20 @@ impl OciRuntime {
         }
     }
 
+    /// Whether this node has run containerd before (or uses an existing one): only then can
+    /// it hold sandboxes a previous run of the node left.
+    pub fn used_before(&self) -> bool {
+        self.settings.socket.is_some() || self.settings.dir.join("config.toml").exists()
+    }
+
+    /// The sandboxes, in any state, that the node `node` made.
+    pub async fn node_sandboxes(
+        &self,
+        node: &str,
+    ) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
+        self.cri().await?.node_sandboxes(node).await
+    }
+
     /// The image's id if containerd has it.
     pub async fn image_id(&self, image: &str) -> Result<Option<String>, ContainerdError> {
         Ok(self.cri().await?.image_status(image).await?.map(|i| i.id))
