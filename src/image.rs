@@ -13,10 +13,11 @@ use node::runtime::oci::{OciRuntime, OciSettings};
 #[derive(Subcommand)]
 pub enum ImageCommand {
     /// Store a WASI component as an OCI wasm artifact under NAME:TAG, or the images of an
-    /// OCI image archive (`skopeo copy ... oci-archive:FILE`): wasm artifacts in the node's
-    /// store, container images in its containerd's (for `imagePullPolicy: Never`).
+    /// OCI image archive (`skopeo copy ... oci-archive:FILE`) or Docker archive (`docker
+    /// save`): wasm artifacts in the node's store, container images in its containerd's (for
+    /// `imagePullPolicy: Never`).
     Import {
-        /// The component (`.wasm`) or the OCI image archive (`.tar`).
+        /// The component (`.wasm`) or the image archive (`.tar`).
         file: PathBuf,
         /// The image reference pods will use, e.g. `hello:1.0`. Required for a
         /// component; an archive names its images itself.

@@ -1,7 +1,8 @@
 //! `wkube image import` of a container image: an OCI image archive (busybox, built from
 //! Debian's busybox-static, written by skopeo) lands in the node's containerd and runs with
-//! `imagePullPolicy: Never`, no registry anywhere; a corrupt or cut archive fails clearly
-//! and leaves no image record. Needs root, containerd, runc, the CNI plugins and skopeo.
+//! `imagePullPolicy: Never`, no registry anywhere, and so does a Docker archive; a corrupt
+//! or cut archive fails clearly and leaves no image record. Needs root, containerd, runc,
+//! the CNI plugins and skopeo.
 
 #[macro_use]
 mod common;
@@ -37,6 +38,29 @@ fn containerd_images(server: &Server) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// Runs a pod `name` of `image` with `imagePullPolicy: Never`; checks its log.
+fn run_imported(server: &Server, name: &str, image: &str) {
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {image}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"echo ran from an imported image\"]\n"
+    );
+    let out = server.kubectl_with_stdin("1.33", &["apply", "-f", "-"], Some(&pod));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::wait_for(
+        &format!("{name} to succeed"),
+        Duration::from_secs(60),
+        || {
+            let phase = server.jsonpath("1.33", &["pod", name], "{.status.phase}");
+            (phase == "Succeeded").then_some(())
+        },
+    );
+    let logs = server.kubectl_ok("1.33", &["logs", name]);
+    assert_eq!(logs, "ran from an imported image\n");
 }
 
 #[test]
@@ -86,19 +110,27 @@ fn an_imported_container_image_runs_without_a_registry() {
         "{stdout}"
     );
 
-    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: imported\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: busybox:imported\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"echo ran from an imported image\"]\n";
-    let out = server.kubectl_with_stdin("1.33", &["apply", "-f", "-"], Some(pod));
+    run_imported(&server, "imported", "busybox:imported");
+
+    // A Docker archive (`docker save`'s format) imports the same way.
+    let docker = dir.path().join("docker.tar");
+    let copied = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:busybox:test", layout.display()))
+        .arg(format!(
+            "docker-archive:{}:busybox:docker",
+            docker.display()
+        ))
+        .status()
+        .expect("skopeo");
+    assert!(copied.success(), "skopeo copy");
+    let out = import(&server, &docker);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    common::wait_for("the pod to succeed", Duration::from_secs(60), || {
-        let phase = server.jsonpath("1.33", &["pod", "imported"], "{.status.phase}");
-        (phase == "Succeeded").then_some(())
-    });
-    let logs = server.kubectl_ok("1.33", &["logs", "imported"]);
-    assert_eq!(logs, "ran from an imported image\n");
+    run_imported(&server, "from-docker", "busybox:docker");
 
     // The failed imports left no record, so nothing points at content that is not there.
     let images = containerd_images(&server);

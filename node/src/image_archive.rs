@@ -1,5 +1,7 @@
 //! Reads an OCI image archive (a tar of an OCI image layout, as written by
-//! `skopeo copy ... oci-archive:FILE` or `ctr export`) for `wkube image import`.
+//! `skopeo copy ... oci-archive:FILE` or `ctr export`) for `wkube image import`; a Docker
+//! archive (`docker save`, `skopeo ... docker-archive:FILE`) is read by
+//! [`crate::docker_archive`].
 //!
 //! Wasm artifacts go to the node's [`ImageStore`] ([`ArchiveContents::import_wasm`]); the
 //! container images are described ([`ContainerImage`]) for
@@ -81,13 +83,16 @@ pub struct ContainerBlob {
     pub digest: String,
     pub size: u64,
     pub labels: BTreeMap<String, String>,
+    pub source: BlobSource,
 }
 
-impl ContainerBlob {
-    /// The archive member holding the blob.
-    pub fn entry(&self) -> String {
-        blob_entry(&self.digest)
-    }
+/// Where a blob's bytes are.
+#[derive(Debug, Clone)]
+pub enum BlobSource {
+    /// This member of the archive.
+    Entry(String),
+    /// Made by the import: the OCI manifest of a Docker archive's image.
+    Made(Vec<u8>),
 }
 
 /// What an archive holds, read and checked.
@@ -106,11 +111,20 @@ pub fn read_archive(path: &Path, name: Option<&str>) -> Result<ArchiveContents, 
     let mut sizes = HashMap::new();
     let files = read_entries(path, |entry, size| {
         sizes.insert(entry.to_owned(), size);
-        entry == "index.json" || (entry.starts_with("blobs/") && size <= SMALL_BLOB)
+        // A Docker archive's manifest.json and image configs are JSON files at the top.
+        let small_json = entry.ends_with(".json") && !entry.contains('/') && size <= SMALL_BLOB;
+        small_json || (entry.starts_with("blobs/") && size <= SMALL_BLOB)
     })?;
-    let index = files
-        .get("index.json")
-        .ok_or_else(|| malformed("no index.json".into()))?;
+    let Some(index) = files.get("index.json") else {
+        if files.contains_key(crate::docker_archive::MANIFEST) {
+            return Ok(ArchiveContents {
+                path: path.to_owned(),
+                artifacts: Vec::new(),
+                containers: crate::docker_archive::images(path, &files, &sizes, name)?,
+            });
+        }
+        return Err(malformed("no index.json".into()));
+    };
     let index: ImageIndex =
         serde_json::from_slice(index).map_err(|e| malformed(format!("index.json: {e}")))?;
     if name.is_some() && index.manifests().len() != 1 {
@@ -133,6 +147,7 @@ pub fn read_archive(path: &Path, name: Option<&str>) -> Result<ArchiveContents, 
                 d.size()
             ))),
             Some(_) => Ok(ContainerBlob {
+                source: BlobSource::Entry(blob_entry(&digest)),
                 digest,
                 size: d.size(),
                 labels,
@@ -214,13 +229,19 @@ pub fn read_archive(path: &Path, name: Option<&str>) -> Result<ArchiveContents, 
 
 /// The labels of a manifest blob naming its config and layers.
 fn manifest_labels(manifest: &ImageManifest) -> BTreeMap<String, String> {
-    let layers = manifest.layers().iter().enumerate();
-    std::iter::once((
-        format!("{GC_REF}.config"),
-        manifest.config().digest().to_string(),
-    ))
-    .chain(layers.map(|(i, l)| (format!("{GC_REF}.l.{i}"), l.digest().to_string())))
-    .collect()
+    let layers = manifest.layers().iter().map(|l| l.digest().to_string());
+    gc_labels(manifest.config().digest().as_ref(), layers)
+}
+
+/// The labels of a manifest blob naming its `config` and `layers`.
+pub(crate) fn gc_labels(
+    config: &str,
+    layers: impl Iterator<Item = String>,
+) -> BTreeMap<String, String> {
+    let layers = layers.enumerate();
+    std::iter::once((format!("{GC_REF}.config"), config.to_owned()))
+        .chain(layers.map(|(i, l)| (format!("{GC_REF}.l.{i}"), l)))
+        .collect()
 }
 
 impl ArchiveContents {

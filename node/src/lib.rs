@@ -21,6 +21,7 @@
 pub mod agent;
 pub mod client;
 pub mod containerd;
+pub mod docker_archive;
 pub mod downward;
 pub mod env;
 pub mod image_archive;

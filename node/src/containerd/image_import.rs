@@ -23,7 +23,7 @@ use cri::containerd::services::leases::v1::{CreateRequest, DeleteRequest};
 use cri::containerd::types::Descriptor;
 use tonic::transport::Channel;
 
-use crate::image_archive::{each_entry, ArchiveError, ContainerBlob, ContainerImage};
+use crate::image_archive::{each_entry, ArchiveError, BlobSource, ContainerBlob, ContainerImage};
 
 /// The containerd namespace of CRI's images and containers.
 pub const NAMESPACE: &str = "k8s.io";
@@ -133,11 +133,29 @@ impl ImageImporter {
         images: &[ContainerImage],
         lease: &str,
     ) -> Result<(), ImportError> {
+        let refused = |image: &ContainerImage, blob: &ContainerBlob| {
+            let (path, image, digest) = (path.to_owned(), image.name.clone(), blob.digest.clone());
+            move |status| ImportError::Blob {
+                path,
+                image,
+                digest,
+                status,
+            }
+        };
         let mut wanted: HashMap<String, (&ContainerImage, &ContainerBlob)> = HashMap::new();
         for image in images {
             for blob in &image.blobs {
-                if !self.has(&blob.digest).await? {
-                    wanted.insert(blob.entry(), (image, blob));
+                if self.has(&blob.digest).await? {
+                    continue;
+                }
+                match &blob.source {
+                    BlobSource::Entry(entry) => {
+                        wanted.insert(entry.clone(), (image, blob));
+                    }
+                    BlobSource::Made(bytes) => self
+                        .write(blob, bytes.clone(), lease)
+                        .await
+                        .map_err(refused(image, blob))?,
                 }
             }
         }
@@ -164,12 +182,7 @@ impl ImageImporter {
                 written = self
                     .write(blob, data, lease)
                     .await
-                    .map_err(|status| ImportError::Blob {
-                        path: path.to_owned(),
-                        image: image.name.clone(),
-                        digest: blob.digest.clone(),
-                        status,
-                    });
+                    .map_err(refused(image, blob));
                 if written.is_err() {
                     break;
                 }
