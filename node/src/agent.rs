@@ -1,6 +1,7 @@
 //! The node agent (kubelet's role): registers this machine as a Node, heartbeats through
 //! its Lease in `kube-node-lease`, keeps its status fresh, and runs a pod worker for every
-//! pod bound to it.
+//! pod bound to it. Its housekeeping removes the OCI sandboxes of pods it no longer runs
+//! (a pod deleted while the node was down gets no worker to remove them).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

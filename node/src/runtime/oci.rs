@@ -10,7 +10,10 @@
 //!
 //! The handle contract of [`RunningContainer`] holds here too, with one difference: a
 //! container keeps running when the node process dies (it belongs to its shim), and a
-//! restarted node takes it over with [`OciRuntime::adopt`].
+//! restarted node takes it over with [`OciRuntime::adopt`], and removes the sandboxes of
+//! pods that went meanwhile (the agent's housekeeping, [`OciRuntime::node_sandboxes`]).
+//! Exited containers stay until their container starts again: then all but the newest
+//! go ([`OciRuntime::remove_dead_containers`], kubelet's container GC).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
