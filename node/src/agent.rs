@@ -98,6 +98,9 @@ impl<C: ControlPlane> NodeAgent<C> {
             .await?;
         let started = Utc::now();
         let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
+        // Workers of deleted pods, still stopping their containers: housekeeping leaves
+        // their sandboxes to them (a force-deleted pod's containers still get their grace).
+        let mut stopping: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
         let mut status = tokio::time::interval(STATUS_EVERY);
         let mut reported = Instant::now();
         let mut lease = tokio::time::interval(Duration::from_secs(self.lease_duration_seconds) / 4);
@@ -108,7 +111,7 @@ impl<C: ControlPlane> NodeAgent<C> {
             loop {
                 tokio::select! {
                     event = pods.next() => match event {
-                        Some(Ok(e)) => self.dispatch(&mut workers, e.kind, e.object),
+                        Some(Ok(e)) => self.dispatch(&mut workers, &mut stopping, e.kind, e.object),
                         Some(Err(e)) => tracing::warn!(error = %e, "undecodable pod event"),
                         None => {
                             tokio::time::sleep(REWATCH).await;
@@ -122,12 +125,13 @@ impl<C: ControlPlane> NodeAgent<C> {
                             Err(e) => tracing::warn!(error = %e, "node status update failed"),
                         }
                         workers.retain(|_, w| !w.task.is_finished());
+                        stopping.retain(|_, task| !task.is_finished());
                         self.reclaim_local_paths().await;
                     }
                     _ = housekeeping.tick() => {
                         // One pass at a time: a slow containerd must not pile them up.
                         if housekeeper.as_ref().is_none_or(|h| h.is_finished()) {
-                            let running = workers.keys().cloned().collect();
+                            let running = workers.keys().chain(stopping.keys()).cloned().collect();
                             let pass = remove_orphaned_sandboxes(self.ctx.clone(), self.name.clone(), running);
                             housekeeper = Some(tokio::spawn(pass));
                         }
@@ -179,14 +183,17 @@ impl<C: ControlPlane> NodeAgent<C> {
     fn dispatch(
         &self,
         workers: &mut HashMap<String, WorkerHandle>,
+        stopping: &mut HashMap<String, tokio::task::JoinHandle<()>>,
         kind: EventKind,
         pod: k8s_openapi::api::core::v1::Pod,
     ) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         match kind {
             EventKind::Deleted => {
-                // Dropping the handle tells the worker the pod is gone.
-                workers.remove(&uid);
+                // Dropping the handle's sender tells the worker the pod is gone.
+                if let Some(worker) = workers.remove(&uid) {
+                    stopping.insert(uid, worker.task);
+                }
             }
             EventKind::Upsert => match workers.get(&uid) {
                 Some(w) if !w.task.is_finished() => {
