@@ -1,5 +1,13 @@
-//! Generates the CRI v1 client from `proto/api.proto` with a protoc that cargo fetches
-//! (`protoc-bin-vendored`), so building needs no system protoc.
+//! Generates the CRI v1 client from `proto/api.proto`, and the clients of the few containerd
+//! services CRI lacks (image import) from `proto/containerd/`, with a protoc that cargo
+//! fetches (`protoc-bin-vendored`), so building needs no system protoc.
+
+const CONTAINERD: [&str; 4] = [
+    "proto/containerd/descriptor.proto",
+    "proto/containerd/content.proto",
+    "proto/containerd/images.proto",
+    "proto/containerd/leases.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -8,6 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(false)
         .compile_protos(&["proto/api.proto"], &["proto"])?;
-    println!("cargo:rerun-if-changed=proto/api.proto");
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_protos(&CONTAINERD, &["proto/containerd"])?;
+    println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

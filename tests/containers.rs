@@ -98,8 +98,8 @@ impl OciNode {
         );
     }
 
-    /// How many pod sandboxes the node's containerd has (asked over CRI).
-    fn sandboxes(&self) -> usize {
+    /// Asks the node's containerd over CRI.
+    fn cri<T>(&self, ask: impl AsyncFnOnce(&mut node::containerd::CriClient) -> T) -> T {
         let socket = self
             .server
             .data_dir
@@ -113,8 +113,26 @@ impl OciNode {
                 let mut cri = node::containerd::connect(&socket)
                     .await
                     .expect("the node's containerd");
-                cri.sandboxes().await.expect("ListPodSandbox").len()
+                ask(&mut cri).await
             })
+    }
+
+    /// How many pod sandboxes the node's containerd has.
+    fn sandboxes(&self) -> usize {
+        self.cri(async |cri| cri.sandboxes().await.expect("ListPodSandbox").len())
+    }
+
+    /// How many containers, in any state, the node's containerd has.
+    fn containers(&self) -> usize {
+        self.cri(async |cri| {
+            let request = cri::v1::ListContainersRequest::default();
+            let listed = cri.runtime.list_containers(request).await;
+            listed
+                .expect("ListContainers")
+                .into_inner()
+                .containers
+                .len()
+        })
     }
 }
 
@@ -1040,4 +1058,41 @@ fn shell_session(
 fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_child(child);
     rustix::process::kill_process(pid, signal).expect("signal");
+}
+
+/// Kubelet's container garbage collection: of a crash-looping container's dead runs, only
+/// the newest stays in containerd (with its log, for `--previous`); older ones and their
+/// log files go.
+#[test]
+fn dead_containers_are_collected_but_the_previous_one() {
+    let node = OciNode::start();
+    node.apply(
+        "1.33",
+        &node.busybox_pod("looper", "Always", "echo run; exit 1", ""),
+    );
+    let restarts = "{.status.containerStatuses[0].restartCount}";
+    common::wait_for("three restarts", Duration::from_secs(120), || {
+        let count: u32 = node.jsonpath("1.33", "looper", restarts).parse().ok()?;
+        (count >= 3).then_some(())
+    });
+    let uid = node.jsonpath("1.33", "looper", "{.metadata.uid}");
+    let logs = node
+        .server
+        .data_dir
+        .path()
+        .join(format!("logs/pods/default_looper_{uid}/main"));
+    // The newest dead run and the latest one (running, or dead and waiting to restart).
+    common::wait_for(
+        "older runs to be collected",
+        Duration::from_secs(30),
+        || {
+            let log_files = std::fs::read_dir(&logs).ok()?.count();
+            (node.containers() == 2 && log_files == 2).then_some(())
+        },
+    );
+    assert!(!logs.join("0.log").exists());
+    let previous = node
+        .server
+        .kubectl_ok("1.33", &["logs", "looper", "--previous"]);
+    assert_eq!(previous, "run\n");
 }

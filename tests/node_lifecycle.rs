@@ -382,3 +382,72 @@ fn a_cut_off_node_is_not_ready_until_it_is_back_and_keeps_its_pods() {
             .then_some(())
     });
 }
+
+/// How many pod sandboxes and containers the containerd of `member` has; `None` while it
+/// does not answer (its node is restarting it).
+fn sandboxes_and_containers(member: &Server) -> Option<(usize, usize)> {
+    let socket = member.data_dir.path().join("containerd/containerd.sock");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let mut cri = node::containerd::connect(&socket).await.ok()?;
+            let sandboxes = cri.sandboxes().await.ok()?.len();
+            let request = cri::v1::ListContainersRequest::default();
+            let containers = cri.runtime.list_containers(request).await.ok()?;
+            Some((sandboxes, containers.into_inner().containers.len()))
+        })
+}
+
+/// Kubelet's housekeeping: a pod deleted while its node was down (force-deleted through
+/// another member) leaves its sandbox and container running in that node's containerd;
+/// restarted, the node stops and removes them.
+#[test]
+fn a_pod_deleted_while_its_node_was_down_leaves_no_sandbox_behind() {
+    let mut members = three_members(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("busybox.tar");
+    common::registry::busybox_archive(&dir.path().join("layout"), "busybox:1", &archive);
+    let imported = members[1]
+        .wkube()
+        .args(["image", "import"])
+        .arg(&archive)
+        .output()
+        .expect("wkube image import");
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: left\nspec:\n  nodeName: {}\n  containers:\n  - name: main\n    image: busybox:1\n    imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n",
+        NODES[1]
+    );
+    let api = &members[0];
+    let applied = api.kubectl_with_stdin(KUBECTL_VERSIONS[1], &["apply", "-f", "-"], Some(&pod));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    wait_for("the pod to run", DEADLINE, || {
+        let phase = api.jsonpath(KUBECTL_VERSIONS[1], &["pod", "left"], "{.status.phase}");
+        (phase == "Running").then_some(())
+    });
+    assert_eq!(sandboxes_and_containers(&members[1]), Some((1, 1)));
+
+    members[1].kill9();
+    let api = &members[0];
+    api.kubectl_ok(
+        KUBECTL_VERSIONS[1],
+        &["delete", "pod", "left", "--force", "--grace-period=0"],
+    );
+    // The container outlives its node process (it belongs to its shim).
+    assert_eq!(sandboxes_and_containers(&members[1]), Some((1, 1)));
+
+    members[1].spawn();
+    wait_for("the left-behind sandbox to go", DEADLINE, || {
+        (sandboxes_and_containers(&members[1]) == Some((0, 0))).then_some(())
+    });
+}

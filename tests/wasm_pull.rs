@@ -191,39 +191,3 @@ fn oci_archive_import_makes_the_artifact_runnable_without_a_registry() {
     let logs = server.kubectl_ok("1.33", &["logs", "archived"]);
     assert!(logs.contains("Hello from wkube!"), "{logs}");
 }
-
-#[test]
-fn oci_archive_of_a_container_image_is_refused_clearly() {
-    let server = Server::start();
-    let layout = server.data_dir.path().join("busybox");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-images.sh");
-    let built = std::process::Command::new("bash")
-        .args([script, "build"])
-        .arg(&layout)
-        .status()
-        .unwrap();
-    assert!(built.success());
-    let archive = server.data_dir.path().join("busybox.tar");
-    let copied = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet"])
-        .arg(format!("oci:{}:busybox:test", layout.display()))
-        .arg(format!("oci-archive:{}:busybox:test", archive.display()))
-        .status()
-        .unwrap();
-    assert!(copied.success());
-
-    let out = server
-        .wkube()
-        .args(["image", "import"])
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("busybox:test is a container image") && err.contains("registry"),
-        "{err}"
-    );
-    let ls = server.wkube().args(["image", "ls"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&ls.stdout).contains("busybox"));
-}

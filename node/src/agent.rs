@@ -1,8 +1,9 @@
 //! The node agent (kubelet's role): registers this machine as a Node, heartbeats through
 //! its Lease in `kube-node-lease`, keeps its status fresh, and runs a pod worker for every
-//! pod bound to it.
+//! pod bound to it. Its housekeeping removes the OCI sandboxes of pods it no longer runs
+//! (a pod deleted while the node was down gets no worker to remove them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,9 @@ const STATUS_REPORT_EVERY: Duration = Duration::from_secs(60);
 pub const DEFAULT_LEASE_DURATION_SECONDS: u64 = 40;
 /// Pause before watching again after the pod watch ended.
 const REWATCH: Duration = Duration::from_millis(200);
+/// How often the node looks for sandboxes of pods it no longer runs (kubelet's
+/// housekeeping); the first look is at start.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 
 pub struct NodeAgent<C> {
     ctx: Arc<NodeContext<C>>,
@@ -94,15 +98,20 @@ impl<C: ControlPlane> NodeAgent<C> {
             .await?;
         let started = Utc::now();
         let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
+        // Workers of deleted pods, still stopping their containers: housekeeping leaves
+        // their sandboxes to them (a force-deleted pod's containers still get their grace).
+        let mut stopping: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
         let mut status = tokio::time::interval(STATUS_EVERY);
         let mut reported = Instant::now();
         let mut lease = tokio::time::interval(Duration::from_secs(self.lease_duration_seconds) / 4);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
+        let mut housekeeper: Option<tokio::task::JoinHandle<()>> = None;
         'watch: loop {
             let mut pods = self.ctx.client.watch_pods(&self.name)?;
             loop {
                 tokio::select! {
                     event = pods.next() => match event {
-                        Some(Ok(e)) => self.dispatch(&mut workers, e.kind, e.object),
+                        Some(Ok(e)) => self.dispatch(&mut workers, &mut stopping, e.kind, e.object),
                         Some(Err(e)) => tracing::warn!(error = %e, "undecodable pod event"),
                         None => {
                             tokio::time::sleep(REWATCH).await;
@@ -116,7 +125,16 @@ impl<C: ControlPlane> NodeAgent<C> {
                             Err(e) => tracing::warn!(error = %e, "node status update failed"),
                         }
                         workers.retain(|_, w| !w.task.is_finished());
+                        stopping.retain(|_, task| !task.is_finished());
                         self.reclaim_local_paths().await;
+                    }
+                    _ = housekeeping.tick() => {
+                        // One pass at a time: a slow containerd must not pile them up.
+                        if housekeeper.as_ref().is_none_or(|h| h.is_finished()) {
+                            let running = workers.keys().chain(stopping.keys()).cloned().collect();
+                            let pass = remove_orphaned_sandboxes(self.ctx.clone(), self.name.clone(), running);
+                            housekeeper = Some(tokio::spawn(pass));
+                        }
                     }
                     _ = lease.tick() => {
                         if let Err(e) = self.ctx.client.renew_lease(&self.name, self.lease_duration_seconds as i64).await {
@@ -165,14 +183,17 @@ impl<C: ControlPlane> NodeAgent<C> {
     fn dispatch(
         &self,
         workers: &mut HashMap<String, WorkerHandle>,
+        stopping: &mut HashMap<String, tokio::task::JoinHandle<()>>,
         kind: EventKind,
         pod: k8s_openapi::api::core::v1::Pod,
     ) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         match kind {
             EventKind::Deleted => {
-                // Dropping the handle tells the worker the pod is gone.
-                workers.remove(&uid);
+                // Dropping the handle's sender tells the worker the pod is gone.
+                if let Some(worker) = workers.remove(&uid) {
+                    stopping.insert(uid, worker.task);
+                }
             }
             EventKind::Upsert => match workers.get(&uid) {
                 Some(w) if !w.task.is_finished() => {
@@ -289,6 +310,59 @@ impl<C: ControlPlane> NodeAgent<C> {
 }
 
 /// Kubernetes names architectures the Go way.
+/// Kubelet's housekeeping for OCI pods: stops and removes the sandboxes (with their
+/// containers) that this node made for pods it no longer runs and that are gone from the
+/// API or bound elsewhere. A pod deleted while its node was down leaves them behind, and a
+/// restarted node gets no event for it. `running` holds the uids of the pods with a worker,
+/// which handles its own sandbox.
+async fn remove_orphaned_sandboxes<C: ControlPlane>(
+    ctx: Arc<NodeContext<C>>,
+    node: String,
+    running: HashSet<String>,
+) {
+    // A node that never ran containerd has no sandboxes: do not start it for nothing.
+    let Some(oci) = ctx.oci.as_ref().filter(|oci| oci.used_before()) else {
+        return;
+    };
+    let sandboxes = match oci.node_sandboxes(&node).await {
+        Ok(sandboxes) => sandboxes,
+        Err(e) => return tracing::warn!(error = %e, "housekeeping: cannot list sandboxes"),
+    };
+    for sandbox in sandboxes {
+        let Some(meta) = sandbox.metadata else {
+            continue;
+        };
+        if running.contains(&meta.uid) {
+            continue;
+        }
+        // A pod bound here whose worker is not there yet (the node is starting) keeps it.
+        match ctx.client.get_pod(&meta.namespace, &meta.name).await {
+            Ok(Some(pod))
+                if pod.metadata.uid.as_deref() == Some(meta.uid.as_str())
+                    && pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
+                        == Some(node.as_str()) =>
+            {
+                continue
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(pod = %meta.name, error = %e, "housekeeping: cannot read pod");
+                continue;
+            }
+        }
+        match oci.remove_sandbox(&sandbox.id).await {
+            Ok(()) => tracing::info!(
+                pod = %format!("{}/{}", meta.namespace, meta.name),
+                uid = %meta.uid,
+                "removed the sandbox of a pod this node no longer runs"
+            ),
+            Err(e) => {
+                tracing::warn!(sandbox = %sandbox.id, error = %e, "housekeeping: cannot remove sandbox")
+            }
+        }
+    }
+}
+
 fn arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",

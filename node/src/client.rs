@@ -77,6 +77,12 @@ fn decode<T: serde::de::DeserializeOwned>(kind: &'static str, v: Value) -> Resul
 pub trait ControlPlane: Send + Sync + 'static {
     /// Current pods bound to `node` (as ADDED events) and then their changes.
     fn watch_pods(&self, node: &str) -> Result<PodWatch, ClientError>;
+    /// A pod of `namespace`, `None` when there is none of that name.
+    fn get_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Pod>, ClientError>> + Send;
     /// A ConfigMap of `namespace`, `None` when there is none of that name.
     fn get_config_map(
         &self,
@@ -221,6 +227,10 @@ impl ControlPlane for InProcess {
             self.api.watch(res("pods")?, None, opts)?,
             "Pod",
         ))
+    }
+
+    async fn get_pod(&self, namespace: &str, name: &str) -> Result<Option<Pod>, ClientError> {
+        self.get_named("pods", "Pod", Some(namespace), name)
     }
 
     async fn get_config_map(

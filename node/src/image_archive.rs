@@ -1,31 +1,40 @@
-//! Imports an OCI image archive (a tar of an OCI image layout, as written by
-//! `skopeo copy ... oci-archive:FILE` or `ctr export`) into the node's [`ImageStore`].
+//! Reads an OCI image archive (a tar of an OCI image layout, as written by
+//! `skopeo copy ... oci-archive:FILE` or `ctr export`) for `wkube image import`; a Docker
+//! archive (`docker save`, `skopeo ... docker-archive:FILE`) is read by
+//! [`crate::docker_archive`].
 //!
-//! Only wasm artifacts belong in that store; a container image in the archive fails the
-//! whole import before anything is stored, with a message pointing at the registry path
-//! (containerd pulls container images). Each image is named by its
-//! `io.containerd.image.name` annotation, else by `org.opencontainers.image.ref.name`
-//! read as a reference (skopeo writes the `NAME:TAG` it was given there), else by the
-//! name given on the command line when the archive holds one image.
+//! Wasm artifacts go to the node's [`ImageStore`] ([`ArchiveContents::import_wasm`]); the
+//! container images are described ([`ContainerImage`]) for
+//! [`crate::containerd::image_import`], which writes them into containerd's store. Each
+//! image is named by its `io.containerd.image.name` annotation, else by
+//! `org.opencontainers.image.ref.name` read as a reference (skopeo writes the `NAME:TAG`
+//! it was given there), else by the name given on the command line when the archive holds
+//! one image.
 //!
-//! The archive is read twice instead of unpacked: first `index.json` and the small blobs
-//! (manifests and configs), then only the layers of the wasm artifacts. A container
-//! image's layers are never read.
+//! The archive is read in passes instead of unpacked: first `index.json`, the small blobs
+//! (manifests and configs) and the names and sizes of all members, then only the layers
+//! wanted ([`each_entry`]). Everything an image needs is checked to be in the archive
+//! before anything is stored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Read};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{ImageIndex, ANNOTATION_REF_NAME};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, ANNOTATION_REF_NAME};
 
 use crate::images::{
-    artifact_kind, ArtifactKind, Blob, ImageError, ImageInfo, ImageStore, ANNOTATION_IMAGE_NAME,
+    artifact_kind, normalize_reference, ArtifactKind, Blob, ImageError, ImageInfo, ImageStore,
+    ANNOTATION_IMAGE_NAME,
 };
 use crate::registry::{classify, platform_entry, Fetched};
 
 /// Blobs up to this size are read in the first pass: manifests and configs are a few KiB.
 const SMALL_BLOB: u64 = 1 << 20;
+
+/// The label by which containerd's garbage collector follows a blob to another one.
+const GC_REF: &str = "containerd.io/gc.ref.content";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -41,8 +50,6 @@ pub enum ArchiveError {
     Unnamed { path: PathBuf, index: usize },
     #[error("{path}: a name can be given only to an archive holding one image")]
     NameForMany { path: PathBuf },
-    #[error("{path}: {names} is a container image, not a wasm artifact; nothing was imported. The node's image store holds wasm artifacts only: push the image to a registry and reference it from there (containerd pulls container images)")]
-    ContainerImage { path: PathBuf, names: String },
     #[error("{path}: {source}")]
     Store {
         path: PathBuf,
@@ -58,22 +65,66 @@ struct Artifact {
     blobs: Vec<String>,
 }
 
-/// Imports every image of the archive at `path`; `name` names an unnamed single image.
-pub fn import_archive(
-    store: &ImageStore,
-    path: &Path,
-    name: Option<&str>,
-) -> Result<Vec<ImageInfo>, ArchiveError> {
+/// A container image of the archive: what containerd needs to run it.
+#[derive(Debug, Clone)]
+pub struct ContainerImage {
+    /// The normalized reference (`docker.io/library/busybox:1`), as CRI looks it up.
+    pub name: String,
+    /// The manifest, or multi-platform index, the image record points at.
+    pub target: Descriptor,
+    /// Every blob the node needs, all present in the archive.
+    pub blobs: Vec<ContainerBlob>,
+}
+
+/// A blob of a container image and the labels that keep its children from containerd's
+/// garbage collector (a manifest's config and layers, an index's manifests).
+#[derive(Debug, Clone)]
+pub struct ContainerBlob {
+    pub digest: String,
+    pub size: u64,
+    pub labels: BTreeMap<String, String>,
+    pub source: BlobSource,
+}
+
+/// Where a blob's bytes are.
+#[derive(Debug, Clone)]
+pub enum BlobSource {
+    /// This member of the archive.
+    Entry(String),
+    /// Made by the import: the OCI manifest of a Docker archive's image.
+    Made(Vec<u8>),
+}
+
+/// What an archive holds, read and checked.
+pub struct ArchiveContents {
+    path: PathBuf,
+    artifacts: Vec<Artifact>,
+    pub containers: Vec<ContainerImage>,
+}
+
+/// Reads the archive at `path`; `name` names an unnamed single image.
+pub fn read_archive(path: &Path, name: Option<&str>) -> Result<ArchiveContents, ArchiveError> {
     let malformed = |message: String| ArchiveError::Malformed {
         path: path.to_owned(),
         message,
     };
-    let mut files = read_entries(path, |entry, size| {
-        entry == "index.json" || (entry.starts_with("blobs/") && size <= SMALL_BLOB)
+    let mut sizes = HashMap::new();
+    let files = read_entries(path, |entry, size| {
+        sizes.insert(entry.to_owned(), size);
+        // A Docker archive's manifest.json and image configs are JSON files at the top.
+        let small_json = entry.ends_with(".json") && !entry.contains('/') && size <= SMALL_BLOB;
+        small_json || (entry.starts_with("blobs/") && size <= SMALL_BLOB)
     })?;
-    let index = files
-        .get("index.json")
-        .ok_or_else(|| malformed("no index.json".into()))?;
+    let Some(index) = files.get("index.json") else {
+        if files.contains_key(crate::docker_archive::MANIFEST) {
+            return Ok(ArchiveContents {
+                path: path.to_owned(),
+                artifacts: Vec::new(),
+                containers: crate::docker_archive::images(path, &files, &sizes, name)?,
+            });
+        }
+        return Err(malformed("no index.json".into()));
+    };
     let index: ImageIndex =
         serde_json::from_slice(index).map_err(|e| malformed(format!("index.json: {e}")))?;
     if name.is_some() && index.manifests().len() != 1 {
@@ -81,6 +132,28 @@ pub fn import_archive(
             path: path.to_owned(),
         });
     }
+    let blob = |digest: &str| {
+        files
+            .get(&blob_entry(digest))
+            .ok_or_else(|| malformed(format!("blob {digest} is missing")))
+    };
+    // A blob the node needs: in the archive, at the size its descriptor says.
+    let needed = |d: &Descriptor, labels: BTreeMap<String, String>| {
+        let digest = d.digest().to_string();
+        match sizes.get(&blob_entry(&digest)) {
+            None => Err(malformed(format!("blob {digest} is missing"))),
+            Some(&size) if size != d.size() => Err(malformed(format!(
+                "blob {digest} is {size} bytes, its descriptor says {}",
+                d.size()
+            ))),
+            Some(_) => Ok(ContainerBlob {
+                source: BlobSource::Entry(blob_entry(&digest)),
+                digest,
+                size: d.size(),
+                labels,
+            }),
+        }
+    };
 
     let mut artifacts = Vec::new();
     let mut containers = Vec::new();
@@ -96,80 +169,117 @@ pub fn import_archive(
                 index: i,
             })?
             .to_owned();
-        let blob = |digest: &str| {
-            files
-                .get(&blob_entry(digest))
-                .ok_or_else(|| malformed(format!("blob {digest} is missing")))
-        };
         let mut bytes = blob(entry.digest().as_ref())?;
         let mut fetched = classify(bytes).map_err(&malformed)?;
+        let mut blobs = Vec::new();
         // A multi-platform index: the entry this node would run, as a pull would pick.
         if let Fetched::Index(index) = &fetched {
-            match platform_entry(index) {
-                Some(platform) => {
-                    bytes = blob(platform.digest().as_ref())?;
-                    fetched = classify(bytes).map_err(&malformed)?;
-                }
-                None => {
-                    containers.push(image_name);
-                    continue;
-                }
-            }
+            let children = index.manifests().iter().enumerate();
+            let labels = children
+                .map(|(i, m)| (format!("{GC_REF}.m.{i}"), m.digest().to_string()))
+                .collect();
+            blobs.push(needed(entry, labels)?);
+            let platform = platform_entry(index).cloned().ok_or_else(|| {
+                malformed(format!(
+                    "{image_name}: no manifest for this node's platform"
+                ))
+            })?;
+            bytes = blob(platform.digest().as_ref())?;
+            fetched = classify(bytes).map_err(&malformed)?;
+            let Fetched::Image(manifest) = &fetched else {
+                return Err(malformed(format!("{image_name}: an index inside an index")));
+            };
+            blobs.push(needed(&platform, manifest_labels(manifest))?);
         }
         let Fetched::Image(manifest) = fetched else {
             return Err(malformed(format!("{image_name}: an index inside an index")));
         };
-        if artifact_kind(&manifest) == ArtifactKind::Oci {
-            containers.push(image_name);
-            continue;
-        }
-        let blobs = std::iter::once(manifest.config())
+        let children = std::iter::once(manifest.config())
             .chain(manifest.layers())
-            .map(|d| d.digest().to_string())
-            .collect();
-        artifacts.push(Artifact {
-            name: image_name,
-            manifest: bytes.clone(),
-            blobs,
-        });
-    }
-    if !containers.is_empty() {
-        return Err(ArchiveError::ContainerImage {
-            path: path.to_owned(),
-            names: containers.join(", "),
-        });
-    }
-
-    let missing: Vec<String> = artifacts
-        .iter()
-        .flat_map(|a| &a.blobs)
-        .map(|d| blob_entry(d))
-        .filter(|e| !files.contains_key(e))
-        .collect();
-    if !missing.is_empty() {
-        files.extend(read_entries(path, |entry, _| {
-            missing.iter().any(|m| m == entry)
-        })?);
-    }
-
-    let mut imported = Vec::new();
-    for artifact in &artifacts {
-        let mut blobs = Vec::new();
-        for digest in &artifact.blobs {
-            let data = files
-                .get(&blob_entry(digest))
-                .ok_or_else(|| malformed(format!("blob {digest} is missing")))?;
-            blobs.push(Blob { digest, data });
-        }
-        let info = store
-            .import_manifest(&artifact.name, &artifact.manifest, &blobs)
-            .map_err(|source| ArchiveError::Store {
+            .map(|d| needed(d, BTreeMap::new()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if artifact_kind(&manifest) == ArtifactKind::Oci {
+            if blobs.is_empty() {
+                blobs.push(needed(entry, manifest_labels(&manifest))?);
+            }
+            blobs.extend(children);
+            let name = normalize_reference(&image_name).map_err(|source| ArchiveError::Store {
                 path: path.to_owned(),
                 source,
             })?;
-        imported.push(info);
+            containers.push(ContainerImage {
+                name,
+                target: entry.clone(),
+                blobs,
+            });
+            continue;
+        }
+        artifacts.push(Artifact {
+            name: image_name,
+            manifest: bytes.clone(),
+            blobs: children.into_iter().map(|b| b.digest).collect(),
+        });
     }
-    Ok(imported)
+    Ok(ArchiveContents {
+        path: path.to_owned(),
+        artifacts,
+        containers,
+    })
+}
+
+/// The labels of a manifest blob naming its config and layers.
+fn manifest_labels(manifest: &ImageManifest) -> BTreeMap<String, String> {
+    let layers = manifest.layers().iter().map(|l| l.digest().to_string());
+    gc_labels(manifest.config().digest().as_ref(), layers)
+}
+
+/// The labels of a manifest blob naming its `config` and `layers`.
+pub(crate) fn gc_labels(
+    config: &str,
+    layers: impl Iterator<Item = String>,
+) -> BTreeMap<String, String> {
+    let layers = layers.enumerate();
+    std::iter::once((format!("{GC_REF}.config"), config.to_owned()))
+        .chain(layers.map(|(i, l)| (format!("{GC_REF}.l.{i}"), l)))
+        .collect()
+}
+
+impl ArchiveContents {
+    /// Stores the wasm artifacts of the archive in `store`.
+    pub fn import_wasm(&self, store: &ImageStore) -> Result<Vec<ImageInfo>, ArchiveError> {
+        let malformed = |message: String| ArchiveError::Malformed {
+            path: self.path.clone(),
+            message,
+        };
+        let entries: Vec<String> = self
+            .artifacts
+            .iter()
+            .flat_map(|a| &a.blobs)
+            .map(|d| blob_entry(d))
+            .collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let files = read_entries(&self.path, |entry, _| entries.iter().any(|e| e == entry))?;
+        let mut imported = Vec::new();
+        for artifact in &self.artifacts {
+            let mut blobs = Vec::new();
+            for digest in &artifact.blobs {
+                let data = files
+                    .get(&blob_entry(digest))
+                    .ok_or_else(|| malformed(format!("blob {digest} is missing")))?;
+                blobs.push(Blob { digest, data });
+            }
+            let info = store
+                .import_manifest(&artifact.name, &artifact.manifest, &blobs)
+                .map_err(|source| ArchiveError::Store {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            imported.push(info);
+        }
+        Ok(imported)
+    }
 }
 
 /// The archive member holding the blob `digest` (`sha256:<hex>`).
@@ -181,14 +291,28 @@ fn blob_entry(digest: &str) -> String {
 /// in the layout (a leading `./` dropped).
 fn read_entries(
     path: &Path,
-    want: impl Fn(&str, u64) -> bool,
+    want: impl FnMut(&str, u64) -> bool,
 ) -> Result<HashMap<String, Vec<u8>>, ArchiveError> {
+    let mut out = HashMap::new();
+    each_entry(path, want, |name, data| {
+        out.insert(name, data);
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
+/// Hands each regular file of the tar at `path` that `want(name, size)` picks to `f`,
+/// one at a time, until `f` breaks off.
+pub fn each_entry(
+    path: &Path,
+    mut want: impl FnMut(&str, u64) -> bool,
+    mut f: impl FnMut(String, Vec<u8>) -> ControlFlow<()>,
+) -> Result<(), ArchiveError> {
     let io_err = |source| ArchiveError::Io {
         path: path.to_owned(),
         source,
     };
     let mut archive = tar::Archive::new(File::open(path).map_err(io_err)?);
-    let mut out = HashMap::new();
     for entry in archive.entries().map_err(io_err)? {
         let mut entry = entry.map_err(io_err)?;
         if !entry.header().entry_type().is_file() {
@@ -204,9 +328,17 @@ fn read_entries(
         }
         let mut data = Vec::with_capacity(entry.size() as usize);
         entry.read_to_end(&mut data).map_err(io_err)?;
-        out.insert(name, data);
+        if data.len() as u64 != entry.size() {
+            return Err(io_err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{name} is cut short: the archive is truncated"),
+            )));
+        }
+        if f(name, data).is_break() {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -214,6 +346,14 @@ mod tests {
     use super::*;
 
     const COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
+    fn import_archive(
+        store: &ImageStore,
+        path: &Path,
+        name: Option<&str>,
+    ) -> Result<Vec<ImageInfo>, ArchiveError> {
+        read_archive(path, name)?.import_wasm(store)
+    }
 
     /// A tar holding `files` (name, bytes).
     fn tar_of(dir: &Path, files: &[(String, Vec<u8>)]) -> PathBuf {
@@ -278,7 +418,7 @@ mod tests {
     }
 
     #[test]
-    fn a_container_image_fails_the_import_and_stores_nothing() {
+    fn a_container_image_is_described_for_containerd_next_to_the_wasm_artifacts() {
         let dir = tempfile::tempdir().unwrap();
         let source = ImageStore::open(&dir.path().join("source")).unwrap();
         source.import_wasm(COMPONENT, "hello:1.0").unwrap();
@@ -308,6 +448,8 @@ mod tests {
                 "digest": digest(&manifest), "size": manifest.len(),
                 "annotations": {"org.opencontainers.image.ref.name": "busybox:test"},
             }));
+        let (config_bytes, layer_bytes, manifest_bytes) =
+            (config.clone(), layer.clone(), manifest.clone());
         files.push((blob_entry(&digest(&config)), config));
         files.push((blob_entry(&digest(&layer)), layer));
         files.push((blob_entry(&digest(&manifest)), manifest));
@@ -315,12 +457,47 @@ mod tests {
         let archive = tar_of(dir.path(), &files);
 
         let store = ImageStore::open(&dir.path().join("store")).unwrap();
-        let err = import_archive(&store, &archive, None).unwrap_err();
-        assert!(matches!(err, ArchiveError::ContainerImage { .. }), "{err}");
-        let message = err.to_string();
-        assert!(message.contains("busybox:test"), "{message}");
-        assert!(message.contains("registry"), "{message}");
-        assert!(store.list().unwrap().is_empty());
+        let contents = read_archive(&archive, None).unwrap();
+        assert_eq!(contents.import_wasm(&store).unwrap().len(), 1);
+        let [image] = &contents.containers[..] else {
+            panic!("{:?}", contents.containers)
+        };
+        assert_eq!(image.name, "docker.io/library/busybox:test");
+        assert_eq!(image.target.digest().to_string(), digest(&manifest_bytes));
+        let blobs: Vec<&str> = image.blobs.iter().map(|b| b.digest.as_str()).collect();
+        assert_eq!(
+            blobs,
+            [
+                digest(&manifest_bytes),
+                digest(&config_bytes),
+                digest(&layer_bytes)
+            ]
+        );
+        let labels = &image.blobs[0].labels;
+        assert_eq!(
+            labels["containerd.io/gc.ref.content.config"],
+            digest(&config_bytes)
+        );
+        assert_eq!(
+            labels["containerd.io/gc.ref.content.l.0"],
+            digest(&layer_bytes)
+        );
+    }
+
+    #[test]
+    fn a_truncated_layer_fails_before_anything_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = ImageStore::open(&dir.path().join("source")).unwrap();
+        source.import_wasm(COMPONENT, "hello:1.0").unwrap();
+        let mut files = layout_files(&source, &[("hello:1.0", "hello:1.0")]);
+        let layer = files
+            .iter_mut()
+            .find(|(_, data)| data == COMPONENT)
+            .unwrap();
+        layer.1.truncate(3);
+        let archive = tar_of(dir.path(), &files);
+        let err = read_archive(&archive, None).err().unwrap();
+        assert!(err.to_string().contains("its descriptor says"), "{err}");
     }
 
     #[test]

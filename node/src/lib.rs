@@ -6,7 +6,9 @@
 //! - [`client`]: the node's only way to the control plane.
 //! - [`images`]: the local OCI image layout; wasm components are OCI artifacts.
 //! - [`registry`]: pulls wasm artifacts from OCI registries into that layout;
-//!   [`image_archive`] imports them from OCI image archives.
+//!   [`image_archive`] reads OCI image archives ([`docker_archive`] Docker ones) for
+//!   `wkube image import`: wasm artifacts go to that layout, container images to containerd
+//!   ([`containerd::image_import`]).
 //! - [`runtime`]: the seam the pod worker drives ([`runtime::Runtime`]) with the
 //!   wasmtime implementation and a scripted fake.
 //! - [`env`], [`downward`]: a container's environment and argv, pure.
@@ -23,6 +25,7 @@
 pub mod agent;
 pub mod client;
 pub mod containerd;
+pub mod docker_archive;
 pub mod downward;
 pub mod env;
 pub mod image_archive;

@@ -525,7 +525,7 @@ impl<C: ControlPlane> Worker<C> {
         Ok(handle)
     }
 
-    async fn start_oci(&mut self, i: usize, oci: &OciRuntime, image_name: &str) {
+    async fn start_oci(&mut self, i: usize, oci: &Arc<OciRuntime>, image_name: &str) {
         let sandbox = match self.sandbox(oci).await {
             Ok(s) => s,
             Err(message) => return self.create_failed(i, message).await,
@@ -539,6 +539,13 @@ impl<C: ControlPlane> Worker<C> {
         };
         match oci.start(&sandbox, &spec.0).await {
             Ok(started) => {
+                // The run before this one is now `--previous`; older ones can go.
+                let (gc, name) = (oci.clone(), self.slots[i].spec.name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = gc.remove_dead_containers(&sandbox, &name).await {
+                        tracing::warn!(container = %name, error = %e, "container garbage collection");
+                    }
+                });
                 let id = format!("containerd://{}", started.run.id());
                 self.started(i, restart, started.run, id, started.image_ref, spec.1)
                     .await
@@ -693,6 +700,9 @@ impl<C: ControlPlane> Worker<C> {
             name: pod_name(&self.pod).to_string(),
             namespace: meta.namespace.clone().unwrap_or_default(),
             uid: meta.uid.clone().unwrap_or_default(),
+            node: (self.pod.spec.as_ref())
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default(),
             attempt: 0,
             share_process_namespace: self.shares_processes(),
         }

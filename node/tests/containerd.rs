@@ -146,6 +146,7 @@ async fn containers_of_a_pod_share_localhost_on_the_pods_own_address() {
         name: "web".into(),
         namespace: "default".into(),
         uid: "uid-web".into(),
+        node: "node-1".into(),
         attempt: 0,
         share_process_namespace: false,
     };

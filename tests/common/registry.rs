@@ -1,5 +1,6 @@
 //! Wasm artifacts for a real OCI registry on loopback: layouts and archives built by
-//! `scripts/test-images.sh wasm`, pushed with skopeo over plain HTTP.
+//! `scripts/test-images.sh wasm`, pushed with skopeo over plain HTTP; and the busybox
+//! container image as an OCI archive, for `wkube image import`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -87,4 +88,22 @@ impl Registry {
         );
         reference
     }
+}
+
+/// Writes the busybox image (built by `test-images.sh build` into `layout`, unless there
+/// already), named `reference`, as an OCI archive at `archive`.
+pub fn busybox_archive(layout: &Path, reference: &str, archive: &Path) {
+    let layout_str = layout.to_str().expect("a UTF-8 path");
+    if !layout.exists() {
+        run("bash", &[SCRIPT, "build", layout_str]);
+    }
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &format!("oci:{layout_str}:busybox:test"),
+            &format!("oci-archive:{}:{reference}", archive.display()),
+        ],
+    );
 }

@@ -11,6 +11,7 @@ use cri::v1::runtime_service_client::RuntimeServiceClient;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 
+pub mod image_import;
 pub mod network;
 pub mod pause;
 pub mod resources;
@@ -59,11 +60,11 @@ pub struct CriClient {
     pub images: ImageServiceClient<Channel>,
 }
 
-/// Opens a gRPC channel to the CRI service on a unix socket.
-pub async fn connect(socket: &Path) -> Result<CriClient, ContainerdError> {
+/// Opens a gRPC channel to containerd's socket.
+pub async fn channel(socket: &Path) -> Result<Channel, ContainerdError> {
     let path = socket.to_path_buf();
     // The URI is required by tonic but unused: every connection goes to the socket.
-    let channel = Endpoint::from_static("http://containerd.invalid")
+    Endpoint::from_static("http://containerd.invalid")
         .connect_with_connector(tower::service_fn(move |_| {
             let path = path.clone();
             async move {
@@ -75,11 +76,12 @@ pub async fn connect(socket: &Path) -> Result<CriClient, ContainerdError> {
         .map_err(|source| ContainerdError::Connect {
             socket: socket.to_path_buf(),
             source,
-        })?;
-    Ok(CriClient {
-        runtime: RuntimeServiceClient::new(channel.clone()),
-        images: ImageServiceClient::new(channel),
-    })
+        })
+}
+
+/// Opens the CRI clients on containerd's socket.
+pub async fn connect(socket: &Path) -> Result<CriClient, ContainerdError> {
+    Ok(CriClient::new(channel(socket).await?))
 }
 
 /// Maps a failed CRI call to its error, naming the call.
@@ -88,6 +90,13 @@ fn failed(call: &'static str) -> impl FnOnce(tonic::Status) -> ContainerdError {
 }
 
 impl CriClient {
+    pub fn new(channel: Channel) -> CriClient {
+        CriClient {
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
+        }
+    }
+
     /// Pulls an image into containerd's store, with the registry's credentials if it needs
     /// them; returns its image id (the config digest).
     pub async fn pull_image(

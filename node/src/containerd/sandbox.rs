@@ -15,6 +15,9 @@ use super::{failed, ContainerdError, CriClient};
 /// The label every sandbox and container carries with its pod's uid, as kubelet sets it: a
 /// restarted node finds its pods' sandboxes and containers by it.
 pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// The label with the node a sandbox was made by: housekeeping removes only its own node's,
+/// also on a containerd that other nodes (or a kubelet) use.
+pub const NODE_LABEL: &str = "io.wkube.node";
 /// The label with the container's name in the pod spec.
 pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 
@@ -24,6 +27,8 @@ pub struct PodIdentity {
     pub name: String,
     pub namespace: String,
     pub uid: String,
+    /// The node the pod is bound to, whose sandbox this is ([`NODE_LABEL`]).
+    pub node: String,
     /// How many sandboxes the pod had before this one.
     pub attempt: u32,
     /// `spec.shareProcessNamespace`: the pod's containers see each other's processes.
@@ -62,6 +67,7 @@ pub fn sandbox_config(pod: &PodIdentity, log_directory: PathBuf) -> PodSandboxCo
         log_directory: log_directory.display().to_string(),
         labels: HashMap::from([
             (POD_UID_LABEL.to_string(), pod.uid.clone()),
+            (NODE_LABEL.to_string(), pod.node.clone()),
             ("io.kubernetes.pod.name".to_string(), pod.name.clone()),
             (
                 "io.kubernetes.pod.namespace".to_string(),
@@ -197,6 +203,26 @@ impl CriClient {
             .items)
     }
 
+    /// The sandboxes, in any state, that the node `node` made.
+    pub async fn node_sandboxes(
+        &mut self,
+        node: &str,
+    ) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
+        let request = cri::v1::ListPodSandboxRequest {
+            filter: Some(cri::v1::PodSandboxFilter {
+                label_selector: HashMap::from([(NODE_LABEL.to_string(), node.to_string())]),
+                ..Default::default()
+            }),
+        };
+        Ok(self
+            .runtime
+            .list_pod_sandbox(request)
+            .await
+            .map_err(failed("ListPodSandbox"))?
+            .into_inner()
+            .items)
+    }
+
     /// The ready sandboxes of the pod with this uid.
     pub async fn pod_sandboxes(
         &mut self,
@@ -285,6 +311,47 @@ impl CriClient {
             .await
             .map_err(failed("StartContainer"))?;
         Ok(id)
+    }
+
+    /// The exited containers of a sandbox named `name` (in the pod spec), oldest first.
+    pub async fn exited_containers(
+        &mut self,
+        sandbox_id: &str,
+        name: &str,
+    ) -> Result<Vec<cri::v1::Container>, ContainerdError> {
+        let request = cri::v1::ListContainersRequest {
+            filter: Some(cri::v1::ContainerFilter {
+                pod_sandbox_id: sandbox_id.into(),
+                state: Some(cri::v1::ContainerStateValue {
+                    state: cri::v1::ContainerState::ContainerExited as i32,
+                }),
+                label_selector: HashMap::from([(
+                    CONTAINER_NAME_LABEL.to_string(),
+                    name.to_string(),
+                )]),
+                ..Default::default()
+            }),
+        };
+        let mut containers = self
+            .runtime
+            .list_containers(request)
+            .await
+            .map_err(failed("ListContainers"))?
+            .into_inner()
+            .containers;
+        containers.sort_by_key(|c| c.created_at);
+        Ok(containers)
+    }
+
+    /// Removes a container that no longer runs.
+    pub async fn remove_container(&mut self, id: &str) -> Result<(), ContainerdError> {
+        self.runtime
+            .remove_container(cri::v1::RemoveContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .map_err(failed("RemoveContainer"))?;
+        Ok(())
     }
 
     pub async fn container_status(&mut self, id: &str) -> Result<ContainerStatus, ContainerdError> {

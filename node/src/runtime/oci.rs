@@ -10,9 +10,12 @@
 //!
 //! The handle contract of [`RunningContainer`] holds here too, with one difference: a
 //! container keeps running when the node process dies (it belongs to its shim), and a
-//! restarted node takes it over with [`OciRuntime::adopt`].
+//! restarted node takes it over with [`OciRuntime::adopt`], and removes the sandboxes of
+//! pods that went meanwhile (the agent's housekeeping, [`OciRuntime::node_sandboxes`]).
+//! Exited containers stay until their container starts again: then all but the newest
+//! go ([`OciRuntime::remove_dead_containers`], kubelet's container GC).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -20,12 +23,14 @@ use cri::v1::{ContainerState, PodSandboxConfig};
 use tokio::sync::OnceCell;
 
 use super::{ContainerTask, ContainerUsage, ExitReason, ExitStatus, RunningContainer};
+use crate::containerd::image_import::{ImageImporter, ImportError};
 use crate::containerd::network::PodNetwork;
 use crate::containerd::sandbox::{
     sandbox_config, ContainerSpec, PodIdentity, CONTAINER_NAME_LABEL, POD_UID_LABEL,
 };
 use crate::containerd::supervisor::{Settings, Supervisor};
-use crate::containerd::{connect, pause, ContainerdError, CriClient};
+use crate::containerd::{channel, pause, ContainerdError, CriClient};
+use crate::image_archive::ContainerImage;
 use crate::registry_auth::Credentials;
 
 /// How often a running container's state is read.
@@ -51,9 +56,11 @@ pub struct OciSettings {
 }
 
 struct Connected {
+    /// The connection both clients share.
+    channel: tonic::transport::Channel,
     cri: CriClient,
     /// Holds the node's own containerd; `None` when using an existing one.
-    _supervisor: Option<Supervisor>,
+    supervisor: Option<Supervisor>,
 }
 
 pub struct OciRuntime {
@@ -87,8 +94,11 @@ impl OciRuntime {
 
     /// A client on containerd, starting it on first use.
     pub async fn cri(&self) -> Result<CriClient, ContainerdError> {
-        let connected = self
-            .connected
+        Ok(self.connected().await?.cri.clone())
+    }
+
+    async fn connected(&self) -> Result<&Connected, ContainerdError> {
+        self.connected
             .get_or_try_init(|| async {
                 let supervisor = match &self.settings.socket {
                     Some(_) => None,
@@ -107,13 +117,46 @@ impl OciRuntime {
                     (None, Some(s)) => s.socket(),
                     (None, None) => unreachable!("a supervisor is started without a socket"),
                 };
+                let channel = channel(&socket).await?;
                 Ok::<_, ContainerdError>(Connected {
-                    cri: connect(&socket).await?,
-                    _supervisor: supervisor,
+                    cri: CriClient::new(channel.clone()),
+                    channel,
+                    supervisor,
                 })
             })
-            .await?;
-        Ok(connected.cri.clone())
+            .await
+    }
+
+    /// Imports the container images of the OCI image archive at `path` (read by
+    /// [`crate::image_archive::read_archive`]) into containerd's store.
+    pub async fn import_images(
+        &self,
+        path: &Path,
+        images: &[ContainerImage],
+    ) -> Result<(), ImportError> {
+        let channel = self.connected().await?.channel.clone();
+        ImageImporter::new(channel).import(path, images).await
+    }
+
+    /// Stops the node's own containerd, if this runtime started it, and waits for it.
+    pub async fn shutdown(self) {
+        if let Some(supervisor) = self.connected.into_inner().and_then(|c| c.supervisor) {
+            supervisor.stop().await;
+        }
+    }
+
+    /// Whether this node has run containerd before (or uses an existing one): only then can
+    /// it hold sandboxes a previous run of the node left.
+    pub fn used_before(&self) -> bool {
+        self.settings.socket.is_some() || self.settings.dir.join("config.toml").exists()
+    }
+
+    /// The sandboxes, in any state, that the node `node` made.
+    pub async fn node_sandboxes(
+        &self,
+        node: &str,
+    ) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
+        self.cri().await?.node_sandboxes(node).await
     }
 
     /// What the OCI containers used so far. Nothing when this node has not needed
@@ -212,6 +255,31 @@ impl OciRuntime {
     /// Stops and removes a sandbox with whatever still runs in it.
     pub async fn remove_sandbox(&self, id: &str) -> Result<(), ContainerdError> {
         self.cri().await?.remove_sandbox(id).await
+    }
+
+    /// Kubelet's container garbage collection for one container of a pod: of its exited
+    /// runs in the sandbox, the newest stays (for `kubectl logs --previous`), the older
+    /// ones go from containerd with their log files.
+    pub async fn remove_dead_containers(
+        &self,
+        sandbox: &Sandbox,
+        name: &str,
+    ) -> Result<(), ContainerdError> {
+        let mut cri = self.cri().await?;
+        let mut dead = cri.exited_containers(&sandbox.id, name).await?;
+        dead.pop();
+        for container in dead {
+            // containerd keeps the log file (kubelet removes it): its path is the status's.
+            let log = cri.container_status(&container.id).await?.log_path;
+            cri.remove_container(&container.id).await?;
+            if !log.is_empty() {
+                let log = Path::new(&sandbox.config.log_directory).join(log);
+                if let Err(e) = std::fs::remove_file(&log) {
+                    tracing::debug!(log = %log.display(), error = %e, "removing a dead container's log");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Creates and starts a container in the sandbox.
