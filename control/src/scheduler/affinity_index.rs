@@ -127,8 +127,8 @@ impl AffinityIndex {
     /// (`Exists`, `NotIn`, an empty selector): only every pod then answers.
     pub fn candidates<'a>(
         &'a self,
-        selector: &'a LabelSelector,
-    ) -> Option<impl Iterator<Item = &'a Arc<PodInfo>> + 'a> {
+        selector: &LabelSelector,
+    ) -> Option<impl Iterator<Item = &'a Arc<PodInfo>> + use<'a>> {
         let with =
             |key: &str, value: &str| self.by_label.get(key).and_then(|values| values.get(value));
         let narrowest = selector
@@ -146,14 +146,14 @@ impl AffinityIndex {
                     .map(|v| with(&r.key, v).map_or(0, HashMap::len))
                     .sum::<usize>()
             })?;
-        // A pod has one value per key, so the value lists are disjoint.
-        Some(
-            narrowest
-                .values
-                .iter()
-                .filter_map(move |v| with(&narrowest.key, v))
-                .flat_map(HashMap::values),
-        )
+        // A pod has one value per key, so the value lists are disjoint. Collected so that
+        // the result borrows the index only, not the selector.
+        let lists: Vec<&'a HashMap<Key, Arc<PodInfo>>> = narrowest
+            .values
+            .iter()
+            .filter_map(|v| with(&narrowest.key, v))
+            .collect();
+        Some(lists.into_iter().flat_map(HashMap::values))
     }
 
     /// The distinct acting terms of placed pods, each with its pods per node name.

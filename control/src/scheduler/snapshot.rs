@@ -151,7 +151,7 @@ impl Snapshot {
     /// (every pod otherwise). `None` selects nothing.
     pub fn pods_maybe_selected<'a>(
         &'a self,
-        selector: Option<&'a LabelSelector>,
+        selector: Option<&LabelSelector>,
     ) -> Box<dyn Iterator<Item = (&'a NodeInfo, &'a Arc<PodInfo>)> + 'a> {
         let Some(selector) = selector else {
             return Box::new(std::iter::empty());
