@@ -21,7 +21,7 @@ pub enum SelectorError {
     FieldNotSupported(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operator {
     In,
     NotIn,
@@ -35,7 +35,7 @@ pub enum Operator {
 }
 
 /// One `key op values` term.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Requirement {
     pub key: String,
     pub op: Operator,
@@ -135,7 +135,7 @@ impl Requirement {
 }
 
 /// A parsed label selector: the AND of its requirements.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct LabelSelector {
     requirements: Vec<Requirement>,
     /// A null `metav1.LabelSelector` selects nothing, unlike an empty one.

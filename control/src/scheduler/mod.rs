@@ -12,6 +12,7 @@
 //! Only pods for `default-scheduler` (or naming no scheduler) without scheduling gates are
 //! placed. It runs on the raft leader only (see [`crate::leadership`]).
 
+pub mod affinity_index;
 pub mod cycle;
 pub mod plugins;
 pub mod queue;

@@ -10,12 +10,14 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use super::affinity_index::AffinityIndex;
 use super::plugins::pod_affinity::AffinityTerms;
 use super::plugins::ports::{host_ports, HostPort};
 use super::plugins::taints;
 use super::requests::{allocatable, pod_non_zero_requests, pod_requests, Resources};
 use crate::controllers::Key;
 use crate::obj;
+use crate::selectors::LabelSelector;
 
 /// A pod with what the cycle reads of it, parsed once.
 #[derive(Debug)]
@@ -88,12 +90,12 @@ impl NodeInfo {
         self.pods.push(pod);
     }
 
-    fn remove(&mut self, key: &Key) {
-        if let Some(i) = self.pods.iter().position(|p| Key::of(&p.pod) == *key) {
-            let pod = self.pods.swap_remove(i);
-            self.requested = self.requested - pod.requests;
-            self.non_zero_requested = self.non_zero_requested - pod.non_zero_requests;
-        }
+    fn remove(&mut self, key: &Key) -> Option<Arc<PodInfo>> {
+        let i = self.pods.iter().position(|p| is(&p.pod, key))?;
+        let pod = self.pods.swap_remove(i);
+        self.requested = self.requested - pod.requests;
+        self.non_zero_requested = self.non_zero_requested - pod.non_zero_requests;
+        Some(pod)
     }
 }
 
@@ -103,6 +105,12 @@ fn is_terminal(pod: &Value) -> bool {
         obj::str_or_empty(pod, &["status", "phase"]),
         "Succeeded" | "Failed"
     )
+}
+
+/// Whether `pod` is the one `key` names; without building its key, which allocates: this
+/// runs for the pods of a node on every pod update.
+fn is(pod: &Value, key: &Key) -> bool {
+    obj::name(pod) == key.name && obj::namespace(pod) == key.namespace
 }
 
 fn node_name(pod: &Value) -> &str {
@@ -117,6 +125,8 @@ pub struct Snapshot {
     placed: HashMap<Key, String>,
     /// Pods whose bind is in flight: counted on the chosen node until the API says.
     assumed: HashSet<Key>,
+    /// The counted pods by label and by the affinity terms they carry.
+    index: AffinityIndex,
 }
 
 impl Snapshot {
@@ -125,10 +135,37 @@ impl Snapshot {
         self.nodes.values().filter(|n| n.node.is_some())
     }
 
+    /// The node named `name`, if it exists.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.get(name).filter(|n| n.node.is_some())
+    }
+
     /// Every counted pod on an existing node, with its node.
     pub fn pods(&self) -> impl Iterator<Item = (&NodeInfo, &Arc<PodInfo>)> {
         self.nodes()
             .flat_map(|n| n.pods.iter().map(move |p| (n, p)))
+    }
+
+    /// The counted pods on existing nodes that `selector` may select, with their node: a
+    /// superset of those it does, found through the label index when the selector allows
+    /// (every pod otherwise). `None` selects nothing.
+    pub fn pods_maybe_selected<'a>(
+        &'a self,
+        selector: Option<&LabelSelector>,
+    ) -> Box<dyn Iterator<Item = (&'a NodeInfo, &'a Arc<PodInfo>)> + 'a> {
+        let Some(selector) = selector else {
+            return Box::new(std::iter::empty());
+        };
+        match self.index.candidates(selector) {
+            Some(candidates) => {
+                Box::new(candidates.filter_map(|p| self.node(node_name(&p.pod)).map(|n| (n, p))))
+            }
+            None => Box::new(self.pods()),
+        }
+    }
+
+    pub fn affinity_index(&self) -> &AffinityIndex {
+        &self.index
     }
 
     pub fn set_node(&mut self, node: Arc<Value>) {
@@ -174,7 +211,9 @@ impl Snapshot {
     fn unplace(&mut self, key: &Key) {
         if let Some(name) = self.placed.remove(key) {
             if let Some(info) = self.nodes.get_mut(&name) {
-                info.remove(key);
+                if let Some(pod) = info.remove(key) {
+                    self.index.remove(key, &name, &pod);
+                }
                 if info.pods.is_empty() && info.node.is_none() {
                     self.nodes.remove(&name);
                 }
@@ -184,10 +223,9 @@ impl Snapshot {
 
     fn place(&mut self, key: Key, pod: PodInfo) {
         let name = node_name(&pod.pod).to_string();
-        self.nodes
-            .entry(name.clone())
-            .or_default()
-            .add(Arc::new(pod));
+        let pod = Arc::new(pod);
+        self.index.add(&key, &name, &pod);
+        self.nodes.entry(name.clone()).or_default().add(pod);
         self.placed.insert(key, name);
     }
 
@@ -222,7 +260,7 @@ impl Snapshot {
                 .placed
                 .get(key)
                 .and_then(|n| self.nodes.get(n))
-                .and_then(|n| n.pods.iter().find(|p| Key::of(&p.pod) == *key));
+                .and_then(|n| n.pods.iter().find(|p| is(&p.pod, key)));
             if let Some(pod) = pod {
                 if !fresh.placed.contains_key(key) {
                     let pod = pod.pod.clone();

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::super::affinity_index::Effect;
 use super::super::snapshot::{NodeInfo, PodInfo, Snapshot};
 use super::{Fit, Unfit};
 use crate::obj;
@@ -24,9 +25,11 @@ use crate::selectors::LabelSelector;
 
 /// The weight of an existing pod's required affinity term matching the incoming pod, in
 /// the score (`hardPodAffinityWeight`, default 1).
-const HARD_AFFINITY_WEIGHT: i64 = 1;
+pub const HARD_AFFINITY_WEIGHT: i64 = 1;
 
-#[derive(Debug, Clone)]
+/// Hashable so that the snapshot groups identical terms of many pods
+/// ([`AffinityIndex`](crate::scheduler::affinity_index::AffinityIndex)).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AffinityTerm {
     /// `None` when unparseable (refused on write anyway): selects nothing.
     selector: Option<LabelSelector>,
@@ -128,15 +131,6 @@ impl AffinityTerms {
             preferred_anti_affinity: preferred("podAntiAffinity"),
         }
     }
-
-    fn has_preferred(&self) -> bool {
-        !self.preferred_affinity.is_empty() || !self.preferred_anti_affinity.is_empty()
-    }
-
-    /// Whether the pod's terms could add to another pod's score.
-    fn scores_others(&self) -> bool {
-        self.has_preferred() || !self.required_affinity.is_empty()
-    }
 }
 
 /// Counts per topology domain: (topology key, value).
@@ -148,8 +142,7 @@ fn add<'a>(counts: &mut Domains<'a>, node: &'a NodeInfo, key: &'a str, by: i64) 
     }
 }
 
-/// What the filter and score need, computed once per cycle from all pods (PreFilter and
-/// PreScore).
+/// What the filter and score need, computed once per cycle (PreFilter and PreScore).
 #[derive(Debug, Default)]
 pub struct Prepared<'a> {
     /// Domains with pods matching all the pod's required affinity terms.
@@ -163,60 +156,52 @@ pub struct Prepared<'a> {
 }
 
 impl<'a> Prepared<'a> {
+    /// Reads only the placed pods the pod's terms may select (through the snapshot's label
+    /// index) and each distinct term of placed pods once (see
+    /// [`AffinityIndex`](crate::scheduler::affinity_index::AffinityIndex)), not every
+    /// placed pod.
     pub fn new(pod: &'a PodInfo, snapshot: &'a Snapshot) -> Prepared<'a> {
         let mut p = Prepared::default();
         let terms = &pod.affinity;
-        let needs_incoming = !terms.required_affinity.is_empty()
-            || !terms.required_anti_affinity.is_empty()
-            || terms.has_preferred();
-        for (node, existing) in snapshot.pods() {
-            let theirs = &existing.affinity;
-            if !needs_incoming
-                && theirs.required_anti_affinity.is_empty()
-                && !theirs.scores_others()
-            {
-                continue;
-            }
-            let e = &**existing;
-            if !terms.required_affinity.is_empty()
-                && terms.required_affinity.iter().all(|t| t.matches(e))
-            {
-                for t in &terms.required_affinity {
-                    add(&mut p.affinity, node, &t.topology_key, 1);
+        // A pod counts for required affinity when it matches every term: the first term's
+        // candidates hold them all.
+        if let Some(first) = terms.required_affinity.first() {
+            for (node, e) in snapshot.pods_maybe_selected(first.selector.as_ref()) {
+                if terms.required_affinity.iter().all(|t| t.matches(e)) {
+                    for t in &terms.required_affinity {
+                        add(&mut p.affinity, node, &t.topology_key, 1);
+                    }
                 }
             }
-            for t in terms.required_anti_affinity.iter().filter(|t| t.matches(e)) {
+        }
+        let selected = |t: &'a AffinityTerm| {
+            snapshot
+                .pods_maybe_selected(t.selector.as_ref())
+                .filter(move |(_, e)| t.matches(e))
+        };
+        for t in &terms.required_anti_affinity {
+            for (node, _) in selected(t) {
                 add(&mut p.anti_affinity, node, &t.topology_key, 1);
             }
-            for t in theirs
-                .required_anti_affinity
-                .iter()
-                .filter(|t| t.matches(pod))
-            {
-                add(&mut p.existing_anti_affinity, node, &t.topology_key, 1);
+        }
+        let preferred = terms.preferred_affinity.iter().map(|(w, t)| (*w, t));
+        let preferred_anti = terms.preferred_anti_affinity.iter().map(|(w, t)| (-*w, t));
+        for (weight, t) in preferred.chain(preferred_anti) {
+            for (node, _) in selected(t) {
+                add(&mut p.scores, node, &t.topology_key, weight);
             }
-            let mine = terms.preferred_affinity.iter().map(|(w, t)| (*w, t, e));
-            let mine_anti = terms
-                .preferred_anti_affinity
-                .iter()
-                .map(|(w, t)| (-*w, t, e));
-            let their = theirs.preferred_affinity.iter().map(|(w, t)| (*w, t, pod));
-            let their_anti = theirs
-                .preferred_anti_affinity
-                .iter()
-                .map(|(w, t)| (-*w, t, pod));
-            let their_hard = theirs
-                .required_affinity
-                .iter()
-                .map(|t| (HARD_AFFINITY_WEIGHT, t, pod));
-            for (weight, t, target) in mine
-                .chain(mine_anti)
-                .chain(their)
-                .chain(their_anti)
-                .chain(their_hard)
-            {
-                if t.matches(target) {
-                    add(&mut p.scores, node, &t.topology_key, weight);
+        }
+        for (effect, t, per_node) in snapshot.affinity_index().terms() {
+            if !t.matches(pod) {
+                continue;
+            }
+            let (counts, weight) = match effect {
+                Effect::Repel => (&mut p.existing_anti_affinity, 1),
+                Effect::Score(weight) => (&mut p.scores, weight),
+            };
+            for (name, pods) in per_node {
+                if let Some(node) = snapshot.node(name) {
+                    add(counts, node, &t.topology_key, weight * pods);
                 }
             }
         }
@@ -449,6 +434,163 @@ mod tests {
             let p = Prepared::new(&pod, &s);
             let got: Vec<i64> = s.nodes().map(|n| p.score(n)).collect();
             assert_eq!(got, want, "{what}");
+        }
+    }
+
+    /// What [`Prepared::new`] computed before the snapshot had its indexes: every placed
+    /// pod against every term, both ways. The indexed version must give the same counts.
+    fn walk_every_pod<'a>(pod: &'a PodInfo, snapshot: &'a Snapshot) -> Prepared<'a> {
+        let mut p = Prepared::default();
+        let terms = &pod.affinity;
+        for (node, e) in snapshot.pods() {
+            let theirs = &e.affinity;
+            if !terms.required_affinity.is_empty()
+                && terms.required_affinity.iter().all(|t| t.matches(e))
+            {
+                for t in &terms.required_affinity {
+                    add(&mut p.affinity, node, &t.topology_key, 1);
+                }
+            }
+            for t in terms.required_anti_affinity.iter().filter(|t| t.matches(e)) {
+                add(&mut p.anti_affinity, node, &t.topology_key, 1);
+            }
+            for t in theirs
+                .required_anti_affinity
+                .iter()
+                .filter(|t| t.matches(pod))
+            {
+                add(&mut p.existing_anti_affinity, node, &t.topology_key, 1);
+            }
+            let mine = terms.preferred_affinity.iter().map(|(w, t)| (*w, t, &**e));
+            let mine_anti = terms
+                .preferred_anti_affinity
+                .iter()
+                .map(|(w, t)| (-*w, t, &**e));
+            let their = theirs.preferred_affinity.iter().map(|(w, t)| (*w, t, pod));
+            let their_anti = theirs
+                .preferred_anti_affinity
+                .iter()
+                .map(|(w, t)| (-*w, t, pod));
+            let their_hard = theirs
+                .required_affinity
+                .iter()
+                .map(|t| (HARD_AFFINITY_WEIGHT, t, pod));
+            for (weight, t, target) in mine
+                .chain(mine_anti)
+                .chain(their)
+                .chain(their_hard)
+                .chain(their_anti)
+            {
+                if t.matches(target) {
+                    add(&mut p.scores, node, &t.topology_key, weight);
+                }
+            }
+        }
+        p
+    }
+
+    /// Without zero entries, which neither the filter nor the score tells apart from none.
+    fn nonzero<'a>(d: &Domains<'a>) -> Domains<'a> {
+        d.iter()
+            .filter(|(_, c)| **c != 0)
+            .map(|(k, c)| (*k, *c))
+            .collect()
+    }
+
+    #[test]
+    fn the_indexes_give_what_walking_every_pod_gives() {
+        let selectors = [
+            json!({"matchLabels": {"app": "web"}}),
+            json!({"matchLabels": {"app": "db", "tier": "1"}}),
+            json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "db"]}]}),
+            json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+            json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}),
+            json!({}),
+            Value::Null,
+        ];
+        let keys = ["kubernetes.io/hostname", "zone", "rack"];
+        let kinds = [
+            (
+                "podAffinity",
+                "requiredDuringSchedulingIgnoredDuringExecution",
+            ),
+            (
+                "podAntiAffinity",
+                "requiredDuringSchedulingIgnoredDuringExecution",
+            ),
+            (
+                "podAffinity",
+                "preferredDuringSchedulingIgnoredDuringExecution",
+            ),
+            (
+                "podAntiAffinity",
+                "preferredDuringSchedulingIgnoredDuringExecution",
+            ),
+        ];
+        // A fixed pseudo-random sequence (an LCG): varied pods, reproducible failures.
+        let mut seed: u64 = 7;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        let mut random_pod = |name: String, node: &str| {
+            let mut labels = json!({"app": (["web", "db", "cache"][next(3)])});
+            if next(2) == 0 {
+                labels["tier"] = json!(next(2).to_string());
+            }
+            let mut affinity = json!({});
+            for _ in 0..next(3) {
+                let mut term = json!({"labelSelector": (selectors[next(selectors.len())]), "topologyKey": (keys[next(keys.len())])});
+                match next(4) {
+                    0 => term["namespaces"] = json!(["other"]),
+                    1 => term["namespaceSelector"] = json!({}),
+                    _ => {}
+                }
+                let (kind, when) = kinds[next(kinds.len())];
+                let entry = if when.starts_with("preferred") {
+                    json!({"weight": 1 + next(10), "podAffinityTerm": term})
+                } else {
+                    term
+                };
+                let list = &mut affinity[kind][when];
+                if list.is_null() {
+                    *list = json!([]);
+                }
+                list.as_array_mut().unwrap().push(entry);
+            }
+            let namespace = ["default", "other"][next(2)];
+            json!({"metadata": {"name": name, "namespace": namespace, "labels": labels},
+                   "spec": {"nodeName": node, "affinity": affinity}})
+        };
+        // Each placed pod has a twin on its node: identical terms then group.
+        let placed: Vec<Value> = (0..40)
+            .flat_map(|i| {
+                let e = random_pod(format!("e{i}"), ["a1", "a2", "b1", "gone"][i % 4]);
+                let mut twin = e.clone();
+                twin["metadata"]["name"] = json!(format!("t{i}"));
+                [e, twin]
+            })
+            .collect();
+        let s = snapshot::of(&nodes(), &placed);
+        for i in 0..200 {
+            let pod = PodInfo::new(Arc::new(random_pod(format!("p{i}"), "")));
+            let (indexed, walked) = (Prepared::new(&pod, &s), walk_every_pod(&pod, &s));
+            let pairs = [
+                (&indexed.affinity, &walked.affinity),
+                (&indexed.anti_affinity, &walked.anti_affinity),
+                (
+                    &indexed.existing_anti_affinity,
+                    &walked.existing_anti_affinity,
+                ),
+                (&indexed.scores, &walked.scores),
+            ];
+            for (got, want) in pairs {
+                assert_eq!(nonzero(got), nonzero(want), "{}", pod.pod);
+            }
+            // `affinity` being empty decides the first pod of a group: exactly, zeros too.
+            assert_eq!(indexed.affinity, walked.affinity, "{}", pod.pod);
         }
     }
 }

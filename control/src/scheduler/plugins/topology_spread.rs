@@ -109,6 +109,20 @@ impl Prepared {
                 per_domain: HashMap::new(),
             })
             .collect();
+        // Per constraint, its selected pods per node name: found through the snapshot's
+        // label index rather than by walking every pod of every node.
+        let selected_per_node: Vec<HashMap<&str, i64>> = counted
+            .iter()
+            .map(|c| {
+                let mut on_node = HashMap::new();
+                for (node, e) in snapshot.pods_maybe_selected(c.constraint.selector.as_ref()) {
+                    if c.constraint.selects(&e.pod, ns) {
+                        *on_node.entry(node.name()).or_default() += 1;
+                    }
+                }
+                on_node
+            })
+            .collect();
         // Only nodes carrying every key of the kind of constraint count (Kubernetes'
         // `nodeLabelsMatchSpreadConstraints`), and that the pod could go to.
         for node in snapshot
@@ -120,14 +134,14 @@ impl Prepared {
                 if of_kind().any(|c| node.label(&c.constraint.topology_key).is_none()) {
                     continue;
                 }
-                for c in counted.iter_mut().filter(|c| c.constraint.hard == hard) {
+                for (c, on_node) in counted
+                    .iter_mut()
+                    .zip(&selected_per_node)
+                    .filter(|(c, _)| c.constraint.hard == hard)
+                {
                     let value = node.label(&c.constraint.topology_key).unwrap_or_default();
-                    let n = node
-                        .pods
-                        .iter()
-                        .filter(|e| c.constraint.selects(&e.pod, ns))
-                        .count();
-                    *c.per_domain.entry(value.to_string()).or_default() += n as i64;
+                    let n = on_node.get(node.name()).copied().unwrap_or(0);
+                    *c.per_domain.entry(value.to_string()).or_default() += n;
                 }
             }
         }
@@ -354,5 +368,28 @@ mod tests {
         assert_eq!(scores[2], MAX_SCORE);
         assert!(scores[0] < scores[2] && scores[0] == scores[1]);
         assert_eq!(normalize(&[Some(0), Some(0)]), [MAX_SCORE, MAX_SCORE]);
+    }
+
+    #[test]
+    fn selectors_the_label_index_cannot_narrow_count_the_same() {
+        let with = |selector: Value| json!([{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": selector}]);
+        let on = |n: &str, node: &str| pod(n, node, json!([]));
+        let mut elsewhere = on("o", "b1");
+        elsewhere["metadata"]["namespace"] = json!("other");
+        let existing = [on("e1", "a1"), on("e2", "a2"), elsewhere];
+        let narrowed = filtered(
+            &existing,
+            pod("p", "", with(json!({"matchLabels": {"app": "web"}}))),
+        );
+        let walked = filtered(
+            &existing,
+            pod(
+                "p",
+                "",
+                with(json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]})),
+            ),
+        );
+        assert_eq!(fits(&narrowed), ["b1"]);
+        assert_eq!(narrowed, walked);
     }
 }
