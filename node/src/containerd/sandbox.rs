@@ -194,9 +194,16 @@ impl CriClient {
 
     /// Every sandbox containerd has, in any state.
     pub async fn sandboxes(&mut self) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
+        self.list_sandboxes(None).await
+    }
+
+    async fn list_sandboxes(
+        &mut self,
+        filter: Option<cri::v1::PodSandboxFilter>,
+    ) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
         Ok(self
             .runtime
-            .list_pod_sandbox(cri::v1::ListPodSandboxRequest::default())
+            .list_pod_sandbox(cri::v1::ListPodSandboxRequest { filter })
             .await
             .map_err(failed("ListPodSandbox"))?
             .into_inner()
@@ -208,19 +215,11 @@ impl CriClient {
         &mut self,
         node: &str,
     ) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
-        let request = cri::v1::ListPodSandboxRequest {
-            filter: Some(cri::v1::PodSandboxFilter {
-                label_selector: HashMap::from([(NODE_LABEL.to_string(), node.to_string())]),
-                ..Default::default()
-            }),
-        };
-        Ok(self
-            .runtime
-            .list_pod_sandbox(request)
-            .await
-            .map_err(failed("ListPodSandbox"))?
-            .into_inner()
-            .items)
+        self.list_sandboxes(Some(cri::v1::PodSandboxFilter {
+            label_selector: HashMap::from([(NODE_LABEL.to_string(), node.to_string())]),
+            ..Default::default()
+        }))
+        .await
     }
 
     /// The ready sandboxes of the pod with this uid.
@@ -228,22 +227,14 @@ impl CriClient {
         &mut self,
         uid: &str,
     ) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
-        let request = cri::v1::ListPodSandboxRequest {
-            filter: Some(cri::v1::PodSandboxFilter {
-                state: Some(cri::v1::PodSandboxStateValue {
-                    state: cri::v1::PodSandboxState::SandboxReady as i32,
-                }),
-                label_selector: HashMap::from([(POD_UID_LABEL.to_string(), uid.to_string())]),
-                ..Default::default()
+        self.list_sandboxes(Some(cri::v1::PodSandboxFilter {
+            state: Some(cri::v1::PodSandboxStateValue {
+                state: cri::v1::PodSandboxState::SandboxReady as i32,
             }),
-        };
-        Ok(self
-            .runtime
-            .list_pod_sandbox(request)
-            .await
-            .map_err(failed("ListPodSandbox"))?
-            .into_inner()
-            .items)
+            label_selector: HashMap::from([(POD_UID_LABEL.to_string(), uid.to_string())]),
+            ..Default::default()
+        }))
+        .await
     }
 
     /// The pid of the sandbox's pause process (which holds the pod's namespaces).
