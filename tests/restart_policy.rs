@@ -103,3 +103,31 @@ fn never_ends_failed_with_the_exit_code() {
         "0"
     );
 }
+
+/// `resources.limits.memory` holds for a WASI guest as for a container: one that grows past
+/// it is OOM-killed (137, `OOMKilled`, which `kubectl get pod` shows), and restarted as its
+/// policy says.
+#[test]
+fn a_guest_over_its_memory_limit_is_oom_killed() {
+    let server = Server::start();
+    server.import("ticker", "ticker:1.0");
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hungry\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: ticker:1.0\n    args: [hold, \"64\"]\n    resources:\n      limits:\n        memory: 32Mi\n";
+    let out = server.kubectl_with_stdin("1.33", &["apply", "-f", "-"], Some(manifest));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::wait_for("the pod to fail", Duration::from_secs(30), || {
+        (server.jsonpath("1.33", &["pod", "hungry"], "{.status.phase}") == "Failed").then_some(())
+    });
+    let terminated = server.jsonpath(
+        "1.33",
+        &["pod", "hungry"],
+        "{.status.containerStatuses[0].state.terminated.exitCode} {.status.containerStatuses[0].state.terminated.reason}",
+    );
+    assert_eq!(terminated, "137 OOMKilled");
+    let row = server.kubectl_ok("1.33", &["get", "pod", "hungry", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[1..3], ["0/1", "OOMKilled"], "{row}");
+}

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::client::ControlPlane;
-use crate::containerd::resources::linux_resources;
+use crate::containerd::resources::{linux_resources, memory_limit};
 use crate::containerd::sandbox::{ContainerSpec, PodIdentity};
 use crate::downward::NodeFacts;
 use crate::env::{self, Sources};
@@ -855,6 +855,8 @@ impl<C: ControlPlane> Worker<C> {
             argv.push(spec.name.clone());
         }
         argv.extend(prepared.env.args);
+        let memory_limit =
+            memory_limit(spec.resources.as_ref()).map_err(|e| StartError::Create(e.to_string()))?;
         Ok(ContainerConfig {
             id: format!("{uid}-{}-{restart}", spec.name),
             pod_uid: uid.to_string(),
@@ -864,6 +866,7 @@ impl<C: ControlPlane> Worker<C> {
             log,
             mounts,
             network,
+            memory_limit,
         })
     }
 

@@ -67,6 +67,7 @@ impl Node {
                 .collect(),
             log: LogWriter::create(&path).unwrap(),
             mounts: Vec::new(),
+            memory_limit: None,
         };
         (config, path)
     }
@@ -180,6 +181,30 @@ async fn exit_codes_come_back_exactly_and_stderr_is_logged() {
             "{records:?}"
         );
     }
+}
+
+/// `resources.limits.memory` holds for a guest: one that grows past it is killed and
+/// reported as the kernel reports a container it OOM-killed; under the limit it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_growing_past_its_memory_limit_is_oom_killed() {
+    let node = Node::new();
+    let runtime = node.runtime();
+    let image = node.image(Guest::Ticker);
+    let (mut config, _) = node.config("hungry", &["ticker", "hold", "64"], &[]);
+    config.memory_limit = Some(32 << 20);
+    let mut run = runtime.start(&image, config).await.unwrap();
+    let status = wait_exit(&mut run).await;
+    assert_eq!(
+        (status.code, status.reason),
+        (KILLED_EXIT_CODE, ExitReason::OomKilled),
+        "{status:?}"
+    );
+
+    let (mut config, log) = node.config("fits", &["ticker", "hold", "64"], &[]);
+    config.memory_limit = Some(128 << 20);
+    let run = runtime.start(&image, config).await.unwrap();
+    wait_for_line(&log, "holding 64 MiB").await;
+    run.stop(Duration::ZERO);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

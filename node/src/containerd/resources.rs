@@ -34,6 +34,14 @@ fn quantity(
         .transpose()
 }
 
+/// `limits.memory` in bytes, if set.
+pub fn memory_limit(
+    resources: Option<&ResourceRequirements>,
+) -> Result<Option<u64>, ResourceError> {
+    let limits = resources.and_then(|r| r.limits.as_ref());
+    Ok(quantity("limits", limits, "memory")?.map(|bytes| bytes.ceil() as u64))
+}
+
 /// The cgroup settings for `resources` (zero fields: no limit).
 pub fn linux_resources(
     resources: Option<&ResourceRequirements>,
@@ -41,7 +49,7 @@ pub fn linux_resources(
     let limits = resources.and_then(|r| r.limits.as_ref());
     let requests = resources.and_then(|r| r.requests.as_ref());
     let cpu_limit = quantity("limits", limits, "cpu")?;
-    let memory_limit = quantity("limits", limits, "memory")?;
+    let memory_limit = memory_limit(resources)?;
     // A limit without a request requests the limit, as the API server defaults it.
     let cpu_request = quantity("requests", requests, "cpu")?.or(cpu_limit);
     let millis = |cores: f64| (cores * 1000.0).ceil() as i64;
@@ -54,7 +62,7 @@ pub fn linux_resources(
         out.cpu_quota = (millis(cores) * CPU_PERIOD / 1000).max(MIN_QUOTA);
     }
     if let Some(bytes) = memory_limit {
-        out.memory_limit_in_bytes = bytes.ceil() as i64;
+        out.memory_limit_in_bytes = bytes.try_into().unwrap_or(i64::MAX);
     }
     Ok(out)
 }

@@ -203,6 +203,7 @@ mod tests {
             env: vec![("A".into(), "1".into())],
             log: LogWriter::create(&dir.join(format!("{id}.log"))).unwrap(),
             mounts: Vec::new(),
+            memory_limit: None,
         }
     }
 

@@ -45,22 +45,47 @@ impl GuestMeter {
     }
 }
 
-/// The store's resource limiter: limits nothing beyond the engine's own maximums, but
-/// counts every growth it lets through.
+/// The store's resource limiter: counts every growth it lets through, and holds the guest
+/// to its `resources.limits.memory`. A growth past the limit traps the guest and marks it
+/// over the limit, for the runtime to report it `OOMKilled` as the kernel's OOM killer ends
+/// a container that goes over its cgroup's limit. Beyond that, only the engine's own
+/// maximums apply.
 pub struct MemoryMeter {
     meter: Arc<GuestMeter>,
+    /// The memory limit in bytes, if the container has one.
+    limit: Option<u64>,
     /// The last memory growth approved, taken back if the memory then fails to grow.
     approved: usize,
+    over_limit: bool,
 }
 
 impl MemoryMeter {
-    pub fn new(meter: Arc<GuestMeter>) -> Self {
-        MemoryMeter { meter, approved: 0 }
+    pub fn new(meter: Arc<GuestMeter>, limit: Option<u64>) -> Self {
+        MemoryMeter {
+            meter,
+            limit,
+            approved: 0,
+            over_limit: false,
+        }
     }
 
-    fn add(&self, bytes: usize) {
+    /// Whether the guest tried to grow past its memory limit (and trapped).
+    pub fn over_limit(&self) -> bool {
+        self.over_limit
+    }
+
+    /// Counts a growth of `bytes`, or refuses it with a trap past the limit.
+    fn grow(&mut self, bytes: usize) -> wasmtime::Result<bool> {
         let counted = &self.meter.memory_bytes;
+        let after = counted.load(Ordering::Relaxed) + bytes as u64;
+        if let Some(limit) = self.limit.filter(|limit| after > *limit) {
+            self.over_limit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "the guest would use {after} bytes, over its memory limit of {limit}"
+            )));
+        }
         counted.fetch_add(bytes as u64, Ordering::Relaxed);
+        Ok(true)
     }
 }
 
@@ -80,9 +105,10 @@ impl wasmtime::ResourceLimiter for MemoryMeter {
         if !within(desired, maximum) {
             return Ok(false);
         }
-        self.approved = desired.saturating_sub(current);
-        self.add(self.approved);
-        Ok(true)
+        let growth = desired.saturating_sub(current);
+        let granted = self.grow(growth)?;
+        self.approved = growth;
+        Ok(granted)
     }
 
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -101,9 +127,7 @@ impl wasmtime::ResourceLimiter for MemoryMeter {
         if !within(desired, maximum) {
             return Ok(false);
         }
-        let elements = desired.saturating_sub(current);
-        self.add(elements * TABLE_ELEMENT_BYTES);
-        Ok(true)
+        self.grow(desired.saturating_sub(current) * TABLE_ELEMENT_BYTES)
     }
 }
 
@@ -152,7 +176,7 @@ mod tests {
     #[test]
     fn counts_growths_that_happen() {
         let meter = Arc::new(GuestMeter::default());
-        let mut limiter = MemoryMeter::new(meter.clone());
+        let mut limiter = MemoryMeter::new(meter.clone(), None);
         assert!(limiter.memory_growing(0, 1 << 16, None).unwrap());
         assert!(limiter
             .memory_growing(1 << 16, 3 << 16, Some(4 << 16))
@@ -169,6 +193,21 @@ mod tests {
         assert!(limiter.table_growing(0, 10, None).unwrap());
         let page = rustix::param::page_size() as u64;
         assert_eq!(meter.memory_bytes(), (3 << 16) + page);
+    }
+
+    #[test]
+    fn a_growth_past_the_limit_traps_and_is_not_counted() {
+        let meter = Arc::new(GuestMeter::default());
+        let mut limiter = MemoryMeter::new(meter.clone(), Some(4 << 16));
+        assert!(limiter.memory_growing(0, 3 << 16, None).unwrap());
+        assert!(limiter.table_growing(0, 10, None).unwrap());
+        assert!(!limiter.over_limit());
+        let refused = limiter.memory_growing(3 << 16, 4 << 16, None).unwrap_err();
+        assert!(refused
+            .to_string()
+            .contains("over its memory limit of 262144"));
+        assert!(limiter.over_limit());
+        assert_eq!(meter.memory_bytes.load(Ordering::Relaxed), (3 << 16) + 80);
     }
 
     #[tokio::test]

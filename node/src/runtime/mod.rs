@@ -85,6 +85,9 @@ pub struct ContainerConfig {
     /// Whether the guest may open sockets: only when it runs in its pod's own network
     /// namespace (see [`crate::netns`]), never in the node's.
     pub network: bool,
+    /// `resources.limits.memory` in bytes: a guest that would grow past it is killed and
+    /// reported `OOMKilled`.
+    pub memory_limit: Option<u64>,
 }
 
 /// What a running container has used so far, as its runtime measures it.
@@ -173,6 +176,16 @@ impl ExitStatus {
         ExitStatus {
             code: KILLED_EXIT_CODE,
             reason: ExitReason::Killed,
+            message: None,
+            finished_at: Utc::now(),
+        }
+    }
+
+    /// Killed for going over its memory limit: 137, as the OOM killer's SIGKILL shows.
+    pub fn oom_killed() -> Self {
+        ExitStatus {
+            code: KILLED_EXIT_CODE,
+            reason: ExitReason::OomKilled,
             message: None,
             finished_at: Utc::now(),
         }

@@ -319,7 +319,7 @@ impl WasmRuntime {
             let mut store = self.inner.new_store(
                 WasiCtx::builder().arg("bench").build(),
                 VfsState::default(),
-                Arc::default(),
+                MemoryMeter::new(Arc::default(), None),
             );
             let command = pre.instantiate_async(&mut store).await;
             with_store.push(t.elapsed());
@@ -424,7 +424,7 @@ impl Inner {
         })
     }
 
-    fn new_store(&self, ctx: WasiCtx, vfs: VfsState, meter: Arc<GuestMeter>) -> Store<GuestState> {
+    fn new_store(&self, ctx: WasiCtx, vfs: VfsState, memory: MemoryMeter) -> Store<GuestState> {
         let mut store = Store::new(
             &self.engine,
             GuestState {
@@ -433,7 +433,7 @@ impl Inner {
                     table: ResourceTable::new(),
                 },
                 vfs,
-                memory: MemoryMeter::new(meter),
+                memory,
             },
         );
         store.limiter(|s| &mut s.memory);
@@ -464,6 +464,7 @@ impl Runtime for WasmRuntime {
                 log,
                 mounts,
                 network,
+                memory_limit,
             } = config;
 
             let mut wasi = WasiCtx::builder();
@@ -512,9 +513,11 @@ impl Runtime for WasmRuntime {
                 inner: self.inner.clone(),
                 id: id.clone(),
             };
-            let mut store =
-                self.inner
-                    .new_store(wasi.build(), VfsState::new(virtual_mounts), meter.clone());
+            let mut store = self.inner.new_store(
+                wasi.build(),
+                VfsState::new(virtual_mounts),
+                MemoryMeter::new(meter.clone(), memory_limit),
+            );
             let command =
                 pre.instantiate_async(&mut store)
                     .await
@@ -529,7 +532,11 @@ impl Runtime for WasmRuntime {
             tokio::spawn(async move {
                 let status = tokio::select! {
                     result = CpuTimed::new(command.wasi_cli_run().call_run(&mut store), meter) => {
-                        exit_status(result)
+                        if store.data().memory.over_limit() {
+                            ExitStatus::oom_killed()
+                        } else {
+                            exit_status(result)
+                        }
                     }
                     // The guest yields at least every epoch tick, so this branch is
                     // polled promptly even while it computes; dropping the `run`
