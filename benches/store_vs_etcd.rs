@@ -345,8 +345,10 @@ struct Wkube {
     apis: Vec<Vec<Api<ConfigMap>>>,
 }
 
+/// The `wkube` binary built with this bench, or `WKUBE_BENCH_BIN` to compare builds.
 fn wkube_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_wkube"))
+    std::env::var_os("WKUBE_BENCH_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_wkube").into(), PathBuf::from)
 }
 
 impl Wkube {
