@@ -66,6 +66,7 @@ fn import_containers(
         dir,
         socket,
         insecure_registries: Vec::new(),
+        sandbox_pool: None,
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

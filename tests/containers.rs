@@ -117,9 +117,33 @@ impl OciNode {
             })
     }
 
-    /// How many pod sandboxes the node's containerd has.
+    /// The sandboxes of the node's containerd: `(the pods', the pool's unclaimed)`.
+    fn sandboxes_by_use(&self) -> (Vec<String>, Vec<String>) {
+        let dir = self.server.data_dir.path().join("containerd");
+        self.cri(async |cri| {
+            let found = node::testing::sandboxes_by_use(cri, &dir).await;
+            found.expect("ListPodSandbox")
+        })
+    }
+
+    /// How many sandboxes of pods the node's containerd has (the pool's aside).
     fn sandboxes(&self) -> usize {
-        self.cri(async |cri| cri.sandboxes().await.expect("ListPodSandbox").len())
+        self.sandboxes_by_use().0.len()
+    }
+
+    /// The sandbox the containers of the pod with this uid run in.
+    fn sandbox_of(&self, uid: &str) -> String {
+        self.cri(async |cri| {
+            let request = cri::v1::ListContainersRequest {
+                filter: Some(cri::v1::ContainerFilter {
+                    label_selector: [("io.kubernetes.pod.uid".to_string(), uid.to_string())].into(),
+                    ..Default::default()
+                }),
+            };
+            let listed = cri.runtime.list_containers(request).await;
+            let containers = listed.expect("ListContainers").into_inner().containers;
+            containers[0].pod_sandbox_id.clone()
+        })
     }
 
     /// How many containers, in any state, the node's containerd has.
@@ -373,6 +397,68 @@ fn a_restarted_node_adopts_its_running_containers() {
     node.server
         .kubectl_ok("1.33", &["delete", "pod", "survivor", "--wait=true"]);
     assert_eq!(node.sandboxes(), 0);
+}
+
+/// Once the node runs containerd it keeps sandboxes made ahead of time: a new pod takes
+/// one, with its own hostname in it, keeps it across a restart of the node, and the pool
+/// makes another.
+#[test]
+fn a_pod_takes_its_sandbox_from_the_pool_and_keeps_it() {
+    let mut node = OciNode::start();
+    node.apply(
+        "1.33",
+        &node.busybox_pod("first", "Always", "sleep 3600", ""),
+    );
+    node.wait_running("1.33", "first");
+    let pool_full = |node: &OciNode| {
+        common::wait_for("the pool to fill", Duration::from_secs(60), || {
+            let (_, pool) = node.sandboxes_by_use();
+            (pool.len() == 2).then_some(pool)
+        })
+    };
+    let ready = pool_full(&node);
+
+    node.apply(
+        "1.33",
+        &node.busybox_pod("pooled", "Always", "sleep 3600", ""),
+    );
+    node.wait_running("1.33", "pooled");
+    let uid = node.jsonpath("1.33", "pooled", "{.metadata.uid}");
+    let sandbox = node.sandbox_of(&uid);
+    assert!(
+        ready.contains(&sandbox),
+        "{sandbox} is not one of {ready:?}"
+    );
+    let names = ["exec", "pooled", "--", "sh", "-c"];
+    let names = [&names[..], &["hostname; cat /etc/hostname; echo $HOSTNAME"]].concat();
+    assert_eq!(
+        node.server.kubectl_ok("1.33", &names),
+        "pooled\npooled\npooled\n"
+    );
+    let ip = node.cri(async |cri| cri.sandbox_ip(&sandbox).await.expect("PodSandboxStatus"));
+    assert_eq!(Some(node.jsonpath("1.33", "pooled", "{.status.podIP}")), ip);
+
+    let status = "{.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount} {.status.podIP}";
+    let before = node.jsonpath("1.33", "pooled", status);
+    node.server.kill9();
+    node.server.spawn();
+    common::wait_for("the pod adopted", Duration::from_secs(60), || {
+        (node.jsonpath("1.33", "pooled", "{.status.phase}") == "Running").then_some(())
+    });
+    assert_eq!(node.jsonpath("1.33", "pooled", status), before);
+    assert_eq!(
+        node.server.kubectl_ok("1.33", &names),
+        "pooled\npooled\npooled\n"
+    );
+    assert!(node.sandboxes_by_use().0.contains(&sandbox));
+    pool_full(&node);
+
+    node.server
+        .kubectl_ok("1.33", &["delete", "pod", "pooled", "--wait=true"]);
+    common::wait_for("the sandbox to go", Duration::from_secs(30), || {
+        let (pods, pool) = node.sandboxes_by_use();
+        (!pods.contains(&sandbox) && !pool.contains(&sandbox)).then_some(())
+    });
 }
 
 #[test]

@@ -383,8 +383,8 @@ fn a_cut_off_node_is_not_ready_until_it_is_back_and_keeps_its_pods() {
     });
 }
 
-/// How many pod sandboxes and containers the containerd of `member` has; `None` while it
-/// does not answer (its node is restarting it).
+/// How many sandboxes of pods (the pool's aside) and containers the containerd of
+/// `member` has; `None` while it does not answer (its node is restarting it).
 fn sandboxes_and_containers(member: &Server) -> Option<(usize, usize)> {
     let socket = member.data_dir.path().join("containerd/containerd.sock");
     tokio::runtime::Builder::new_current_thread()
@@ -393,7 +393,9 @@ fn sandboxes_and_containers(member: &Server) -> Option<(usize, usize)> {
         .expect("runtime")
         .block_on(async {
             let mut cri = node::containerd::connect(&socket).await.ok()?;
-            let sandboxes = cri.sandboxes().await.ok()?.len();
+            let dir = member.data_dir.path().join("containerd");
+            let (pods, _pool) = node::testing::sandboxes_by_use(&mut cri, &dir).await.ok()?;
+            let sandboxes = pods.len();
             let request = cri::v1::ListContainersRequest::default();
             let containers = cri.runtime.list_containers(request).await.ok()?;
             Some((sandboxes, containers.into_inner().containers.len()))

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::client::{ControlPlane, EventKind};
 use crate::pod_worker::{self, NodeContext, WorkerHandle};
+use crate::runtime::oci::Owner;
 
 /// How often the node computes its status (kubelet's nodeStatusUpdateFrequency); it is
 /// written only when it changed or [`STATUS_REPORT_EVERY`] passed, since the Lease is the
@@ -328,8 +329,9 @@ async fn remove_orphaned_sandboxes<C: ControlPlane>(
         Ok(sandboxes) => sandboxes,
         Err(e) => return tracing::warn!(error = %e, "housekeeping: cannot list sandboxes"),
     };
-    for sandbox in sandboxes {
-        let Some(meta) = sandbox.metadata else {
+    for (id, owner) in sandboxes {
+        // The pool's own are its business.
+        let Owner::Pod(meta) = owner else {
             continue;
         };
         if running.contains(&meta.uid) {
@@ -350,14 +352,14 @@ async fn remove_orphaned_sandboxes<C: ControlPlane>(
                 continue;
             }
         }
-        match oci.remove_sandbox(&sandbox.id).await {
+        match oci.remove_sandbox(&id).await {
             Ok(()) => tracing::info!(
                 pod = %format!("{}/{}", meta.namespace, meta.name),
                 uid = %meta.uid,
                 "removed the sandbox of a pod this node no longer runs"
             ),
             Err(e) => {
-                tracing::warn!(sandbox = %sandbox.id, error = %e, "housekeeping: cannot remove sandbox")
+                tracing::warn!(sandbox = %id, error = %e, "housekeeping: cannot remove sandbox")
             }
         }
     }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::client::ControlPlane;
 use crate::containerd::resources::{linux_resources, memory_limit};
-use crate::containerd::sandbox::{ContainerSpec, PodIdentity};
+use crate::containerd::sandbox::{pod_hostname, ContainerSpec, PodIdentity};
 use crate::downward::NodeFacts;
 use crate::env::{self, Sources};
 use crate::images::{ImageStore, ResolvedImage};
@@ -705,6 +705,10 @@ impl<C: ControlPlane> Worker<C> {
                 .unwrap_or_default(),
             attempt: 0,
             share_process_namespace: self.shares_processes(),
+            hostname: pod_hostname(
+                pod_name(&self.pod),
+                self.pod.spec.as_ref().and_then(|s| s.hostname.as_deref()),
+            ),
         }
     }
 

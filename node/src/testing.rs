@@ -252,3 +252,18 @@ impl Drop for ContainerdCleanup {
         let _ = cleanup.join();
     }
 }
+
+/// The sandboxes of a node's containerd (whose directory is `containerd_dir`), as
+/// `(the pods', the pool's unclaimed)`.
+pub async fn sandboxes_by_use(
+    cri: &mut crate::containerd::CriClient,
+    containerd_dir: &std::path::Path,
+) -> Result<(Vec<String>, Vec<String>), crate::containerd::ContainerdError> {
+    use crate::containerd::sandbox_pool::{Claims, POOL_LABEL};
+    let claims = Claims::of_node(containerd_dir)?;
+    let (pool, pods) = (cri.sandboxes().await?.into_iter()).partition::<Vec<_>, _>(|s| {
+        s.labels.contains_key(POOL_LABEL) && claims.of_sandbox(&s.id).is_none()
+    });
+    let ids = |sandboxes: Vec<cri::v1::PodSandbox>| sandboxes.into_iter().map(|s| s.id).collect();
+    Ok((ids(pods), ids(pool)))
+}

@@ -149,6 +149,7 @@ async fn containers_of_a_pod_share_localhost_on_the_pods_own_address() {
         node: "node-1".into(),
         attempt: 0,
         share_process_namespace: false,
+        hostname: "web".into(),
     };
     let logs = dir.path().join("pods/uid-web");
     std::fs::create_dir_all(&logs).unwrap();

@@ -16,6 +16,7 @@ pub mod network;
 pub mod pause;
 pub mod resources;
 pub mod sandbox;
+pub mod sandbox_pool;
 pub mod streams;
 pub mod supervisor;
 

@@ -33,6 +33,16 @@ pub struct PodIdentity {
     pub attempt: u32,
     /// `spec.shareProcessNamespace`: the pod's containers see each other's processes.
     pub share_process_namespace: bool,
+    /// The pod's hostname ([`pod_hostname`]).
+    pub hostname: String,
+}
+
+/// Kubelet's hostname for a pod: `spec.hostname`, else its name, cut to 63 bytes (the
+/// most a DNS label, and Linux, take) without a trailing `-` or `.`.
+pub fn pod_hostname(name: &str, spec_hostname: Option<&str>) -> String {
+    let hostname = spec_hostname.filter(|h| !h.is_empty()).unwrap_or(name);
+    let cut: String = hostname.chars().take(63).collect();
+    cut.trim_end_matches(['-', '.']).to_string()
 }
 
 /// The pod's namespaces as kubelet asks for them: network and IPC shared by the pod, and
@@ -63,7 +73,7 @@ pub fn sandbox_config(pod: &PodIdentity, log_directory: PathBuf) -> PodSandboxCo
             namespace: pod.namespace.clone(),
             attempt: pod.attempt,
         }),
-        hostname: pod.name.clone(),
+        hostname: pod.hostname.clone(),
         log_directory: log_directory.display().to_string(),
         labels: HashMap::from([
             (POD_UID_LABEL.to_string(), pod.uid.clone()),
@@ -237,6 +247,22 @@ impl CriClient {
         .await
     }
 
+    /// Whether the sandbox exists and is ready.
+    pub async fn sandbox_ready(&mut self, id: &str) -> Result<bool, ContainerdError> {
+        let request = cri::v1::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: false,
+        };
+        match self.runtime.pod_sandbox_status(request).await {
+            Ok(status) => Ok(status
+                .into_inner()
+                .status
+                .is_some_and(|s| s.state == cri::v1::PodSandboxState::SandboxReady as i32)),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
+            Err(status) => Err(failed("PodSandboxStatus")(status)),
+        }
+    }
+
     /// The pid of the sandbox's pause process (which holds the pod's namespaces).
     pub async fn sandbox_pid(&mut self, id: &str) -> Result<Option<u32>, ContainerdError> {
         let request = cri::v1::PodSandboxStatusRequest {
@@ -377,5 +403,19 @@ impl CriClient {
             .await
             .map_err(failed("StopContainer"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pods_hostname_is_kubelets() {
+        assert_eq!(pod_hostname("web-0", None), "web-0");
+        assert_eq!(pod_hostname("web-0", Some("front")), "front");
+        assert_eq!(pod_hostname("web-0", Some("")), "web-0");
+        let long = format!("{}-{}", "a".repeat(62), "b".repeat(10));
+        assert_eq!(pod_hostname(&long, None), "a".repeat(62));
     }
 }

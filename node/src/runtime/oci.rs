@@ -14,8 +14,12 @@
 //! pods that went meanwhile (the agent's housekeeping, [`OciRuntime::node_sandboxes`]).
 //! Exited containers stay until their container starts again: then all but the newest
 //! go ([`OciRuntime::remove_dead_containers`], kubelet's container GC).
+//!
+//! With its own containerd, the node keeps a few sandboxes made ahead of time and gives
+//! new pods those ([`SandboxPool`]): a pod's start then skips most of its sandbox's cost.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,6 +32,7 @@ use crate::containerd::network::PodNetwork;
 use crate::containerd::sandbox::{
     sandbox_config, ContainerSpec, PodIdentity, CONTAINER_NAME_LABEL, POD_UID_LABEL,
 };
+use crate::containerd::sandbox_pool::{Claim, Claims, PoolError, SandboxPool, POOL_LABEL};
 use crate::containerd::supervisor::{Settings, Supervisor};
 use crate::containerd::{channel, pause, ContainerdError, CriClient};
 use crate::image_archive::ContainerImage;
@@ -42,6 +47,8 @@ pub enum OciError {
     Containerd(#[from] ContainerdError),
     #[error("the sandbox of pod {pod} got no IP address")]
     NoAddress { pod: String },
+    #[error(transparent)]
+    Pool(#[from] PoolError),
 }
 
 /// How the node reaches containerd.
@@ -53,6 +60,18 @@ pub struct OciSettings {
     pub socket: Option<PathBuf>,
     /// Registries (`host:port`) pulled from over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// Sandboxes kept ready for new pods ([`SandboxPool`]); only with the node's own
+    /// containerd, whose files the pool must reach.
+    pub sandbox_pool: Option<PoolSettings>,
+}
+
+/// The pool of sandboxes made ahead of time.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// The node whose sandboxes they are.
+    pub node: String,
+    /// How many are kept ready; 0 only clears what a larger pool left.
+    pub size: usize,
 }
 
 struct Connected {
@@ -61,6 +80,29 @@ struct Connected {
     cri: CriClient,
     /// Holds the node's own containerd; `None` when using an existing one.
     supervisor: Option<Supervisor>,
+    /// Which pod each claimed pooled sandbox is.
+    claims: Arc<Claims>,
+    pool: Option<Arc<SandboxPool>>,
+    /// Keeps the pool full; stopped with the runtime.
+    _filling: Option<AbortOnDrop>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Who a sandbox of this node is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A pod's, made for it or claimed from the pool.
+    Pod(Claim),
+    /// The pool's, not claimed: the pool looks after it.
+    Pool,
 }
 
 pub struct OciRuntime {
@@ -118,10 +160,26 @@ impl OciRuntime {
                     (None, None) => unreachable!("a supervisor is started without a socket"),
                 };
                 let channel = channel(&socket).await?;
+                let cri = CriClient::new(channel.clone());
+                let claims = Arc::new(Claims::of_node(&self.settings.dir)?);
+                let pool = match (&self.settings.sandbox_pool, &supervisor) {
+                    (Some(pool), Some(_)) => Some(Arc::new(SandboxPool::new(
+                        &pool.node,
+                        pool.size,
+                        &self.settings.dir,
+                        claims.clone(),
+                    ))),
+                    _ => None,
+                };
+                let filling =
+                    (pool.clone()).map(|pool| AbortOnDrop(tokio::spawn(pool.fill(cri.clone()))));
                 Ok::<_, ContainerdError>(Connected {
-                    cri: CriClient::new(channel.clone()),
+                    cri,
                     channel,
                     supervisor,
+                    claims,
+                    pool,
+                    _filling: filling,
                 })
             })
             .await
@@ -151,12 +209,32 @@ impl OciRuntime {
         self.settings.socket.is_some() || self.settings.dir.join("config.toml").exists()
     }
 
-    /// The sandboxes, in any state, that the node `node` made.
+    /// The sandboxes, in any state, that the node `node` made, and whose each is.
     pub async fn node_sandboxes(
         &self,
         node: &str,
-    ) -> Result<Vec<cri::v1::PodSandbox>, ContainerdError> {
-        self.cri().await?.node_sandboxes(node).await
+    ) -> Result<Vec<(String, Owner)>, ContainerdError> {
+        let connected = self.connected().await?;
+        let sandboxes = connected.cri.clone().node_sandboxes(node).await?;
+        connected
+            .claims
+            .retain(|id| sandboxes.iter().any(|s| s.id == id));
+        Ok(sandboxes
+            .into_iter()
+            .filter_map(|sandbox| {
+                let owner = if sandbox.labels.contains_key(POOL_LABEL) {
+                    (connected.claims.of_sandbox(&sandbox.id)).map_or(Owner::Pool, Owner::Pod)
+                } else {
+                    let meta = sandbox.metadata?;
+                    Owner::Pod(Claim {
+                        uid: meta.uid,
+                        namespace: meta.namespace,
+                        name: meta.name,
+                    })
+                };
+                Some((sandbox.id, owner))
+            })
+            .collect())
     }
 
     /// What the OCI containers used so far. Nothing when this node has not needed
@@ -200,14 +278,28 @@ impl OciRuntime {
         self.cri().await?.pull_image(image, auth).await
     }
 
-    /// Creates the pod's sandbox; containerd writes its containers' logs under `log_dir`.
+    /// The pod's sandbox: one from the pool if it has one that fits, else a new one;
+    /// containerd writes its containers' logs under `log_dir`.
     pub async fn run_sandbox(
         &self,
         pod: &PodIdentity,
         log_dir: PathBuf,
     ) -> Result<Sandbox, OciError> {
-        let mut cri = self.cri().await?;
+        let connected = self.connected().await?;
+        let mut cri = connected.cri.clone();
         let config = sandbox_config(pod, log_dir);
+        let pool = connected.pool.as_ref().filter(|_| SandboxPool::fits(pod));
+        if let Some(pooled) = match pool {
+            Some(pool) => pool.claim(&mut cri, pod).await,
+            None => None,
+        } {
+            return Ok(Sandbox {
+                id: pooled.id,
+                config,
+                ip: pooled.ip,
+                pid: Some(pooled.pid),
+            });
+        }
         let id = cri.run_sandbox(&config).await?;
         let ip = cri
             .sandbox_ip(&id)
@@ -230,11 +322,16 @@ impl OciRuntime {
         pod: &PodIdentity,
         log_dir: PathBuf,
     ) -> Result<Option<Sandbox>, OciError> {
-        let mut cri = self.cri().await?;
-        let Some(found) = cri.pod_sandboxes(&pod.uid).await?.into_iter().next() else {
-            return Ok(None);
+        let connected = self.connected().await?;
+        let mut cri = connected.cri.clone();
+        let found = cri.pod_sandboxes(&pod.uid).await?.into_iter().next();
+        let (id, attempt) = match found {
+            Some(found) => (found.id, found.metadata.map_or(0, |m| m.attempt)),
+            None => match connected.claims.of_pod(&pod.uid) {
+                Some(id) if cri.sandbox_ready(&id).await? => (id, 0),
+                _ => return Ok(None),
+            },
         };
-        let attempt = found.metadata.map_or(0, |m| m.attempt);
         let config = sandbox_config(
             &PodIdentity {
                 attempt,
@@ -242,10 +339,10 @@ impl OciRuntime {
             },
             log_dir,
         );
-        let ip = cri.sandbox_ip(&found.id).await?.unwrap_or_default();
-        let pid = cri.sandbox_pid(&found.id).await?;
+        let ip = cri.sandbox_ip(&id).await?.unwrap_or_default();
+        let pid = cri.sandbox_pid(&id).await?;
         Ok(Some(Sandbox {
-            id: found.id,
+            id,
             config,
             ip,
             pid,
@@ -254,7 +351,10 @@ impl OciRuntime {
 
     /// Stops and removes a sandbox with whatever still runs in it.
     pub async fn remove_sandbox(&self, id: &str) -> Result<(), ContainerdError> {
-        self.cri().await?.remove_sandbox(id).await
+        let connected = self.connected().await?;
+        connected.cri.clone().remove_sandbox(id).await?;
+        connected.claims.forget(id);
+        Ok(())
     }
 
     /// Kubelet's container garbage collection for one container of a pod: of its exited
