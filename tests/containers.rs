@@ -256,7 +256,8 @@ fn a_missing_image_shows_err_image_pull_then_back_off() {
         "{.status.containerStatuses[0].state.waiting.message}",
     );
     assert!(message.contains("not found"), "{message}");
-    // Its sandbox was made before the pull, so the pod has its address meanwhile.
+    // An image it cannot pull counts as a container image: the pod has its sandbox, and
+    // its address, while the image backs off.
     let ip = node.jsonpath("1.33", "missing", "{.status.podIP}");
     assert!(ip.starts_with("10.244."), "{ip}");
 

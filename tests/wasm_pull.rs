@@ -112,6 +112,15 @@ fn pulled_from_a_registry(version: &str) {
     apply(&server, version, &pod("always", &image, "Always"));
     statuses_until(&server, version, "present", "Completed");
     statuses_until(&server, version, "always", "Completed");
+    // Pulled or present, their images are wasm components: the pods need no sandbox, so
+    // their guests have the node's address and the node never started containerd.
+    for pod in ["pulled", "present", "always"] {
+        let ips = server.jsonpath(version, &["pod", pod], "{.status.podIP} {.status.hostIP}");
+        let (pod_ip, host_ip) = ips.split_once(' ').unwrap_or((&ips, ""));
+        assert_eq!(pod_ip, host_ip, "{pod}: podIP and hostIP");
+    }
+    let containerd = server.data_dir.path().join("containerd/config.toml");
+    assert!(!containerd.exists(), "containerd was started");
     let present = pod_events(&server, version, "present");
     assert!(
         present.contains(&format!(

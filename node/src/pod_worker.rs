@@ -4,8 +4,16 @@
 //!
 //! Each container runs where its image is: an image in the node's wasm store runs in the
 //! wasm [`Runtime`]; any other image is an OCI image, pulled and run by containerd
-//! ([`OciRuntime`]) in the pod's sandbox, which is created with the pod's first OCI
-//! container and removed with the pod.
+//! ([`OciRuntime`]) in the pod's sandbox.
+//!
+//! Whether a pod has a sandbox is decided once, at its first start, after every
+//! container's image is located (pulled if its policy says so): the pull tells a wasm
+//! artifact from a container image by its media types. A pod whose images are all wasm
+//! components runs without containerd, its guests on the node's network; any other pod
+//! gets its sandbox before its containers start (kubelet's order), and its guests join
+//! the sandbox's network namespace. An image that cannot be had at that first start
+//! counts as a container image: as in kubelet, the pod has its address while the image
+//! backs off. The sandbox is removed with the pod.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -126,7 +134,9 @@ struct Worker<C> {
     volumes: Option<PodVolumes>,
     /// When to try setting up the volumes again, and the error last reported.
     volume_retry: Option<(Instant, String)>,
-    /// The pod's sandbox, once it has an OCI container.
+    /// Whether the pod runs in a sandbox: decided at its first start (see the module docs).
+    sandboxed: Option<bool>,
+    /// The pod's sandbox, once made.
     sandbox: Option<Sandbox>,
     /// Where the WASI guests of a pod with a sandbox run: in its network namespace.
     netns: Option<PodNetns>,
@@ -211,6 +221,7 @@ impl<C: ControlPlane> Worker<C> {
             exits: mpsc::unbounded_channel(),
             volumes: None,
             volume_retry: None,
+            sandboxed: None,
             sandbox: None,
             netns: None,
         }
@@ -345,9 +356,42 @@ impl<C: ControlPlane> Worker<C> {
         if due.is_empty() || !self.volumes_ready(now).await {
             return;
         }
+        let mut located = Vec::with_capacity(due.len());
         for i in due {
-            self.start(i).await;
+            let image = self.slots[i].spec.image.clone().unwrap_or_default();
+            located.push((i, self.locate(i, &image).await));
         }
+        // The sandbox comes first, as with kubelet: the pod has its address before its
+        // containers start, and while an image backs off.
+        let sandbox_failed = match self.decide_sandbox(&located) {
+            Some(oci) => self.sandbox(&oci).await.err(),
+            None => None,
+        };
+        for (i, located) in located {
+            match (located, &sandbox_failed) {
+                (Ok(_), Some(message)) => self.create_failed(i, message.clone()).await,
+                (located, _) => self.start(i, located).await,
+            }
+        }
+    }
+
+    /// Decides, at the pod's first start, whether it runs in a sandbox (see the module
+    /// docs) from where the images of the containers starting are (`located`); a sandbox
+    /// adopted from a previous run of the node settles it. The OCI runtime if it does.
+    fn decide_sandbox(
+        &mut self,
+        located: &[(usize, Result<Located, PullError>)],
+    ) -> Option<Arc<OciRuntime>> {
+        if self.sandboxed.is_none() {
+            let oci = located
+                .iter()
+                .any(|(_, l)| !matches!(l, Ok(Located::Wasm { .. })));
+            self.sandboxed = Some(self.sandbox.is_some() || oci);
+        }
+        self.ctx
+            .oci
+            .clone()
+            .filter(|_| self.sandboxed == Some(true))
     }
 
     /// Sets up the pod's volumes once; while that fails (a missing ConfigMap, say) the
@@ -407,16 +451,10 @@ impl<C: ControlPlane> Worker<C> {
         }
     }
 
-    async fn start(&mut self, i: usize) {
+    /// Starts slot `i` where its image was located, or reports why it was not.
+    async fn start(&mut self, i: usize, located: Result<Located, PullError>) {
         let image_name = self.slots[i].spec.image.clone().unwrap_or_default();
-        // The sandbox comes first for a pod with OCI containers, as with kubelet: the pod
-        // has its address while it pulls.
-        if let Some(oci) = self.ctx.oci.clone().filter(|_| self.has_oci_containers()) {
-            if let Err(message) = self.sandbox(&oci).await {
-                return self.create_failed(i, message).await;
-            }
-        }
-        match self.locate(i, &image_name).await {
+        match located {
             Ok(Located::Wasm { image, present }) => {
                 self.start_wasm(i, &image_name, image, present).await
             }
@@ -452,9 +490,9 @@ impl<C: ControlPlane> Worker<C> {
     ) {
         self.slots[i].pull_backoff = None;
         let restart = self.next_restart(i);
-        // In a pod with OCI containers, guests share the sandbox's network.
+        // In a pod with a sandbox, guests share its network.
         let netns = match self.ctx.oci.clone() {
-            Some(oci) if self.has_oci_containers() => match self.pod_netns(&oci).await {
+            Some(oci) if self.sandboxed == Some(true) => match self.pod_netns(&oci).await {
                 Ok(handle) => Some(handle),
                 Err(message) => return self.create_failed(i, message).await,
             },
@@ -498,14 +536,6 @@ impl<C: ControlPlane> Worker<C> {
             }
             Err(e) => self.create_failed(i, e.to_string()).await,
         }
-    }
-
-    /// Whether some container's image is not a wasm component of the node's store.
-    fn has_oci_containers(&self) -> bool {
-        self.slots.iter().any(|s| {
-            let image = s.spec.image.as_deref().unwrap_or_default();
-            matches!(self.ctx.images.resolve(image), Ok(None))
-        })
     }
 
     /// The runtime thread in the pod sandbox's network namespace, started on first use.
@@ -570,7 +600,9 @@ impl<C: ControlPlane> Worker<C> {
             .map_err(|e| failed(e.to_string()))?;
         let oci = self.ctx.oci.clone();
         let in_containerd = match (&stored, &oci) {
-            (None, Some(oci)) => oci
+            // A containerd this node never ran holds no image; asking would start it
+            // (about a second) for what may be a wasm artifact still to pull.
+            (None, Some(oci)) if oci.used_before() => oci
                 .image_id(image)
                 .await
                 .map_err(|e| failed(cri_message(&e)))?
