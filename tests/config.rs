@@ -834,13 +834,15 @@ spec:
   - name: small
     image: {IMAGE}
     command: ["confwatch", "write", "/scratch/small", "fits"]
-    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+    volumeMounts: [{{name: roomy, mountPath: /scratch}}]
   - name: big
     image: {IMAGE}
     command: ["confwatch", "write", "/scratch/big", "{big}"]
-    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+    volumeMounts: [{{name: cramped, mountPath: /scratch}}]
   volumes:
-  - name: scratch
+  - name: roomy
+    emptyDir: {{medium: Memory, sizeLimit: 64Ki}}
+  - name: cramped
     emptyDir: {{medium: Memory, sizeLimit: 64Ki}}
 "#
         ),
@@ -860,7 +862,7 @@ spec:
     let err = String::from_utf8_lossy(&out.stdout);
     assert!(err.contains("write: /scratch/big:"), "{err}");
     let uid = server.jsonpath(version, &["pod", "sized"], "{.metadata.uid}");
-    let dir = format!("/dev/shm/wkube/{uid}/volumes/kubernetes.io~empty-dir/scratch");
+    let dir = format!("/dev/shm/wkube/{uid}/volumes/kubernetes.io~empty-dir/cramped");
     let mounted = || {
         std::fs::read_to_string("/proc/mounts")
             .unwrap()
