@@ -4,7 +4,6 @@
 //! committed, applied, and only then acknowledged. Members reach each other over the QUIC
 //! links of [`crate::transport`].
 
-mod applier;
 #[cfg(test)]
 mod cluster_tests;
 mod commit_record;
@@ -35,7 +34,6 @@ pub use watch::{Event, EventKind, Subscription, WatchError};
 
 use crate::pki::CertPair;
 use crate::transport::{Inbound, Transport, TransportError};
-use applier::ApplierHandle;
 use encryption::{Keyring, Sealer, KEYRING};
 use raft_node::{MembershipChange, RaftDriver, Request};
 use raft_storage::{RaftStorageError, SledStorage};
@@ -351,18 +349,11 @@ impl Store {
         // A one-member cluster is its own leader from `campaign` on.
         let leader = node.raft.leader_id;
         let (leading, leading_rx) = tokio::sync::watch::channel(leader == id);
-        let applier = ApplierHandle::spawn(
-            state.clone(),
-            applied_counter.clone(),
-            storage.state_writes(),
-            tx.clone(),
-        )?;
         let driver = RaftDriver {
             node,
             storage,
             db,
             state,
-            applier,
             requests: rx,
             applied: applied_counter.clone(),
             retention: config.retention,

@@ -6,7 +6,7 @@
 //! Every member applies every committed entry, and each resolves the proposals it made
 //! itself when it applies them: a follower's proposal is forwarded to the leader by raft,
 //! and its caller is answered once the follower has applied it too (read-your-writes on
-//! every member). Normal entries are applied on a thread of their own (see `applier`).
+//! every member).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,11 +22,10 @@ use raft::{RawNode, SnapshotStatus, StateRole, Storage as _};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::applier::{ApplierHandle, Committed};
 use super::commit_record::CommitRecord;
 use super::members::Member;
 use super::raft_storage::SledStorage;
-use super::state::{Op, StateMachine};
+use super::state::{Applying, Op, StateMachine};
 use super::{ClusterStatus, LogRetention, MemberStatus, StoreError};
 use crate::transport::Transport;
 
@@ -68,10 +67,6 @@ pub enum Request {
         to: u64,
         delivered: bool,
     },
-    /// The apply thread has applied more entries.
-    Applied,
-    /// The apply thread failed to write to storage.
-    ApplyFailed(StoreError),
     /// Every `Store` handle is gone.
     Shutdown,
     /// Another member says this one was removed from the cluster.
@@ -92,17 +87,32 @@ pub enum Waiter {
 }
 
 impl Waiter {
-    pub fn is_closed(&self) -> bool {
+    fn is_closed(&self) -> bool {
         match self {
             Waiter::Write(r) => r.is_closed(),
             Waiter::Done(r) => r.is_closed(),
         }
     }
 
-    pub fn fail(self, e: StoreError) {
+    fn fail(self, e: StoreError) {
         match self {
             Waiter::Write(r) => drop(r.send(Err(e))),
             Waiter::Done(r) => drop(r.send(Err(e))),
+        }
+    }
+}
+
+/// Entries being applied together, and the answers owed once they are written.
+struct Group {
+    applying: Applying,
+    replies: Vec<(Waiter, Result<Value, StoreError>)>,
+}
+
+impl Group {
+    fn new() -> Self {
+        Group {
+            applying: Applying::default(),
+            replies: Vec::new(),
         }
     }
 }
@@ -112,7 +122,6 @@ pub struct RaftDriver {
     pub storage: SledStorage,
     pub db: sled::Db,
     pub state: StateMachine,
-    pub applier: ApplierHandle,
     pub requests: Receiver<Request>,
     pub applied: Arc<AtomicU64>,
     pub retention: LogRetention,
@@ -136,8 +145,6 @@ impl RaftDriver {
     /// unsafe to continue (then the error is returned and all waiters are failed).
     pub fn run(mut self) -> Result<(), StoreError> {
         let result = self.run_loop();
-        // What was committed is applied and answered; what was not never will be here.
-        self.applier.stop();
         for (_, waiter) in self.pending.drain() {
             waiter.fail(StoreError::Unavailable);
         }
@@ -242,8 +249,6 @@ impl RaftDriver {
                     self.node.report_unreachable(to);
                 }
             }
-            Request::Applied => self.advance_applied(),
-            Request::ApplyFailed(e) => return Err(e),
             Request::Shutdown => return Ok(false),
             Request::Removed => return Err(StoreError::Removed),
         }
@@ -318,8 +323,6 @@ impl RaftDriver {
         // halves the flushes of a busy follower.
         let must_sync = ready.must_sync();
         if *ready.snapshot() != Snapshot::default() {
-            // It replaces the state: nothing handed over before may be written after it.
-            self.applier.drain()?;
             let snapshot = ready.snapshot();
             self.state
                 .restore(snapshot.get_metadata(), snapshot.get_data())?;
@@ -369,20 +372,9 @@ impl RaftDriver {
         }
         self.send(light.take_messages());
         self.apply_committed(light.take_committed_entries())?;
-        self.advance_applied();
-        self.compact_log()
-    }
-
-    /// Tells raft how far this member has applied (it holds back a new configuration change
-    /// until the last one is applied), and answers the reads that waited for it. Called once
-    /// a Ready is advanced: raft refuses an applied index beyond what it knows is persisted,
-    /// which for a snapshot is only after `advance`.
-    fn advance_applied(&mut self) {
-        let applied = self.applied.load(Ordering::Acquire);
-        if applied > self.node.raft.raft_log.applied {
-            self.node.advance_apply_to(applied);
-        }
+        self.node.advance_apply();
         self.answer_reads();
+        self.compact_log()
     }
 
     /// A proposal forwarded to a leader that is gone is lost, or commits under the next one;
@@ -438,16 +430,22 @@ impl RaftDriver {
         Ok(())
     }
 
-    /// Hands committed entries to the apply thread. A configuration change acts on raft at
-    /// once, so it is applied here, once everything before it is.
+    /// Applies committed entries as one group (see `state::Applying`); a configuration
+    /// change ends the group before it, because it acts on raft at once.
     fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
-        let mut normal: Committed = Vec::new();
+        let mut group = Group::new();
         for entry in entries {
             let index = entry.index;
             match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {
+                    self.state.apply_noop(&mut group.applying, index);
+                }
                 EntryType::EntryNormal => {
-                    let waiter = self.waiter(&entry);
-                    normal.push((entry, waiter));
+                    let op: Op = serde_json::from_slice(&entry.data)?;
+                    let outcome = self.state.apply(&mut group.applying, index, op)?;
+                    if let Some(waiter) = self.waiter(&entry) {
+                        group.replies.push((waiter, outcome));
+                    }
                 }
                 // wkube proposes only V2 changes, and raft-rs' own are V2 as well.
                 EntryType::EntryConfChange => {
@@ -458,15 +456,29 @@ impl RaftDriver {
                 EntryType::EntryConfChangeV2 => {
                     let cc = ConfChangeV2::parse_from_bytes(&entry.data)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    self.applier.apply(std::mem::take(&mut normal))?;
-                    self.applier.drain()?;
+                    self.finish(std::mem::replace(&mut group, Group::new()))?;
                     self.apply_conf_change(index, cc)?;
                     self.applied.store(index, Ordering::Release);
                     self.resolve_done(&entry);
                 }
             }
         }
-        self.applier.apply(normal)
+        self.finish(group)
+    }
+
+    /// Writes a group, then answers its proposers: only now can they read what they wrote.
+    fn finish(&mut self, group: Group) -> Result<(), StoreError> {
+        let applied = self.state.commit(group.applying)?;
+        if applied > 0 {
+            self.applied.store(applied, Ordering::Release);
+        }
+        for (waiter, outcome) in group.replies {
+            match waiter {
+                Waiter::Write(reply) => drop(reply.send(outcome)),
+                other => other.fail(StoreError::Raft("proposal id reused".into())),
+            }
+        }
+        Ok(())
     }
 
     fn waiter(&mut self, entry: &Entry) -> Option<Waiter> {

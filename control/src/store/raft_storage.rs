@@ -9,8 +9,6 @@
 //! for one. The log is compacted up to a point the state has applied, which is recorded as
 //! the snapshot metadata.
 
-use std::sync::{Arc, Mutex};
-
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
@@ -38,9 +36,6 @@ pub struct SledStorage {
     log: sled::Tree,
     /// The state machine's tree, read (never written) to build snapshots.
     state: sled::Tree,
-    /// Held by the apply thread while it writes a group to `state`, and here while a
-    /// snapshot reads it, so a snapshot holds the state at exactly its applied index.
-    state_writes: Arc<Mutex<()>>,
 }
 
 fn decode<M: protobuf::Message>(key: &[u8], bytes: &[u8]) -> Result<M, RaftStorageError> {
@@ -65,13 +60,7 @@ impl SledStorage {
             meta: db.open_tree("raft")?,
             log: db.open_tree("raft_log")?,
             state: db.open_tree(super::state::TREE)?,
-            state_writes: Arc::default(),
         })
-    }
-
-    /// The lock the apply thread holds while it writes to the state (see `state_writes`).
-    pub fn state_writes(&self) -> Arc<Mutex<()>> {
-        self.state_writes.clone()
     }
 
     /// This member's raft id, once it has one.
@@ -286,10 +275,9 @@ impl raft::Storage for SledStorage {
             .map_or(snap.index, |last| last.max(snap.index)))
     }
 
-    /// The state machine as it is now: the apply thread cannot write a group while it is
-    /// read, and the raft thread, which calls this, makes every other change to the state.
+    /// The state machine as it is now (the raft thread, which calls this, is also the only
+    /// writer of the state, so it cannot change underneath).
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let _writes = self.state_writes.lock().unwrap_or_else(|p| p.into_inner());
         let applied = super::state::applied(&self.state)
             .map_err(|e| raft::Error::Store(StorageError::Other(Box::new(e))))?;
         if applied < request_index {

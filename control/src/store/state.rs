@@ -68,7 +68,6 @@ enum AfterWrite {
 /// The sled tree holding the objects.
 pub const TREE: &str = "state";
 
-#[derive(Clone)]
 pub struct StateMachine {
     tree: sled::Tree,
     hub: Arc<WatchHub>,
