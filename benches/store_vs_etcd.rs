@@ -47,8 +47,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(etcd: &mut Etcd, wkube: &mut Wkube) -> anyhow::Result<()> {
-    println!("| system | clients | writes/s | p50 | p99 | CPU per write |");
-    println!("|---|---|---|---|---|---|");
+    println!("| system | clients | writes/s | p50 | p99 | CPU per write | client CPU per write |");
+    println!("|---|---|---|---|---|---|---|");
     for clients in [1, 100] {
         // Interleaved, so both see the same state of the machine.
         let e = load(&etcd.members, clients, |c, i| {
@@ -81,6 +81,9 @@ struct Figures {
     /// CPU time the members spent, all of them together (less noisy than the rates on a
     /// shared machine).
     cpu: Duration,
+    /// CPU time of this load generator: on a machine with few cores it competes with the
+    /// members, and wkube's clients (TLS, the `kube` client) cost more than etcd's.
+    client_cpu: Duration,
 }
 
 impl Figures {
@@ -90,11 +93,13 @@ impl Figures {
         let at = |q: f64| l[((l.len() - 1) as f64 * q) as usize];
         let rate = l.len() as f64 / self.wall.as_secs_f64();
         let cpu = self.cpu / l.len().max(1) as u32;
+        let client_cpu = self.client_cpu / l.len().max(1) as u32;
         println!(
-            "| {system} | {clients} | {rate:.0} | {} | {} | {} |{}",
+            "| {system} | {clients} | {rate:.0} | {} | {} | {} | {} |{}",
             ms(at(0.5)),
             ms(at(0.99)),
             ms(cpu),
+            ms(client_cpu),
             if self.errors > 0 {
                 format!(" ({} errors)", self.errors)
             } else {
@@ -113,6 +118,7 @@ where
     let per_client = WRITES / clients;
     let write = &write;
     let cpu_before = members.cpu_time()?;
+    let client_before = cpu_of(std::process::id())?;
     let started = Instant::now();
     let results = join_all((0..clients).map(|c| async move {
         let mut latencies = Vec::with_capacity(per_client);
@@ -129,12 +135,14 @@ where
     .await;
     let wall = started.elapsed();
     let cpu = members.cpu_time()?.saturating_sub(cpu_before);
+    let client_cpu = cpu_of(std::process::id())?.saturating_sub(client_before);
     let errors = results.iter().map(|r| r.1).sum();
     Ok(Figures {
         latencies: results.into_iter().flat_map(|r| r.0).collect(),
         wall,
         errors,
         cpu,
+        client_cpu,
     })
 }
 
@@ -193,6 +201,23 @@ async fn eventually<T, Fut: Future<Output = Option<T>>>(
     }
 }
 
+/// User and system CPU time of process `pid`, from `/proc/<pid>/stat` (fields 14 and 15, in
+/// clock ticks of 1/100 s, Linux's USER_HZ).
+fn cpu_of(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name, field 2, is in parentheses and may hold spaces.
+    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let mut ticks = 0u64;
+    for field in [11, 12] {
+        ticks += fields
+            .get(field)
+            .ok_or_else(|| anyhow::anyhow!("short /proc stat: {stat}"))?
+            .parse::<u64>()?;
+    }
+    Ok(Duration::from_millis(ticks * 10))
+}
+
 /// The processes of one cluster's members.
 struct Members(Vec<Option<Child>>);
 
@@ -208,23 +233,13 @@ impl Members {
         Ok(killed)
     }
 
-    /// User and system CPU time of the running members, from `/proc/<pid>/stat` (fields 14
-    /// and 15, in clock ticks of 1/100 s, Linux's USER_HZ).
+    /// User and system CPU time of the running members together.
     fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let mut ticks = 0u64;
+        let mut total = Duration::ZERO;
         for child in self.0.iter().flatten() {
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))?;
-            // The command name, field 2, is in parentheses and may hold spaces.
-            let after_name = stat.rsplit(')').next().unwrap_or_default();
-            let fields: Vec<&str> = after_name.split_whitespace().collect();
-            for field in [11, 12] {
-                ticks += fields
-                    .get(field)
-                    .ok_or_else(|| anyhow::anyhow!("short /proc stat: {stat}"))?
-                    .parse::<u64>()?;
-            }
+            total += cpu_of(child.id())?;
         }
-        Ok(Duration::from_millis(ticks * 10))
+        Ok(total)
     }
 
     fn stop(&mut self) {
