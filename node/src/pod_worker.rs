@@ -354,7 +354,9 @@ impl<C: ControlPlane> Worker<C> {
     /// above): the next run is a restart, as after a node reboot in Kubernetes.
     fn adopt_node_restart(&mut self) {
         let now = Utc::now();
-        for s in self.slots.iter_mut().filter(|s| s.run.is_none()) {
+        let inits = self.inits;
+        let slots = self.slots.iter_mut().enumerate();
+        for (i, s) in slots.filter(|(_, s)| s.run.is_none()) {
             if let State::Running { started_at } = s.record.state {
                 s.record.last_terminated = Some(Terminated {
                     exit_code: 255,
@@ -364,10 +366,7 @@ impl<C: ControlPlane> Worker<C> {
                     finished_at: now,
                     container_id: s.record.container_id.clone(),
                 });
-                s.record.state = State::Waiting {
-                    reason: "ContainerCreating".into(),
-                    message: None,
-                };
+                s.record.state = waiting_to_start(i < inits);
             }
         }
     }
@@ -1138,14 +1137,7 @@ impl<C: ControlPlane> Worker<C> {
             // The first crash restarts at once; later ones wait, doubling each time.
             None => {
                 slot.crash_backoff = Some(Duration::ZERO);
-                slot.record.state = if init {
-                    initializing()
-                } else {
-                    State::Waiting {
-                        reason: "ContainerCreating".into(),
-                        message: None,
-                    }
-                };
+                slot.record.state = waiting_to_start(init);
                 slot.not_before = None;
             }
             Some(current) => {
@@ -1332,6 +1324,19 @@ fn initializing() -> State {
     State::Waiting {
         reason: "PodInitializing".into(),
         message: None,
+    }
+}
+
+/// The waiting state of a container about to start again: init containers keep the pod
+/// initializing.
+fn waiting_to_start(init: bool) -> State {
+    if init {
+        initializing()
+    } else {
+        State::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        }
     }
 }
 
