@@ -1192,3 +1192,53 @@ fn dead_containers_are_collected_but_the_previous_one() {
         .kubectl_ok("1.33", &["logs", "looper", "--previous"]);
     assert_eq!(previous, "run\n");
 }
+
+/// Init containers run wherever their image is: a WASI init container writes to an
+/// emptyDir, a busybox init container after it adds to it, and the busybox app reads both.
+#[test]
+fn wasi_and_oci_init_containers_prepare_a_containers_volume() {
+    let node = OciNode::start();
+    node.server.import("confwatch", "confwatch:1.0");
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: prepared
+spec:
+  restartPolicy: Never
+  volumes: [{{name: data, emptyDir: {{}}}}]
+  initContainers:
+  - name: wasi
+    image: confwatch:1.0
+    args: [write, /data/a, from-wasi]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  - name: oci
+    image: {image}
+    command: ["sh", "-c", "echo from-busybox >> /data/a"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  containers:
+  - name: main
+    image: {image}
+    command: ["cat", "/data/a"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+"#,
+        image = node.registry.busybox()
+    );
+    node.apply("1.33", &manifest);
+    assert_eq!(
+        node.terminated("1.33", "prepared"),
+        ("0".into(), "Completed".into())
+    );
+    let inits = node.jsonpath(
+        "1.33",
+        "prepared",
+        "{range .status.initContainerStatuses[*]}{.name}={.state.terminated.reason} {.containerID} {end}",
+    );
+    let parts: Vec<&str> = inits.split_whitespace().collect();
+    assert_eq!(parts[0], "wasi=Completed", "{inits}");
+    assert!(parts[1].starts_with("wasmtime://"), "{inits}");
+    assert_eq!(parts[2], "oci=Completed", "{inits}");
+    assert!(parts[3].starts_with("containerd://"), "{inits}");
+    let logs = node.server.kubectl_ok("1.33", &["logs", "prepared"]);
+    assert_eq!(logs, "from-wasifrom-busybox\n");
+}

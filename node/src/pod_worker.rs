@@ -14,6 +14,13 @@
 //! the sandbox's network namespace. An image that cannot be had at that first start
 //! counts as a container image: as in kubelet, the pod has its address while the image
 //! backs off. The sandbox is removed with the pod.
+//!
+//! Init containers (`spec.initContainers`) come first: one at a time, in order, each run
+//! to success (restarted with the back-off on failure, unless `restartPolicy: Never`
+//! fails the pod) before the next, and all of them before any app container. They are
+//! slots like the app containers, ahead of them; a completed one is never run again, also
+//! after a node restart (its published status says it completed). Sidecars (an init
+//! container with `restartPolicy: Always`) are run as ordinary init containers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -124,7 +131,10 @@ struct Worker<C> {
     ctx: Arc<NodeContext<C>>,
     updates: watch::Receiver<Pod>,
     pod: Pod,
+    /// The init containers' slots, then the app containers'.
     slots: Vec<Slot>,
+    /// How many of the slots are init containers.
+    inits: usize,
     policy: RestartPolicy,
     start_time: chrono::DateTime<Utc>,
     /// Each container's waiter reports `(slot index, exit)` here.
@@ -194,17 +204,33 @@ impl<C: ControlPlane> Worker<C> {
     fn new(ctx: Arc<NodeContext<C>>, updates: watch::Receiver<Pod>) -> Self {
         let pod = updates.borrow().clone();
         let spec = pod.spec.clone().unwrap_or_default();
-        let previous = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.clone())
-            .unwrap_or_default();
+        let status = pod.status.clone().unwrap_or_default();
         let policy = RestartPolicy::parse(spec.restart_policy.as_deref());
-        let slots = spec
-            .containers
-            .iter()
-            .map(|c| Slot::adopt(c, previous.iter().find(|s| s.name == c.name), policy))
-            .collect();
+        let init_specs = spec.init_containers.clone().unwrap_or_default();
+        let inits = init_specs.len();
+        let adopt_all = |specs: &[Container], previous: Option<Vec<ContainerStatus>>, policy| {
+            let previous = previous.unwrap_or_default();
+            specs
+                .iter()
+                .map(|c| Slot::adopt(c, previous.iter().find(|s| s.name == c.name), policy))
+                .collect::<Vec<_>>()
+        };
+        let mut slots = adopt_all(
+            &init_specs,
+            status.init_container_statuses,
+            policy.for_init(),
+        );
+        slots.extend(adopt_all(
+            &spec.containers,
+            status.container_statuses,
+            policy,
+        ));
+        // Kubelet's waiting reason for what has not started while the pod initializes.
+        if inits > 0 {
+            for s in slots.iter_mut().filter(|s| !s.ran_before) {
+                s.record.state = initializing();
+            }
+        }
         let start_time = pod
             .status
             .as_ref()
@@ -216,6 +242,7 @@ impl<C: ControlPlane> Worker<C> {
             published: pod.status.clone(),
             pod,
             slots,
+            inits,
             policy,
             start_time,
             exits: mpsc::unbounded_channel(),
@@ -327,7 +354,9 @@ impl<C: ControlPlane> Worker<C> {
     /// above): the next run is a restart, as after a node reboot in Kubernetes.
     fn adopt_node_restart(&mut self) {
         let now = Utc::now();
-        for s in self.slots.iter_mut().filter(|s| s.run.is_none()) {
+        let inits = self.inits;
+        let slots = self.slots.iter_mut().enumerate();
+        for (i, s) in slots.filter(|(_, s)| s.run.is_none()) {
             if let State::Running { started_at } = s.record.state {
                 s.record.last_terminated = Some(Terminated {
                     exit_code: 255,
@@ -337,10 +366,7 @@ impl<C: ControlPlane> Worker<C> {
                     finished_at: now,
                     container_id: s.record.container_id.clone(),
                 });
-                s.record.state = State::Waiting {
-                    reason: "ContainerCreating".into(),
-                    message: None,
-                };
+                s.record.state = waiting_to_start(i < inits);
             }
         }
     }
@@ -350,7 +376,10 @@ impl<C: ControlPlane> Worker<C> {
         let due: Vec<usize> = (0..self.slots.len())
             .filter(|&i| {
                 let slot = &self.slots[i];
-                slot.run.is_none() && !slot.done && slot.not_before.is_none_or(|t| t <= now)
+                slot.run.is_none()
+                    && !slot.done
+                    && slot.not_before.is_none_or(|t| t <= now)
+                    && self.initialized_before(i)
             })
             .collect();
         if due.is_empty() || !self.volumes_ready(now).await {
@@ -375,9 +404,19 @@ impl<C: ControlPlane> Worker<C> {
         }
     }
 
+    /// Whether the init containers before slot `i` (all of them, for an app container)
+    /// have completed, so that it may start.
+    fn initialized_before(&self, i: usize) -> bool {
+        self.slots[..i.min(self.inits)]
+            .iter()
+            .all(|s| s.record.completed())
+    }
+
     /// Decides, at the pod's first start, whether it runs in a sandbox (see the module
     /// docs) from where the images of the containers starting are (`located`); a sandbox
     /// adopted from a previous run of the node settles it. The OCI runtime if it does.
+    /// Containers that start later (after the init containers) are not pulled yet: their
+    /// image counts as a container image unless the wasm store has it.
     fn decide_sandbox(
         &mut self,
         located: &[(usize, Result<Located, PullError>)],
@@ -386,7 +425,13 @@ impl<C: ControlPlane> Worker<C> {
             let oci = located
                 .iter()
                 .any(|(_, l)| !matches!(l, Ok(Located::Wasm { .. })));
-            self.sandboxed = Some(self.sandbox.is_some() || oci);
+            let later_oci = (self.slots.iter().enumerate())
+                .filter(|(i, s)| !s.done && !located.iter().any(|(j, _)| j == i))
+                .any(|(_, s)| {
+                    let image = s.spec.image.as_deref().unwrap_or_default();
+                    !matches!(self.ctx.images.resolve(image), Ok(Some(_)))
+                });
+            self.sandboxed = Some(self.sandbox.is_some() || oci || later_oci);
         }
         self.ctx
             .oci
@@ -1057,7 +1102,12 @@ impl<C: ControlPlane> Worker<C> {
     }
 
     async fn exited(&mut self, i: usize, exit: ExitStatus) {
-        let policy = self.policy;
+        let init = i < self.inits;
+        let policy = if init {
+            self.policy.for_init()
+        } else {
+            self.policy
+        };
         let backoff_policy = self.ctx.backoff;
         let pod = self.pod.clone();
         let slot = &mut self.slots[i];
@@ -1087,10 +1137,7 @@ impl<C: ControlPlane> Worker<C> {
             // The first crash restarts at once; later ones wait, doubling each time.
             None => {
                 slot.crash_backoff = Some(Duration::ZERO);
-                slot.record.state = State::Waiting {
-                    reason: "ContainerCreating".into(),
-                    message: None,
-                };
+                slot.record.state = waiting_to_start(init);
                 slot.not_before = None;
             }
             Some(current) => {
@@ -1182,9 +1229,11 @@ impl<C: ControlPlane> Worker<C> {
 
     async fn publish(&mut self) {
         let records: Vec<ContainerRecord> = self.slots.iter().map(|s| s.record.clone()).collect();
+        let (init_containers, containers) = records.split_at(self.inits);
         let status = status::pod_status(&StatusInput {
             policy: self.policy,
-            containers: &records,
+            init_containers,
+            containers,
             host_ip: &self.ctx.host_ip,
             pod_ip: self.pod_ip(),
             start_time: self.start_time,
@@ -1265,6 +1314,28 @@ impl Slot {
             crash_backoff: None,
             pull_backoff: None,
             done,
+        }
+    }
+}
+
+/// Kubelet's waiting state of a container that waits for the pod's init containers (and
+/// of an init container about to run: `kubectl get pod` then shows `Init:N/M`).
+fn initializing() -> State {
+    State::Waiting {
+        reason: "PodInitializing".into(),
+        message: None,
+    }
+}
+
+/// The waiting state of a container about to start again: init containers keep the pod
+/// initializing.
+fn waiting_to_start(init: bool) -> State {
+    if init {
+        initializing()
+    } else {
+        State::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
         }
     }
 }

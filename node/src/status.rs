@@ -62,6 +62,17 @@ impl ContainerRecord {
     pub fn is_running(&self) -> bool {
         matches!(self.state, State::Running { .. })
     }
+
+    /// Whether it ran to successful completion: what an init container must do before
+    /// the next one starts.
+    pub fn completed(&self) -> bool {
+        matches!(&self.state, State::Terminated(t) if t.exit_code == 0)
+    }
+
+    /// Whether it ended in failure and will not run again.
+    fn failed(&self) -> bool {
+        matches!(&self.state, State::Terminated(t) if t.exit_code != 0)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +91,15 @@ impl RestartPolicy {
         }
     }
 
+    /// The policy an init container follows: it runs to success, so one that succeeded
+    /// is never restarted, even under `Always`.
+    pub fn for_init(self) -> Self {
+        match self {
+            RestartPolicy::Never => RestartPolicy::Never,
+            _ => RestartPolicy::OnFailure,
+        }
+    }
+
     /// Whether a container that ended with `exit_code` is started again.
     pub fn restarts(self, exit_code: i32) -> bool {
         match self {
@@ -90,9 +110,20 @@ impl RestartPolicy {
     }
 }
 
-/// The pod phase by kubelet's rules (`getPhase`): a container waiting after it has run
-/// counts as stopped, not pending.
-pub fn phase(policy: RestartPolicy, containers: &[ContainerRecord]) -> &'static str {
+/// The pod phase by kubelet's rules (`getPhase`): while its init containers have not all
+/// completed the pod is `Pending`, or `Failed` if one failed for good (`restartPolicy:
+/// Never`); then a container waiting after it has run counts as stopped, not pending.
+pub fn phase(
+    policy: RestartPolicy,
+    init_containers: &[ContainerRecord],
+    containers: &[ContainerRecord],
+) -> &'static str {
+    if init_containers.iter().any(ContainerRecord::failed) && policy == RestartPolicy::Never {
+        return "Failed";
+    }
+    if !init_containers.iter().all(ContainerRecord::completed) {
+        return "Pending";
+    }
     let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
     for c in containers {
         match &c.state {
@@ -205,6 +236,7 @@ fn condition(kind: &str, ok: bool, reason: Option<&str>, since: DateTime<Utc>) -
 /// Everything needed to write a pod's status.
 pub struct StatusInput<'a> {
     pub policy: RestartPolicy,
+    pub init_containers: &'a [ContainerRecord],
     pub containers: &'a [ContainerRecord],
     pub host_ip: &'a str,
     pub pod_ip: &'a str,
@@ -215,7 +247,8 @@ pub struct StatusInput<'a> {
 }
 
 pub fn pod_status(input: &StatusInput) -> PodStatus {
-    let phase = phase(input.policy, input.containers);
+    let phase = phase(input.policy, input.init_containers, input.containers);
+    let initialized = input.init_containers.iter().all(ContainerRecord::completed);
     let all_running =
         !input.containers.is_empty() && input.containers.iter().all(ContainerRecord::is_running);
     let ready_reason = (!all_running && phase != "Succeeded").then_some("ContainersNotReady");
@@ -236,7 +269,12 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
             None,
             keep("PodReadyToStartContainers", true),
         ),
-        condition("Initialized", true, None, keep("Initialized", true)),
+        condition(
+            "Initialized",
+            initialized,
+            (!initialized).then_some("ContainersNotInitialized"),
+            keep("Initialized", initialized),
+        ),
         condition(
             "Ready",
             all_running,
@@ -264,6 +302,17 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
         }])
         .filter(|_| !input.pod_ip.is_empty()),
         start_time: Some(time(input.start_time)),
+        init_container_statuses: Some(
+            input
+                .init_containers
+                .iter()
+                .map(|c| ContainerStatus {
+                    ready: c.completed(),
+                    ..container_status(c)
+                })
+                .collect(),
+        )
+        .filter(|s: &Vec<_>| !s.is_empty()),
         container_statuses: Some(input.containers.iter().map(container_status).collect()),
         qos_class: input.previous.and_then(|s| s.qos_class.clone()),
         ..Default::default()
@@ -353,11 +402,65 @@ mod tests {
         ];
         for (policy, containers, want) in cases {
             assert_eq!(
-                phase(policy, &containers),
+                phase(policy, &[], &containers),
                 want,
                 "{policy:?} {containers:?}"
             );
         }
+    }
+
+    #[test]
+    fn init_containers_hold_the_pod_pending_or_fail_it() {
+        use RestartPolicy::*;
+        let done = rec(State::Terminated(term(0)), None);
+        let failed = rec(State::Terminated(term(1)), None);
+        let retrying = rec(waiting("CrashLoopBackOff"), Some(term(1)));
+        let app = [rec(waiting("PodInitializing"), None)];
+        let running = [rec(State::Running { started_at: at(2) }, None)];
+        let cases: Vec<(
+            RestartPolicy,
+            Vec<ContainerRecord>,
+            &[ContainerRecord],
+            &str,
+        )> = vec![
+            (Never, vec![failed.clone()], &app, "Failed"),
+            (OnFailure, vec![retrying.clone()], &app, "Pending"),
+            (Always, vec![done.clone(), retrying], &app, "Pending"),
+            (Always, vec![done.clone()], &app, "Pending"),
+            (Always, vec![done.clone()], &running, "Running"),
+        ];
+        for (policy, inits, containers, want) in cases {
+            assert_eq!(
+                phase(policy, &inits, containers),
+                want,
+                "{policy:?} {inits:?}"
+            );
+        }
+        let status = |inits: &[ContainerRecord]| {
+            let s = pod_status(&StatusInput {
+                policy: Always,
+                init_containers: inits,
+                containers: &app,
+                host_ip: "127.0.0.1",
+                pod_ip: "127.0.0.1",
+                start_time: at(0),
+                previous: None,
+                now: at(6),
+            });
+            let c = s.conditions.unwrap().into_iter();
+            let c = c.clone().find(|c| c.type_ == "Initialized").unwrap();
+            let ready = s.init_container_statuses.unwrap()[0].ready;
+            (c.status, c.reason, ready)
+        };
+        assert_eq!(
+            status(&[failed]),
+            (
+                "False".into(),
+                Some("ContainersNotInitialized".into()),
+                false
+            )
+        );
+        assert_eq!(status(&[done]), ("True".into(), None, true));
     }
 
     #[test]
@@ -376,6 +479,7 @@ mod tests {
         };
         let s = pod_status(&StatusInput {
             policy: RestartPolicy::OnFailure,
+            init_containers: &[],
             containers: &[c],
             host_ip: "127.0.0.1",
             pod_ip: "127.0.0.1",
