@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{table_rows, wait_for, PodWatchProcess, Server, KUBECTL_VERSIONS};
+use common::{table_rows, wait_for, Server, WatchProcess, KUBECTL_VERSIONS};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -29,14 +29,14 @@ struct Seen {
 /// `kubectl get pods -w` over a selector, every event kept in order.
 struct PodEvents {
     events: Arc<Mutex<Vec<Seen>>>,
-    _watch: PodWatchProcess,
+    _watch: WatchProcess,
 }
 
 impl PodEvents {
     fn start(server: &Server, version: &str, selector: &str) -> PodEvents {
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = events.clone();
-        let watch = PodWatchProcess::start(server, version, selector, move |e| {
+        let watch = WatchProcess::start(server, version, "pods", selector, move |e| {
             let pod = &e["object"];
             let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
             seen.lock().unwrap().push(Seen {

@@ -501,24 +501,32 @@ impl Drop for Partition {
     }
 }
 
-/// `kubectl get pods -l SELECTOR -w --output-watch-events -o json` of one kubectl version:
-/// each watch event goes to `on_event` on a reader thread, in order. Dropping it stops
-/// kubectl and joins the reader.
-pub struct PodWatchProcess {
+/// `kubectl get RESOURCE -l SELECTOR -w --output-watch-events -o json` of one kubectl
+/// version: each watch event goes to `on_event` on a reader thread, in order. Dropping it
+/// stops kubectl and joins the reader.
+pub struct WatchProcess {
     child: Child,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
-impl PodWatchProcess {
+impl WatchProcess {
     pub fn start(
         server: &Server,
         version: &str,
+        resource: &str,
         selector: &str,
         mut on_event: impl FnMut(&serde_json::Value) + Send + 'static,
-    ) -> PodWatchProcess {
+    ) -> WatchProcess {
         let mut child = Command::new(kubectl_path(version))
             .env("KUBECONFIG", server.kubeconfig())
-            .args(["get", "pods", "-l", selector, "-w", "--output-watch-events"])
+            .args([
+                "get",
+                resource,
+                "-l",
+                selector,
+                "-w",
+                "--output-watch-events",
+            ])
             .args(["-o", "json"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -532,14 +540,14 @@ impl PodWatchProcess {
                 on_event(&event);
             }
         });
-        PodWatchProcess {
+        WatchProcess {
             child,
             reader: Some(reader),
         }
     }
 }
 
-impl Drop for PodWatchProcess {
+impl Drop for WatchProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
