@@ -32,15 +32,6 @@ fn start() -> Server {
     server
 }
 
-fn apply(server: &Server, version: &str, manifest: &str) {
-    let out = server.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(manifest));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn status_column(server: &Server, version: &str, pod: &str) -> String {
     let row = server.kubectl_ok(version, &["get", "pod", pod, "--no-headers"]);
     row.split_whitespace()
@@ -65,7 +56,7 @@ fn init_containers_run_in_order_before_the_app() {
             ],
             ("confwatch:1.0", "[cat, /data/a]"),
         );
-        apply(&server, version, &manifest);
+        server.apply(version, &manifest);
         common::wait_for("the pod to succeed", Duration::from_secs(30), || {
             (server.jsonpath(version, &["pod", &name], "{.status.phase}") == "Succeeded")
                 .then_some(())
@@ -108,8 +99,7 @@ fn init_containers_run_in_order_before_the_app() {
 #[test]
 fn a_failed_init_container_fails_a_never_pod() {
     let server = start();
-    apply(
-        &server,
+    server.apply(
         "1.33",
         &pod(
             "doomed",
@@ -152,8 +142,7 @@ fn a_failing_init_container_restarts_and_the_pod_stays_pending() {
     let server = start();
     for policy in ["Always", "OnFailure"] {
         let name = format!("retry-{}", policy.to_lowercase());
-        apply(
-            &server,
+        server.apply(
             "1.33",
             &pod(
                 &name,
@@ -188,8 +177,7 @@ fn a_failing_init_container_restarts_and_the_pod_stays_pending() {
 #[test]
 fn completed_init_containers_are_not_rerun_after_a_node_restart() {
     let mut server = start();
-    apply(
-        &server,
+    server.apply(
         "1.33",
         &pod(
             "kept",

@@ -20,15 +20,6 @@ fn pod(name: &str, image: &str, policy: &str) -> String {
     )
 }
 
-fn apply(server: &Server, version: &str, manifest: &str) {
-    let out = server.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(manifest));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The pod's STATUS column, each new value as it changes, until `done` says stop.
 fn statuses_until(server: &Server, version: &str, pod: &str, done: &str) -> Vec<String> {
     let mut seen = Vec::<String>::new();
@@ -68,7 +59,7 @@ fn pulled_from_a_registry(version: &str) {
     let server = Server::pulling_from(&registry.address);
 
     // Never imported: the node pulls it, then runs it.
-    apply(&server, version, &pod("pulled", &image, "IfNotPresent"));
+    server.apply(version, &pod("pulled", &image, "IfNotPresent"));
     statuses_until(&server, version, "pulled", "Completed");
     let logs = server.kubectl_ok(version, &["logs", "pulled"]);
     assert!(logs.contains("Hello from wkube!"), "{logs}");
@@ -108,8 +99,8 @@ fn pulled_from_a_registry(version: &str) {
     assert!(ls.contains(&image), "stored after the pull: {ls}");
 
     // Present now: IfNotPresent uses the stored copy, Always asks the registry again.
-    apply(&server, version, &pod("present", &image, "IfNotPresent"));
-    apply(&server, version, &pod("always", &image, "Always"));
+    server.apply(version, &pod("present", &image, "IfNotPresent"));
+    server.apply(version, &pod("always", &image, "Always"));
     statuses_until(&server, version, "present", "Completed");
     statuses_until(&server, version, "always", "Completed");
     // Pulled or present, their images are wasm components: the pods need no sandbox, so
@@ -136,7 +127,7 @@ fn pulled_from_a_registry(version: &str) {
 
     // A tag the registry lacks: the registry's answer, then the back-off.
     let missing = format!("{}/wasm/hello:missing", registry.address);
-    apply(&server, version, &pod("missing", &missing, "IfNotPresent"));
+    server.apply(version, &pod("missing", &missing, "IfNotPresent"));
     let seen = statuses_until(&server, version, "missing", "ImagePullBackOff");
     assert!(
         seen.iter().any(|s| s == "ErrImagePull"),
@@ -152,7 +143,7 @@ fn pulled_from_a_registry(version: &str) {
 
     // Never: what is not on the node is not pulled.
     let absent = format!("{}/wasm/absent:1.0", registry.address);
-    apply(&server, version, &pod("never", &absent, "Never"));
+    server.apply(version, &pod("never", &absent, "Never"));
     statuses_until(&server, version, "never", "ErrImageNeverPull");
     let message = server.jsonpath(
         version,
@@ -191,11 +182,7 @@ fn oci_archive_import_makes_the_artifact_runnable_without_a_registry() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    apply(
-        &server,
-        "1.33",
-        &pod("archived", "archived/hello:2.0", "Never"),
-    );
+    server.apply("1.33", &pod("archived", "archived/hello:2.0", "Never"));
     statuses_until(&server, "1.33", "archived", "Completed");
     let logs = server.kubectl_ok("1.33", &["logs", "archived"]);
     assert!(logs.contains("Hello from wkube!"), "{logs}");

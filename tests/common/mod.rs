@@ -409,6 +409,16 @@ impl Server {
         });
     }
 
+    /// `kubectl apply -f -` of `manifest`, which must succeed.
+    pub fn apply(&self, version: &str, manifest: &str) {
+        let out = self.kubectl_with_stdin(version, &["apply", "-f", "-"], Some(manifest));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn kubectl_ok(&self, version: &str, args: &[&str]) -> String {
         let out = self.kubectl(version, args);
         assert!(
