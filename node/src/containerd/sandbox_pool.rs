@@ -217,13 +217,19 @@ impl SandboxPool {
 
     /// Whether this pod's sandbox can come from the pool: it would be configured as the
     /// pool's are, but for its name and hostname.
-    pub fn fits(pod: &PodIdentity) -> bool {
+    fn fits(pod: &PodIdentity) -> bool {
         !pod.share_process_namespace
     }
 
-    /// Takes a ready sandbox for `pod`, if the pool has one, and makes it the pod's. A
-    /// sandbox that cannot be made the pod's is removed, and the next one tried.
+    /// Takes a ready sandbox for `pod`, if the pool has one and the pod [`fits`] it, and
+    /// makes it the pod's. A sandbox that cannot be made the pod's is removed, and the
+    /// next one tried.
+    ///
+    /// [`fits`]: SandboxPool::fits
     pub async fn claim(&self, cri: &mut CriClient, pod: &PodIdentity) -> Option<Pooled> {
+        if !SandboxPool::fits(pod) {
+            return None;
+        }
         loop {
             let pooled = self.lock().pop_front()?;
             self.refill.notify_one();
@@ -291,9 +297,11 @@ impl SandboxPool {
                 continue;
             }
             let ready = sandbox.state == cri::v1::PodSandboxState::SandboxReady as i32;
-            let adopted = match ready && self.lock().len() < self.size {
-                true => self.ready_sandbox(cri, sandbox.id.clone()).await.ok(),
-                false => None,
+            let room = self.lock().len() < self.size;
+            let adopted = if ready && room {
+                self.ready_sandbox(cri, sandbox.id.clone()).await.ok()
+            } else {
+                None
             };
             match adopted {
                 Some(pooled) => self.lock().push_back(pooled),

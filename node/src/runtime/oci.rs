@@ -288,17 +288,15 @@ impl OciRuntime {
         let connected = self.connected().await?;
         let mut cri = connected.cri.clone();
         let config = sandbox_config(pod, log_dir);
-        let pool = connected.pool.as_ref().filter(|_| SandboxPool::fits(pod));
-        if let Some(pooled) = match pool {
-            Some(pool) => pool.claim(&mut cri, pod).await,
-            None => None,
-        } {
-            return Ok(Sandbox {
-                id: pooled.id,
-                config,
-                ip: pooled.ip,
-                pid: Some(pooled.pid),
-            });
+        if let Some(pool) = &connected.pool {
+            if let Some(pooled) = pool.claim(&mut cri, pod).await {
+                return Ok(Sandbox {
+                    id: pooled.id,
+                    config,
+                    ip: pooled.ip,
+                    pid: Some(pooled.pid),
+                });
+            }
         }
         let id = cri.run_sandbox(&config).await?;
         let ip = cri
