@@ -27,7 +27,8 @@ use serde_json::{json, Value};
 const VALUE: usize = 1024;
 /// The most concurrent writers on one member (100 clients over three members).
 const CLIENTS_PER_MEMBER: usize = 34;
-/// Writes per phase, whatever the number of clients.
+/// Writes per phase, whatever the number of clients, unless `WKUBE_BENCH_WRITES` says
+/// otherwise (more writes give steadier tails when comparing builds).
 const WRITES: usize = 10_000;
 /// Bound on every wait (a cluster to form, a write to succeed after a kill).
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -109,14 +110,19 @@ impl Figures {
     }
 }
 
-/// `clients` concurrent writers, `WRITES` writes in all; each writer waits for each answer.
+/// `clients` concurrent writers, [`writes`] in all; each writer waits for each answer.
+/// Each writer's connection is made before the clock starts.
 async fn load<F, Fut>(members: &Members, clients: usize, write: F) -> anyhow::Result<Figures>
 where
     F: Fn(usize, usize) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let per_client = WRITES / clients;
+    let per_client = writes() / clients;
     let write = &write;
+    // One unmeasured write per client first, so every client has its connection (and
+    // wkube's its TLS session): what is measured is writing, not connecting.
+    let warm = join_all((0..clients).map(|c| write(c, per_client))).await;
+    warm.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     let cpu_before = members.cpu_time()?;
     let client_before = cpu_of(std::process::id())?;
     let started = Instant::now();
@@ -144,6 +150,13 @@ where
         cpu,
         client_cpu,
     })
+}
+
+fn writes() -> usize {
+    std::env::var("WKUBE_BENCH_WRITES")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(WRITES)
 }
 
 /// Time from killing the leader (member `killed`) to the first write that succeeds through
