@@ -95,7 +95,9 @@ impl From<raft::Error> for StoreError {
 
 /// How much raft log a member keeps. Once more than `keep + compact_every` entries are
 /// applied past the log's start, the log is cut to the last `keep`: a follower that far
-/// behind is still served from the log, one further behind gets a snapshot.
+/// behind is still served from the log, one further behind gets a snapshot. Cutting often,
+/// a little at a time, keeps the cost of dropping entries level: cutting 10 000 at once
+/// doubled every write's latency for a third of a second (BENCHMARKS.md).
 #[derive(Debug, Clone, Copy)]
 pub struct LogRetention {
     pub keep: u64,
@@ -106,7 +108,7 @@ impl Default for LogRetention {
     fn default() -> Self {
         LogRetention {
             keep: 1_000,
-            compact_every: 10_000,
+            compact_every: 1_000,
         }
     }
 }
@@ -582,7 +584,9 @@ impl Store {
 
     async fn propose(&self, op: Op) -> Result<Value, StoreError> {
         let id = self.next_id();
-        self.ask(|reply| Request::Propose { id, op, reply }).await
+        let op = serde_json::to_vec(&op)?;
+        let stored = self.ask(|reply| Request::Propose { id, op, reply }).await?;
+        Ok(Arc::unwrap_or_clone(stored))
     }
 
     /// Makes a new data key current, seals every Secret with it through compare-and-set

@@ -39,13 +39,16 @@ const READ_RETRY: Duration = Duration::from_millis(200);
 /// A learner this close to the leader's commit index is promoted to voter.
 const PROMOTE_LAG: u64 = 50;
 
-pub type Reply = oneshot::Sender<Result<Value, StoreError>>;
+/// The stored object, shared with the watch event; the caller clones it if it must, on its
+/// own thread rather than the raft thread.
+pub type Reply = oneshot::Sender<Result<Arc<Value>, StoreError>>;
 pub type Done = oneshot::Sender<Result<(), StoreError>>;
 
 pub enum Request {
+    /// `op` is an [`Op`] as JSON, encoded by the caller so the raft thread does not.
     Propose {
         id: u128,
-        op: Op,
+        op: Vec<u8>,
         reply: Reply,
     },
     /// Answers once this member has applied everything committed when it was asked.
@@ -105,7 +108,7 @@ impl Waiter {
 /// Entries being applied together, and the answers owed once they are written.
 struct Group {
     applying: Applying,
-    replies: Vec<(Waiter, Result<Value, StoreError>)>,
+    replies: Vec<(Waiter, Result<Arc<Value>, StoreError>)>,
 }
 
 impl Group {
@@ -190,8 +193,7 @@ impl RaftDriver {
     fn handle(&mut self, req: Request) -> Result<bool, StoreError> {
         match req {
             Request::Propose { id, op, reply } => {
-                let data = serde_json::to_vec(&op)?;
-                match self.node.propose(id.to_be_bytes().to_vec(), data) {
+                match self.node.propose(id.to_be_bytes().to_vec(), op) {
                     Ok(()) => {
                         self.pending.insert(id, Waiter::Write(reply));
                     }

@@ -143,11 +143,15 @@ impl StateMachine {
         applying: &mut Applying,
         index: u64,
         op: Op,
-    ) -> Result<Result<Value, StoreError>, StoreError> {
+    ) -> Result<Result<Arc<Value>, StoreError>, StoreError> {
         let key = match &op {
             Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => key.clone(),
         };
-        let current = self.as_applied(applying, &key)?;
+        // A create needs to know only whether the key is taken, not what holds it.
+        let current = match &op {
+            Op::Create { .. } => self.exists(applying, &key)?.then_some(Value::Null),
+            _ => self.as_applied(applying, &key)?,
+        };
         // Looked up for sealed writes only: the keyring is no business of other objects.
         let stale_seal = match &op {
             Op::Create { object, .. } | Op::Update { object, .. }
@@ -208,15 +212,14 @@ impl StateMachine {
                         .insert(key.as_bytes(), serde_json::to_vec(&*object)?);
                     applying.written.insert(key.clone(), Some(object.clone()));
                 }
-                let result = (*object).clone();
                 applying.after.push(AfterWrite::Publish(Event {
                     revision: index,
                     kind,
                     key,
-                    object,
+                    object: object.clone(),
                     previous,
                 }));
-                Ok(result)
+                Ok(object)
             }
             Err(e) => {
                 applying.after.push(AfterWrite::Floor(index));
@@ -250,6 +253,15 @@ impl StateMachine {
 
     pub fn read(&self, key: &str) -> Result<Option<Value>, StoreError> {
         read(&self.tree, key)
+    }
+
+    /// Whether `key` exists as the entries applied so far, including those of `applying`,
+    /// left it.
+    fn exists(&self, applying: &Applying, key: &str) -> Result<bool, StoreError> {
+        match applying.written.get(key) {
+            Some(value) => Ok(value.is_some()),
+            None => Ok(self.tree.contains_key(key.as_bytes())?),
+        }
     }
 
     /// `key` as the entries applied so far, including those of `applying`, left it.
