@@ -147,7 +147,8 @@ impl StateMachine {
         let key = match &op {
             Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => key.clone(),
         };
-        // A create needs to know only whether the key is taken, not what holds it.
+        // A create needs to know only whether the key is taken, not what holds it (so no
+        // read and parse of the stored object; `Null` stands in for it).
         let current = match &op {
             Op::Create { .. } => self.exists(applying, &key)?.then_some(Value::Null),
             _ => self.as_applied(applying, &key)?,
